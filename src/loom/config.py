@@ -1,0 +1,189 @@
+"""One typed config per stage, loaded from YAML presets (configs/) with CLI overrides on top.
+
+    load(PretrainConfig, "configs/pretrain/tiny.yaml", {"train.max_steps": 50})
+
+Every model forbids unknown keys and range-checks its values, so a typo in a YAML file is an error
+that names the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loom.errors import ConfigError, InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """`loom data prepare`: reading, cleaning, filtering and deduplicating raw text."""
+
+    text_field: str = Field("text", description="field holding the text in .jsonl/.csv/.parquet inputs")
+    split: Literal["paragraph", "line", "file"] = Field(
+        "paragraph", description=".txt/.md: one document per blank-line-separated block, per line, or per file"
+    )
+    encoding: str = Field("utf-8", description="encoding of text inputs (a BOM is accepted); e.g. gb18030")
+    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
+    max_chars: int = Field(1_000_000, ge=1, description="drop documents longer than this (likely dumps)")
+    min_letter_ratio: float = Field(
+        0.5, ge=0.0, le=1.0, description="junk filter: share of letters/CJK among non-space characters"
+    )
+    max_repeat_line_ratio: float = Field(
+        0.5, ge=0.0, le=1.0, description="junk filter: drop if this share of lines are duplicates of each other"
+    )
+    exact_dedup: bool = Field(True, description="drop documents identical after normalisation")
+    near_dedup: bool = Field(True, description="drop near duplicates found by MinHash/LSH")
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity to call a near duplicate")
+    num_perm: int = Field(64, ge=16, le=512, description="MinHash permutations; more = more accurate, slower")
+    shingle_size: int = Field(5, ge=1, le=32, description="characters per shingle (works for CJK and spaced scripts)")
+    remove_stopwords: bool = Field(False, description="remove English/Chinese stop words (classical pipelines only)")
+    lowercase: bool = Field(False, description="lowercase everything (classical pipelines only)")
+    workers: int = Field(0, ge=0, le=64, description="cleaning processes; 0 = one per free core")
+
+
+class TokenizeConfig(_Strict):
+    """`loom data tokenize`: packing a prepared dataset into token shards."""
+
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of documents held out for validation")
+    seed: int = Field(0, description="decides which documents go to validation")
+    batch_docs: int = Field(1000, ge=1, description="documents encoded per batch")
+
+
+class TokenizerConfig(_Strict):
+    """`loom tokenizer train`."""
+
+    kind: Literal["bpe", "char"] = Field("bpe", description="byte-level BPE, or characters with byte fallback")
+    vocab_size: int = Field(8000, ge=300, le=1_000_000, description="bpe: target vocabulary incl. 256 bytes and specials")
+    min_frequency: int = Field(2, ge=1, description="bpe: merges seen fewer times are not learnt")
+    max_chars: int = Field(0, ge=0, description="char: keep only the most frequent N characters (0 = all)")
+
+
+class ModelConfig(_Strict):
+    """Llama-style decoder shape. `preset` fills the sizes; explicit fields override it."""
+
+    preset: str | None = Field(None, description="named size from loom.model.presets (nano, tiny, small, base)")
+    n_layer: int | None = Field(None, ge=1, le=128)
+    n_head: int | None = Field(None, ge=1, le=128)
+    n_kv_head: int | None = Field(None, ge=1, le=128, description="grouped-query attention heads; default n_head")
+    d_model: int | None = Field(None, ge=8, le=16384)
+    d_ff: int | None = Field(None, ge=8, le=65536, description="SwiGLU hidden size; default ~8/3 d_model")
+    max_seq_len: int = Field(256, ge=8, le=131072, description="context length in tokens")
+    rope_theta: float = Field(10000.0, gt=0)
+    tie_embeddings: bool = Field(True, description="share input and output embeddings (saves vocab*d params)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="attention dropout")
+
+
+class TrainConfig(_Strict):
+    """The training loop (loom.train.loop)."""
+
+    batch_size: int = Field(8, ge=1, description="sequences per micro-batch per process")
+    seq_len: int = Field(256, ge=8, description="tokens per sequence; <= model.max_seq_len")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_steps: int = Field(1000, ge=1, description="optimizer steps")
+    lr: float = Field(1e-3, gt=0, le=1.0, description="peak learning rate")
+    min_lr: float = Field(1e-4, ge=0, description="floor of the cosine decay")
+    warmup_steps: int = Field(100, ge=0, description="linear warmup from 0 to lr")
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    beta2: float = Field(0.95, gt=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 disables clipping")
+    dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast is ~4x slower on CPUs without bf16 units")
+    compile: bool = Field(False, description="torch.compile the model (40-70 s cold start on CPU)")
+    eval_every: int = Field(200, ge=1, description="steps between validation passes")
+    eval_iters: int = Field(20, ge=1, description="validation batches per pass")
+    log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+    save_every: int = Field(500, ge=1, description="steps between checkpoints")
+    keep_last: int = Field(2, ge=1, description="checkpoints kept on disk")
+    seed: int = Field(1337)
+    threads: int = Field(0, ge=0, description="torch threads per process; 0 = free cores / processes")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        return self
+
+
+class PretrainConfig(_Strict):
+    """`loom pretrain`: model shape + loop settings."""
+
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="tiny"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PretrainConfig":
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ValueError(
+                f"train.seq_len ({self.train.seq_len}) exceeds model.max_seq_len ({self.model.max_seq_len})"
+            )
+        return self
+
+
+class GenerateConfig(_Strict):
+    """`loom generate`: sampling settings."""
+
+    max_new_tokens: int = Field(200, ge=1, le=100_000)
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 = greedy")
+    top_k: int = Field(50, ge=0, description="0 disables top-k")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling mass; 1 disables")
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0, description="CTRL-style; 1 disables")
+    stop: list[str] = Field(default_factory=list, description="stop strings, not included in the output")
+    seed: int | None = Field(None, description="fix the sampling RNG for reproducible output")
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {key!r} is not a section", "check the key path")
+    node[keys[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}", "pass a YAML file, e.g. one under configs/")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}", "fix the syntax of that file") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level", "write key: value pairs")
+    return data
+
+
+def load(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Validate YAML (optional) + dotted overrides (None values are skipped) into `cls`."""
+    tree = read_yaml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    try:
+        return cls.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path), "fix or remove the keys named above") from e
+
+
+def _describe(err: ValidationError, path: str | Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}")
+        else:
+            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return f"invalid config{where}: " + "; ".join(lines)

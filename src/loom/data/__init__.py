@@ -1,0 +1,1 @@
+"""Raw text -> cleaned, deduplicated documents -> token shards."""

@@ -1,0 +1,226 @@
+"""`loom data prepare`: stream raw files -> clean -> filter -> dedup -> documents.jsonl + report.json.
+
+Cleaning and signatures run in worker processes on batches of documents; the parent keeps the
+deduplication state (it must see documents in order) and writes output. The dataset folder is
+built under a temporary name and renamed into place, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from tqdm import tqdm
+
+from loom import atomic, home
+from loom.config import DataConfig
+from loom.data import clean, dedup
+from loom.data.sources import expand_inputs, read_documents
+from loom.errors import ExistsError, InputError, NotFoundError
+
+BATCH_DOCS = 256
+_SMALL_INPUT_BYTES = 16 * 2**20  # below this, process pools cost more than they save
+
+
+@dataclass
+class Cleaned:
+    """One document after the worker: `reason` is None when it passed the filters."""
+
+    bytes_in: int
+    chars_in: int
+    text: str = ""
+    reason: str | None = None
+    exact: int = 0
+    sig: np.ndarray | None = None
+    scripts: np.ndarray | None = None
+
+
+def clean_batch(texts: list[str], cfg: DataConfig) -> list[Cleaned]:
+    return [clean_one(t, cfg) for t in texts]
+
+
+def clean_one(raw: str, cfg: DataConfig) -> Cleaned:
+    out = Cleaned(bytes_in=len(raw.encode("utf-8", "surrogatepass")), chars_in=len(raw))
+    text = clean.normalize(raw, cfg.lowercase)
+    if cfg.remove_stopwords:
+        text = clean.remove_stopwords(text)
+    if not text:
+        out.reason = "empty"
+        return out
+    if len(text) < cfg.min_chars:
+        out.reason = "too_short"
+        return out
+    if len(text) > cfg.max_chars:
+        out.reason = "too_long"
+        return out
+    cps = clean.codepoints(text)
+    scripts = clean.script_counts(cps)
+    if clean.letter_ratio(scripts) < cfg.min_letter_ratio:
+        out.reason = "junk_few_letters"
+        return out
+    if clean.repeated_line_ratio(text) > cfg.max_repeat_line_ratio:
+        out.reason = "junk_repeated_lines"
+        return out
+    out.text, out.scripts = text, scripts
+    out.exact = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
+    if cfg.near_dedup:
+        out.sig = dedup.signature(cps, cfg.shingle_size, cfg.num_perm)
+    return out
+
+
+@dataclass
+class Report:
+    files: list[str]
+    documents_in: int = 0
+    documents_out: int = 0
+    removed: Counter = field(default_factory=Counter)
+    bytes_in: int = 0
+    chars_in: int = 0
+    chars_out: int = 0
+    chars_by_script: Counter = field(default_factory=Counter)
+    documents_by_main_script: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        mb = self.bytes_in / 1e6
+        return {
+            "files": self.files,
+            "documents_in": self.documents_in,
+            "documents_out": self.documents_out,
+            "removed": dict(sorted(self.removed.items())),
+            "bytes_in": self.bytes_in,
+            "chars_in": self.chars_in,
+            "chars_out": self.chars_out,
+            "chars_by_script": dict(self.chars_by_script.most_common()),
+            "documents_by_main_script": dict(self.documents_by_main_script.most_common()),
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": round(mb / self.seconds, 2) if self.seconds > 0 else None,
+        }
+
+
+def _batches(paths: list[Path], cfg: DataConfig) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for path in paths:
+        for text in read_documents(path, cfg.text_field, cfg.split, cfg.encoding):
+            batch.append(text)
+            if len(batch) == BATCH_DOCS:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _worker_count(cfg: DataConfig, total_bytes: int) -> int:
+    if cfg.workers:
+        return cfg.workers
+    if total_bytes < _SMALL_INPUT_BYTES:
+        return 0
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _cleaned_stream(paths: list[Path], cfg: DataConfig, workers: int) -> Iterator[list[Cleaned]]:
+    batches = _batches(paths, cfg)
+    if workers == 0:
+        for b in batches:
+            yield clean_batch(b, cfg)
+        return
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        # imap keeps order (dedup keeps the first copy) and bounds in-flight work.
+        yield from pool.imap(_clean_in_worker, batches, chunksize=1)
+
+
+_WORKER_CFG: DataConfig | None = None
+
+
+def _init_worker(cfg: DataConfig) -> None:
+    global _WORKER_CFG
+    _WORKER_CFG = cfg
+
+
+def _clean_in_worker(texts: list[str]) -> list[Cleaned]:
+    assert _WORKER_CFG is not None
+    return clean_batch(texts, _WORKER_CFG)
+
+
+def prepare(inputs: list[str], name: str, cfg: DataConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Build dataset NAME from the input files; returns the report (also saved as report.json)."""
+    out_dir = home.dataset_dir(name)
+    if out_dir.exists() and not overwrite:
+        raise ExistsError(f"dataset {name!r} already exists at {out_dir}", "choose another --name or pass --overwrite")
+    paths = expand_inputs(inputs)
+    total_bytes = sum(p.stat().st_size for p in paths)
+    report = Report(files=[str(p) for p in paths])
+    exact_seen: set[int] = set()
+    near = dedup.NearDuplicateIndex(cfg.num_perm, cfg.near_dup_threshold) if cfg.near_dedup else None
+    start = time.perf_counter()
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"prepare {name}", disable=not progress, dynamic_ncols=True)
+    with atomic.folder_writer(out_dir, replace=overwrite) as tmp, open(tmp / "documents.jsonl", "w", encoding="utf-8") as out:
+        for batch in _cleaned_stream(paths, cfg, _worker_count(cfg, total_bytes)):
+            for doc in batch:
+                _account(doc, report, exact_seen, near, cfg, out)
+            bar.update(sum(d.bytes_in for d in batch))
+        bar.close()
+        if report.documents_out == 0:
+            raise InputError(
+                f"no documents left after cleaning ({report.documents_in} read; removed: {dict(report.removed) or 'none'})",
+                "check the inputs are text with content, or relax --min-chars and the junk filters",
+            )
+        report.seconds = time.perf_counter() - start
+        out.flush()
+        result = report.as_dict()
+        result["name"] = name
+        result["config"] = cfg.model_dump()
+        atomic.write_json(tmp / "report.json", result)
+    return result
+
+
+def _account(doc: Cleaned, report: Report, exact_seen: set[int], near, cfg: DataConfig, out) -> None:
+    report.documents_in += 1
+    report.bytes_in += doc.bytes_in
+    report.chars_in += doc.chars_in
+    if doc.reason is None and cfg.exact_dedup:
+        if doc.exact in exact_seen:
+            doc.reason = "exact_duplicate"
+        else:
+            exact_seen.add(doc.exact)
+    if doc.reason is None and near is not None and near.seen(doc.sig):
+        doc.reason = "near_duplicate"
+    if doc.reason is not None:
+        report.removed[doc.reason] += 1
+        return
+    report.documents_out += 1
+    report.chars_out += len(doc.text)
+    for idx in np.flatnonzero(doc.scripts):
+        report.chars_by_script[clean.SCRIPTS[idx]] += int(doc.scripts[idx])
+    letters = [(int(doc.scripts[i]), clean.SCRIPTS[i]) for i in range(len(clean.SCRIPTS)) if clean.SCRIPTS[i] not in ("Common", "Other", "Emoji")]
+    report.documents_by_main_script[max(letters)[1] if max(letters)[0] > 0 else "Common"] += 1
+    out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
+
+
+def documents_path(name: str) -> Path:
+    """documents.jsonl of a prepared dataset; NotFoundError naming the existing ones if missing."""
+    path = home.dataset_dir(name) / "documents.jsonl"
+    if not path.is_file():
+        root = home.datasets_dir()
+        known = sorted(p.name for p in root.glob("*") if (p / "documents.jsonl").is_file()) if root.exists() else []
+        raise NotFoundError(
+            f"dataset {name!r} not found",
+            f"run `loom data prepare FILE... --name {name}` first; existing datasets: {', '.join(known) or 'none'}",
+        )
+    return path
+
+
+def iter_documents(path: Path) -> Iterator[str]:
+    """Texts of a prepared dataset's documents.jsonl, in order."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["text"]
