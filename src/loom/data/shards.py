@@ -24,8 +24,10 @@ from loom.errors import MismatchError, NotFoundError
 from loom.tokenizer.load import load_tokenizer, resolve_tokenizer_dir
 
 
-def tokenizer_fingerprint(tok_dir: Path) -> str:
-    return hashlib.sha256((tok_dir / "tokenizer.json").read_bytes()).hexdigest()
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of the tokenizer's canonical serialisation (the Rust side's to_str()), so a copy saved
+    next to a model compares equal to the original."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
 
 
 def tokenize_dataset(name: str, tokenizer: str, cfg: TokenizeConfig, progress: bool = True) -> dict:
@@ -57,7 +59,7 @@ def tokenize_dataset(name: str, tokenizer: str, cfg: TokenizeConfig, progress: b
         _carve_val(ds_dir, dtype, cfg.val_fraction, counts)
     meta = {
         "dataset": name,
-        "tokenizer": {"name": tok_dir.name, "path": str(tok_dir.resolve()), "sha256": tokenizer_fingerprint(tok_dir)},
+        "tokenizer": {"name": tok_dir.name, "path": str(tok_dir.resolve()), "sha256": tokenizer_fingerprint(tok)},
         "vocab_size": len(tok),
         "eos_id": eos,
         "dtype": np.dtype(dtype).name,
@@ -116,10 +118,10 @@ def open_split(name: str, split: str) -> tuple[np.ndarray, dict]:
     return data, meta
 
 
-def check_tokenizer_matches(meta: dict, tok_dir: Path, what: str) -> None:
+def check_tokenizer_matches(meta: dict, tokenizer, what: str) -> None:
     """Training or evaluating a model on shards made by another tokenizer is silently wrong: refuse it."""
-    if meta["tokenizer"]["sha256"] != tokenizer_fingerprint(tok_dir):
+    if meta["tokenizer"]["sha256"] != tokenizer_fingerprint(tokenizer):
         raise MismatchError(
-            f"dataset {meta['dataset']!r} was tokenized with {meta['tokenizer']['name']!r}, but {what} uses the tokenizer at {tok_dir}",
+            f"dataset {meta['dataset']!r} was tokenized with tokenizer {meta['tokenizer']['name']!r}, not the {what}'s tokenizer",
             f"re-run `loom data tokenize {meta['dataset']} --tokenizer <the {what}'s tokenizer>` or pick the matching {what}",
         )

@@ -1,0 +1,1 @@
+"""Evaluation: language-model perplexity (lm.py)."""

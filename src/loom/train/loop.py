@@ -1,0 +1,141 @@
+"""The one training loop: AdamW, warmup + cosine LR, gradient accumulation and clipping, fp32/bf16
+autocast, periodic validation, metrics, checkpoints. DDP-aware (gradients all-reduced by the
+DistributedDataParallel wrapper; only rank 0 writes). Everything it needs arrives in `Loop`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from loom.config import TrainConfig
+from loom.train.batches import WindowSampler
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Decay matrices (embeddings included), not norms/biases (vectors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=False)
+
+
+def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(input_ids=x).logits  # [B, T, V]
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def autocast(dtype: str):
+    if dtype == "bf16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: WindowSampler | None, cfg: TrainConfig, seed: int) -> float | None:
+    """Mean loss over eval_iters fixed batches (same windows every time, so passes compare)."""
+    if val is None:
+        return None
+    val.generator.manual_seed(seed)
+    model.eval()
+    losses = []
+    for _ in range(cfg.eval_iters):
+        x, y = val.next()
+        with autocast(cfg.dtype):
+            losses.append(lm_loss(model, x, y).item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+@dataclass
+class Loop:
+    """What the loop needs. `model` may be DDP/compiled; `raw_model` is the plain module to eval/save."""
+
+    model: torch.nn.Module
+    raw_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train: WindowSampler
+    val: WindowSampler | None
+    cfg: TrainConfig
+    start_step: int = 0
+    rank: int = 0
+    world_size: int = 1
+    log: Callable[[dict], None] = lambda record: None
+    checkpoint: Callable[[int, dict], None] = lambda step, last: None
+    progress: bool = True
+    last: dict = field(default_factory=dict)
+
+
+def _mean_across_ranks(value: float, world_size: int) -> float:
+    if world_size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return t.item() / world_size
+
+
+def run(loop: Loop) -> dict:
+    """Train from loop.start_step to cfg.max_steps; returns the last metrics."""
+    cfg = loop.cfg
+    tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * loop.world_size
+    bar = tqdm(
+        total=cfg.max_steps, initial=loop.start_step, desc="pretrain", unit="step",
+        disable=not loop.progress or loop.rank != 0, dynamic_ncols=True,
+    )
+    loop.model.train()
+    train_seconds, steps_since = 0.0, 0  # throughput counts training time only, not eval/checkpoints
+    for step in range(loop.start_step, cfg.max_steps):
+        t_step = time.perf_counter()
+        lr = lr_at(step, cfg)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = loop.train.next()
+            # DDP: all-reduce gradients only on the last micro-batch of the step.
+            sync = micro == cfg.grad_accum - 1 or not hasattr(loop.model, "no_sync")
+            with (contextlib.nullcontext() if sync else loop.model.no_sync()), autocast(cfg.dtype):
+                loss = lm_loss(loop.model, x, y) / cfg.grad_accum
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+        loop.optimizer.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        train_seconds += time.perf_counter() - t_step
+        steps_since += 1
+        done = step + 1
+        record = {"step": done, "loss": _mean_across_ranks(loss_sum, loop.world_size), "lr": lr}
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            record["tokens_per_s"] = round(tokens_per_step * steps_since / max(train_seconds, 1e-9), 1)
+            train_seconds, steps_since = 0.0, 0
+            loop.log(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}", lr=f"{lr:.2e}")
+        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            val_loss = evaluate(loop.raw_model, loop.val, cfg, seed=cfg.seed + 10_000)
+            if val_loss is not None:
+                record["val_loss"] = val_loss
+                loop.log({"step": done, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
+        loop.last = record
+        if done % cfg.save_every == 0 or done == cfg.max_steps:
+            loop.checkpoint(done, record)
+        bar.update(1)
+    bar.close()
+    return loop.last
