@@ -135,6 +135,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
     # --- save --------------------------------------------------------------------------------
     result = {"run": name, "path": str(run), "model": str(run / "model"), "steps": t.max_steps,
               "params": count_params(raw_model), "last": last or _last_metrics(run)}
+    result_for_rank = result | {"rank": rank}
     if rank == 0:
         with atomic.folder_writer(run / "model", replace=True) as tmp:
             save_hf(raw_model, tokenizer, tmp)
@@ -143,7 +144,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return result
+    return result_for_rank
 
 
 def _last_metrics(run: Path) -> dict:

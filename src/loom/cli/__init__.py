@@ -1,0 +1,1 @@
+"""The `loom` command: one thin module per command group (parse, call, print)."""

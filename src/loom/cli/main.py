@@ -1,0 +1,49 @@
+"""`loom`: the command tree. Errors the user can fix print `error:` + `hint:` and exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from loom.cli import data, eval as eval_cmd, models, tokenizer
+from loom.cli.generate import generate
+from loom.cli.pretrain import pretrain
+from loom.cli.quickstart import quickstart
+
+app = typer.Typer(
+    help="Loom: from raw text to a running language model, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data.app, name="data")
+app.add_typer(tokenizer.app, name="tokenizer")
+app.add_typer(eval_cmd.app, name="eval")
+app.add_typer(models.app, name="models")
+app.command()(pretrain)
+app.command()(generate)
+app.command()(quickstart)
+
+
+def main() -> None:
+    from loom.errors import LoomError
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # silence fork warnings from data workers
+    try:
+        app()
+    except LoomError as e:
+        from loom.cli.output import console
+
+        console.print(f"[bold red]error:[/bold red] {e.message}", markup=True, highlight=False)
+        if e.hint:
+            console.print(f"[yellow]hint:[/yellow] {e.hint}")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`loom models list|show|add|rm`: the model catalog."""
+
+from __future__ import annotations
+
+import typer
+
+from loom.cli.output import console, kv_table, print_json
+
+app = typer.Typer(help="The model catalog: built-ins, your runs and registered models.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
+    """All models Loom can load by name."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from loom import registry
+
+    entries = registry.list_models()
+    if json_out:
+        print_json([e.model_dump() for e in entries])
+        return
+    table = Table("name", "backend", "chat", "path", "description")
+    for e in entries:
+        table.add_row(e.name + (" (built-in)" if e.builtin else ""), e.backend, "yes" if e.chat else "", e.path, e.description)
+    Console().print(table)
+
+
+@app.command()
+def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """One model's entry (and its config, for HF folders)."""
+    import json
+    from pathlib import Path
+
+    from loom import registry
+
+    entry = registry.resolve(name)
+    info = entry.model_dump()
+    config = Path(entry.path) / "config.json"
+    if entry.backend == "hf" and config.is_file():
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+        info["architecture"] = ", ".join(cfg.get("architectures", []))
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings"):
+            info[key] = cfg.get(key)
+    if json_out:
+        print_json(info)
+    else:
+        kv_table(f"model {name}", info)
+
+
+@app.command()
+def add(
+    name: str = typer.Argument(..., help="name to register"),
+    path: str = typer.Argument(..., help="Hugging Face model folder or .gguf file"),
+    backend: str = typer.Option(None, help="hf | gguf (default: from the path)"),
+    chat: bool = typer.Option(False, "--chat", help="instruction-tuned: prompts use its chat template"),
+    description: str = typer.Option("", help="a note shown in `loom models list`"),
+) -> None:
+    """Register a local model under a name."""
+    from loom import registry
+    from loom.errors import InputError
+
+    if backend not in (None, "hf", "gguf"):
+        raise InputError(f"unknown backend {backend!r}", "use --backend hf or --backend gguf")
+    entry = registry.add(name, path, backend=backend, chat=chat, description=description)
+    console.print(f"registered {entry.name} ({entry.backend}) -> {entry.path}")
+
+
+@app.command()
+def rm(name: str) -> None:
+    """Unregister a model (files are not deleted)."""
+    from loom import registry
+
+    registry.remove(name)
+    console.print(f"removed {name} from the catalog")

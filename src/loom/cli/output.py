@@ -1,0 +1,29 @@
+"""Printing shared by the command modules: JSON to stdout, messages to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def kv_table(title: str, rows: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        table.add_row(str(key), str(value))
+    Console().print(table)

@@ -1,0 +1,86 @@
+"""Shared fixtures. Every test gets its own LOOM_HOME; a session-wide tiny pipeline (200-line
+corpus -> BPE tokenizer -> shards -> 2-layer model) is built once for the tests that only read it."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+EN_WORDS = ("the river runs past old stone bridges while birds sing over green fields and quiet towns "
+            "people walk home slowly under light rain a small boat waits near the shore").split()
+ZH_SENTENCES = ["春眠不觉晓，处处闻啼鸟。", "床前明月光，疑是地上霜。", "白日依山尽，黄河入海流。",
+                "欲穷千里目，更上一层楼。", "今天天气很好，我们去公园散步。", "这家酒店的服务非常周到。"]
+
+
+def write_corpus(path: Path, lines: int = 200, seed: int = 0) -> Path:
+    """`lines` paragraphs of English and Chinese, blank-line separated, no duplicates."""
+    rng = random.Random(seed)
+    paragraphs = []
+    for i in range(lines):
+        if i % 4 == 3:
+            paragraphs.append("".join(rng.choice(ZH_SENTENCES) for _ in range(rng.randint(2, 5))) + f"第{i}段。")
+        else:
+            words = [rng.choice(EN_WORDS) for _ in range(rng.randint(12, 30))]
+            paragraphs.append(f"Line {i}: " + " ".join(words) + ".")
+    path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return path
+
+
+def run_loom(*args: str, env_home: Path, check: bool = True, timeout: float = 600, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real entry point, `python -m loom`, in a subprocess with its own LOOM_HOME."""
+    env = dict(os.environ, LOOM_HOME=str(env_home), PYTHONUNBUFFERED="1", **(extra_env or {}))
+    proc = subprocess.run([sys.executable, "-m", "loom", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"loom {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def loom_home(tmp_path, monkeypatch) -> Path:
+    """Every test starts with an empty LOOM_HOME of its own."""
+    home = tmp_path / "loom_home"
+    monkeypatch.setenv("LOOM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """A finished tiny pipeline: dataset 'tiny' (tokenized), tokenizer 'tok', run 'nano' (20 steps)."""
+    home = tmp_path_factory.mktemp("pipeline_home")
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(home)
+    try:
+        from loom.config import DataConfig, TokenizeConfig, TokenizerConfig
+        from loom.data.prepare import prepare
+        from loom.data.shards import tokenize_dataset
+        from loom.tokenizer.train import train_tokenizer
+        from loom.train.pretrain import pretrain
+
+        corpus = write_corpus(home.parent / "corpus.txt")
+        prepare([str(corpus)], "tiny", DataConfig(), progress=False)
+        train_tokenizer("tiny", "tok", TokenizerConfig(vocab_size=400), progress=False)
+        tokenize_dataset("tiny", "tok", TokenizeConfig(val_fraction=0.1), progress=False)
+        result = pretrain("tiny", "nano", str(REPO / "configs/pretrain/nano.yaml"),
+                          {"train.max_steps": 20, "train.eval_every": 10, "train.save_every": 10, "train.threads": 1},
+                          progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("LOOM_HOME", None)
+        else:
+            os.environ["LOOM_HOME"] = old
+    return {"home": home, "corpus": corpus, "run": result}
+
+
+@pytest.fixture
+def in_pipeline(pipeline, monkeypatch):
+    """Point this test's LOOM_HOME at the shared pipeline (read-only use)."""
+    monkeypatch.setenv("LOOM_HOME", str(pipeline["home"]))
+    return pipeline
