@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # never re-wrap messages
 
 
 def print_json(obj) -> None:

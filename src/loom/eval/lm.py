@@ -74,11 +74,12 @@ def perplexity(model, tokens: np.ndarray, seq_len: int, batch_size: int = 8, max
 def evaluate_perplexity(model_name: str, data: str, split: str = "val", seq_len: int = 512, batch_size: int = 8,
                         max_tokens: int = 0, progress: bool = True) -> dict:
     from loom import registry
-    from loom.model.load import load_model
+    from loom.model.load import load_model, load_tokenizer
 
     entry = registry.resolve(model_name)
-    model, tokenizer = load_model(entry)
+    tokenizer = load_tokenizer(entry)  # validate the data against it before loading weights
     is_file = Path(data).exists()
     tokens = file_tokens(data, tokenizer) if is_file else dataset_tokens(data, split, tokenizer)
+    model, _ = load_model(entry)
     result = perplexity(model, tokens, seq_len, batch_size, max_tokens, progress)
     return {"model": entry.name, "data": data, "split": None if is_file else split} | result

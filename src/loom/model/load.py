@@ -51,6 +51,19 @@ def _load_gguf(path: Path):
     return model.eval(), tokenizer
 
 
+def load_tokenizer(entry: ModelEntry):
+    """Only the tokenizer (fast: lets callers validate inputs before loading weights)."""
+    from transformers import AutoTokenizer
+
+    path = Path(entry.path)
+    if entry.backend == "gguf":
+        cache = _gguf_cache_dir(path)
+        if (cache / "tokenizer_config.json").is_file():
+            return AutoTokenizer.from_pretrained(cache)
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def load_model(entry: ModelEntry):
     """(model in eval mode, tokenizer) for a catalog entry."""
     import torch

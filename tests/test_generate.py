@@ -1,0 +1,68 @@
+"""`loom generate` on a Loom run, sampling rules, and (slow) the built-in SmolLM2 GGUF."""
+
+import pytest
+import torch
+
+from conftest import run_loom
+from loom.config import GenerateConfig
+from loom.model.generate import apply_sampling
+
+
+def test_generate_streams_and_is_reproducible_with_seed(pipeline):
+    args = ["generate", "nano", "--prompt", "the river", "--max-new-tokens", "20", "--seed", "3", "--temperature", "1.0"]
+    a = run_loom(*args, env_home=pipeline["home"])
+    b = run_loom(*args, env_home=pipeline["home"])
+    assert a.stdout == b.stdout and a.stdout.startswith("the river")
+    assert "tokens in" in a.stderr and "tok/s" in a.stderr
+    c = run_loom(*args[:-4], "--seed", "4", "--temperature", "1.0", env_home=pipeline["home"])
+    assert c.stdout != a.stdout
+
+
+def test_generate_respects_max_new_tokens_and_stop(in_pipeline):
+    from loom.model.generate import generate
+    from loom.model.load import load_model
+    from loom.registry import resolve
+
+    model, tok = load_model(resolve("nano"))
+    gen = generate(model, tok, "the", GenerateConfig(max_new_tokens=7, temperature=0, seed=0))
+    text = "".join(gen)
+    assert gen.completion_tokens <= 7 and gen.finish_reason in ("length", "stop")
+    assert tok.decode(gen.completion_ids, skip_special_tokens=True) == text
+    if len(text) > 3:
+        stop = text[2:4]
+        gen2 = generate(model, tok, "the", GenerateConfig(max_new_tokens=7, temperature=0, stop=[stop]))
+        out = "".join(gen2)
+        assert stop not in out and gen2.finish_reason == "stop" and text.startswith(out)
+
+
+def test_prompt_longer_than_context_is_refused(pipeline):
+    proc = run_loom("generate", "nano", "--prompt", "river " * 400, env_home=pipeline["home"], check=False)
+    assert proc.returncode == 2 and "the model's context is 128" in proc.stderr
+
+
+def test_unknown_model(pipeline):
+    proc = run_loom("generate", "nope", "--prompt", "x", env_home=pipeline["home"], check=False)
+    assert proc.returncode == 2 and "model 'nope' not found" in proc.stderr and "loom models list" in proc.stderr
+
+
+def test_sampling_rules():
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    greedy = apply_sampling(logits, [], GenerateConfig(temperature=0))
+    assert greedy.tolist() == [1.0, 0.0, 0.0, 0.0]
+    top2 = apply_sampling(logits, [], GenerateConfig(temperature=1.0, top_k=2, top_p=1.0))
+    assert (top2[2:] == 0).all() and top2.sum().item() == pytest.approx(1.0)
+    nucleus = apply_sampling(logits, [], GenerateConfig(temperature=1.0, top_k=0, top_p=0.5))
+    assert nucleus.tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])  # token 0 alone holds > 50%
+    penalised = apply_sampling(logits, [0], GenerateConfig(temperature=0, repetition_penalty=3.0))
+    assert penalised.argmax().item() == 1  # 2.0 / 3 < 1.0
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_answers(tmp_path, loom_home):
+    proc = run_loom("generate", "smollm2", "--prompt", "What is the capital of France? Answer in one word.",
+                    "--temperature", "0", "--max-new-tokens", "20", env_home=loom_home)
+    assert "Paris" in proc.stdout
+    listing = run_loom("models", "show", "smollm2", "--json", env_home=loom_home)
+    assert '"chat": true' in listing.stdout
+    # The dequantised copy is cached as a standard HF folder: second load is fast.
+    assert any((loom_home / "cache" / "gguf").iterdir())

@@ -1,0 +1,52 @@
+"""Slow end-to-end checks run by CI (`make test-slow`): DDP with 2 processes and the quickstart."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, run_loom, write_corpus
+
+pytestmark = pytest.mark.slow
+
+
+def test_ddp_two_processes_train_and_checkpoint(tmp_path, loom_home):
+    corpus = write_corpus(tmp_path / "c.txt", lines=200)
+    run_loom("data", "prepare", str(corpus), "--name", "d", env_home=loom_home)
+    run_loom("tokenizer", "train", "--data", "d", "--name", "t", "--vocab-size", "400", env_home=loom_home)
+    run_loom("data", "tokenize", "d", "--tokenizer", "t", env_home=loom_home)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    args = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "pretrain",
+            "--config", str(REPO / "configs/pretrain/nano.yaml"), "--data", "d", "--name", "ddp",
+            "--max-steps", "20", "--save-every", "10", "--threads", "1", "--quiet"]
+    env = dict(os.environ, LOOM_HOME=str(loom_home))
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = loom_home / "runs" / "ddp"
+    state = torch.load(run / "checkpoints" / "step-00000020" / "trainer_state.pt", weights_only=True)
+    assert len(state["samplers"]) == 2 and len(state["torch_rng"]) == 2
+    # The two ranks drew different windows (seed + rank).
+    assert not torch.equal(state["samplers"][0]["generator"], state["samplers"][1]["generator"])
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [10, 20]  # written once, by rank 0
+    assert proc.stdout.count("train loss") == 1  # the summary is printed by rank 0 only
+    # Resume the DDP run for 10 more steps: every rank restores its own sampler.
+    resume = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "pretrain", "--name", "ddp",
+              "--resume", "--max-steps", "30", "--threads", "1", "--quiet"]
+    proc = subprocess.run(resume,
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "result.json").read_text())["steps"] == 30
+
+
+def test_quickstart_runs_the_whole_pipeline(loom_home):
+    proc = run_loom("quickstart", "--steps", "40", env_home=loom_home, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert "val loss" in out and "model" in out
+    assert (loom_home / "runs" / "quickstart" / "model" / "model.safetensors").is_file()
+    report = json.loads((loom_home / "datasets" / "quickstart" / "report.json").read_text())
+    assert report["chars_by_script"]["Han"] > 1000 and report["chars_by_script"]["Latin"] > 10000
