@@ -126,7 +126,7 @@ def test_worker_processes_give_identical_output(tmp_path, monkeypatch):
     src = write_corpus(tmp_path / "c.txt", lines=600)
     (tmp_path / "c2.txt").write_text(src.read_text() + "\n" + src.read_text())  # every document twice
     inputs = [str(tmp_path / "c2.txt")]
-    a = prepare(inputs, "serial", DataConfig(workers=0), progress=False)
+    a = prepare(inputs, "serial", DataConfig(workers=1), progress=False)
     b = prepare(inputs, "parallel", DataConfig(workers=2), progress=False)
     assert a["removed"]["exact_duplicate"] == 600
     assert {k: v for k, v in a.items() if k not in ("name", "seconds", "mb_per_s", "config")} == \

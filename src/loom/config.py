@@ -44,7 +44,7 @@ class DataConfig(_Strict):
     shingle_size: int = Field(5, ge=1, le=32, description="characters per shingle (works for CJK and spaced scripts)")
     remove_stopwords: bool = Field(False, description="remove English/Chinese stop words (classical pipelines only)")
     lowercase: bool = Field(False, description="lowercase everything (classical pipelines only)")
-    workers: int = Field(0, ge=0, le=64, description="cleaning processes; 0 = one per free core")
+    workers: int = Field(0, ge=0, le=64, description="cleaning processes: 0 = auto (one per core for inputs over 16 MB), 1 = in-process")
 
 
 class TokenizeConfig(_Strict):

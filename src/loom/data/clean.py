@@ -27,10 +27,13 @@ _STARTS = np.array([r[0] for r in _RANGES], dtype=np.uint32)
 SCRIPTS = sorted({r[1] for r in _RANGES})
 _RANGE_SCRIPT = np.array([SCRIPTS.index(r[1]) for r in _RANGES], dtype=np.int64)
 _NON_LETTER = np.array([s in ("Common", "Emoji", "Other") for s in SCRIPTS])
-_SPACE_CODES = np.array([0x09, 0x0A, 0x0D, 0x20], dtype=np.uint32)
+_COMMON = SCRIPTS.index("Common")
+# Direct lookup for the Basic Multilingual Plane (64 KiB table): faster than a binary search.
+_BMP_SCRIPT = _RANGE_SCRIPT[np.searchsorted(_STARTS, np.arange(0x10000, dtype=np.uint32), side="right") - 1].astype(np.uint8)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
-_HSPACE = re.compile(r"[ \t\u00a0\u3000]+")
+# Whitespace runs other than a lone space (a lone space needs no rewrite; matching it is slow).
+_HSPACE = re.compile(r"[\t\u00a0\u3000][ \t\u00a0\u3000]*| [ \t\u00a0\u3000]+")
 _TRAILING = re.compile(r" *\n *")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
@@ -39,11 +42,16 @@ def normalize(text: str, lowercase: bool = False) -> str:
     """NFKC, drop control/zero-width characters, collapse horizontal whitespace, trim lines,
     keep at most one blank line between paragraphs."""
     text = unicodedata.normalize("NFKC", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
     text = _HSPACE.sub(" ", text)
-    text = _TRAILING.sub("\n", text)
-    text = _MANY_NEWLINES.sub("\n\n", text).strip()
+    # The substring tests are ~50x cheaper than a regex scan that finds nothing.
+    if " \n" in text or "\n " in text:
+        text = _TRAILING.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
+    text = text.strip()
     return text.lower() if lowercase else text
 
 
@@ -54,9 +62,14 @@ def codepoints(text: str) -> np.ndarray:
 
 def script_counts(cps: np.ndarray) -> np.ndarray:
     """Characters per script (index into SCRIPTS), whitespace excluded. Shape [len(SCRIPTS)]."""
-    cps = cps[~np.isin(cps, _SPACE_CODES)]
-    ranges = np.searchsorted(_STARTS, cps, side="right") - 1
-    return np.bincount(_RANGE_SCRIPT[ranges], minlength=len(SCRIPTS))
+    if len(cps) and int(cps.max()) > 0xFFFF:
+        scripts = _RANGE_SCRIPT[np.searchsorted(_STARTS, cps, side="right") - 1]
+    else:
+        scripts = _BMP_SCRIPT[cps]
+    counts = np.bincount(scripts, minlength=len(SCRIPTS))
+    # After normalize(), every code point below 0x21 is whitespace (controls were removed).
+    counts[_COMMON] -= int(np.count_nonzero(cps < 0x21))
+    return counts
 
 
 def letter_ratio(counts: np.ndarray) -> float:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,22 +33,31 @@ _SMALL_INPUT_BYTES = 16 * 2**20  # below this, process pools cost more than they
 
 @dataclass
 class Cleaned:
-    """One document after the worker: `reason` is None when it passed the filters."""
+    """One document after the worker: `reason` is None when it passed the filters. Everything the
+    parent needs is precomputed here (output line, hashes, band keys), so the parent's per-document
+    work is a few dictionary look-ups and one write."""
 
     bytes_in: int
     chars_in: int
-    text: str = ""
     reason: str | None = None
+    line: bytes = b""
+    chars_out: int = 0
     exact: int = 0
     sig: np.ndarray | None = None
+    band_keys: list[int] | None = None
     scripts: np.ndarray | None = None
+    main_script: str = ""
+
+
+_LETTER_SCRIPTS = [i for i, s in enumerate(clean.SCRIPTS) if s not in ("Common", "Other", "Emoji")]
 
 
 def clean_batch(texts: list[str], cfg: DataConfig) -> list[Cleaned]:
-    return [clean_one(t, cfg) for t in texts]
+    hasher = dedup.BandHasher(cfg.num_perm, cfg.near_dup_threshold) if cfg.near_dedup else None
+    return [clean_one(t, cfg, hasher) for t in texts]
 
 
-def clean_one(raw: str, cfg: DataConfig) -> Cleaned:
+def clean_one(raw: str, cfg: DataConfig, hasher: dedup.BandHasher | None = None) -> Cleaned:
     out = Cleaned(bytes_in=len(raw.encode("utf-8", "surrogatepass")), chars_in=len(raw))
     text = clean.normalize(raw, cfg.lowercase)
     if cfg.remove_stopwords:
@@ -69,10 +79,16 @@ def clean_one(raw: str, cfg: DataConfig) -> Cleaned:
     if clean.repeated_line_ratio(text) > cfg.max_repeat_line_ratio:
         out.reason = "junk_repeated_lines"
         return out
-    out.text, out.scripts = text, scripts
-    out.exact = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
-    if cfg.near_dedup:
+    encoded = text.encode("utf-8", "surrogatepass")
+    out.exact = xxhash.xxh3_64_intdigest(encoded)
+    out.line = (json.dumps({"text": text}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+    out.chars_out = len(text)
+    out.scripts = scripts
+    letters = scripts[_LETTER_SCRIPTS]
+    out.main_script = clean.SCRIPTS[_LETTER_SCRIPTS[int(letters.argmax())]] if letters.any() else "Common"
+    if hasher is not None:
         out.sig = dedup.signature(cps, cfg.shingle_size, cfg.num_perm)
+        out.band_keys = hasher.keys(out.sig)
     return out
 
 
@@ -85,7 +101,7 @@ class Report:
     bytes_in: int = 0
     chars_in: int = 0
     chars_out: int = 0
-    chars_by_script: Counter = field(default_factory=Counter)
+    chars_by_script: np.ndarray = field(default_factory=lambda: np.zeros(len(clean.SCRIPTS), dtype=np.int64))
     documents_by_main_script: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -99,7 +115,7 @@ class Report:
             "bytes_in": self.bytes_in,
             "chars_in": self.chars_in,
             "chars_out": self.chars_out,
-            "chars_by_script": dict(self.chars_by_script.most_common()),
+            "chars_by_script": {clean.SCRIPTS[i]: int(self.chars_by_script[i]) for i in np.argsort(-self.chars_by_script) if self.chars_by_script[i]},
             "documents_by_main_script": dict(self.documents_by_main_script.most_common()),
             "seconds": round(self.seconds, 3),
             "mb_per_s": round(mb / self.seconds, 2) if self.seconds > 0 else None,
@@ -119,8 +135,9 @@ def _batches(paths: list[Path], cfg: DataConfig) -> Iterator[list[str]]:
 
 
 def _worker_count(cfg: DataConfig, total_bytes: int) -> int:
+    """0 = clean in this process. Auto: one worker per core for inputs big enough to pay for it."""
     if cfg.workers:
-        return cfg.workers
+        return 0 if cfg.workers == 1 else cfg.workers
     if total_bytes < _SMALL_INPUT_BYTES:
         return 0
     return max(1, len(os.sched_getaffinity(0)))
@@ -134,8 +151,16 @@ def _cleaned_stream(paths: list[Path], cfg: DataConfig, workers: int) -> Iterato
         return
     ctx = mp.get_context("fork")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
-        # imap keeps order (dedup keeps the first copy) and bounds in-flight work.
-        yield from pool.imap(_clean_in_worker, batches, chunksize=1)
+        # Results come back in input order (dedup keeps the first copy), and at most 2 batches per
+        # worker are in flight, so memory stays flat when reading outpaces cleaning (Pool.imap
+        # would queue the whole input).
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(_clean_in_worker, (batch,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 _WORKER_CFG: DataConfig | None = None
@@ -144,6 +169,7 @@ _WORKER_CFG: DataConfig | None = None
 def _init_worker(cfg: DataConfig) -> None:
     global _WORKER_CFG
     _WORKER_CFG = cfg
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the parent
 
 
 def _clean_in_worker(texts: list[str]) -> list[Cleaned]:
@@ -163,7 +189,7 @@ def prepare(inputs: list[str], name: str, cfg: DataConfig, overwrite: bool = Fal
     near = dedup.NearDuplicateIndex(cfg.num_perm, cfg.near_dup_threshold) if cfg.near_dedup else None
     start = time.perf_counter()
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"prepare {name}", disable=not progress, dynamic_ncols=True)
-    with atomic.folder_writer(out_dir, replace=overwrite) as tmp, open(tmp / "documents.jsonl", "w", encoding="utf-8") as out:
+    with atomic.folder_writer(out_dir, replace=overwrite) as tmp, open(tmp / "documents.jsonl", "wb") as out:
         for batch in _cleaned_stream(paths, cfg, _worker_count(cfg, total_bytes)):
             for doc in batch:
                 _account(doc, report, exact_seen, near, cfg, out)
@@ -192,18 +218,16 @@ def _account(doc: Cleaned, report: Report, exact_seen: set[int], near, cfg: Data
             doc.reason = "exact_duplicate"
         else:
             exact_seen.add(doc.exact)
-    if doc.reason is None and near is not None and near.seen(doc.sig):
+    if doc.reason is None and near is not None and near.seen(doc.sig, doc.band_keys):
         doc.reason = "near_duplicate"
     if doc.reason is not None:
         report.removed[doc.reason] += 1
         return
     report.documents_out += 1
-    report.chars_out += len(doc.text)
-    for idx in np.flatnonzero(doc.scripts):
-        report.chars_by_script[clean.SCRIPTS[idx]] += int(doc.scripts[idx])
-    letters = [(int(doc.scripts[i]), clean.SCRIPTS[i]) for i in range(len(clean.SCRIPTS)) if clean.SCRIPTS[i] not in ("Common", "Other", "Emoji")]
-    report.documents_by_main_script[max(letters)[1] if max(letters)[0] > 0 else "Common"] += 1
-    out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
+    report.chars_out += doc.chars_out
+    report.chars_by_script += doc.scripts
+    report.documents_by_main_script[doc.main_script] += 1
+    out.write(doc.line)
 
 
 def documents_path(name: str) -> Path:
