@@ -143,3 +143,17 @@ def test_tiny_dataset_shorter_than_a_window(tmp_path, loom_home):
     run_loom("data", "tokenize", "s", "--tokenizer", "t", "--val-fraction", "0", env_home=loom_home)
     proc = run_loom("pretrain", "--config", NANO, "--data", "s", "--name", "x", env_home=loom_home, check=False)
     assert proc.returncode == 2 and "fewer than seq_len + 1" in proc.stderr
+
+
+def test_bf16_autocast_trains(tokenized):
+    home = tokenized
+    run_loom("pretrain", "--config", NANO, "--data", "d", "--name", "b", "--max-steps", "6", "--dtype", "bf16",
+             "--eval-every", "3", "--threads", "1", env_home=home)
+    metrics = _metrics(home / "runs" / "b")
+    assert all(m.get("loss", 1.0) == m.get("loss", 1.0) for m in metrics)  # no NaN
+    assert metrics[-1]["step"] == 6
+
+
+def test_cli_start_does_not_import_torch():
+    code = "import sys, loom.cli.main; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -50,3 +50,20 @@ def test_quickstart_runs_the_whole_pipeline(loom_home):
     assert (loom_home / "runs" / "quickstart" / "model" / "model.safetensors").is_file()
     report = json.loads((loom_home / "datasets" / "quickstart" / "report.json").read_text())
     assert report["chars_by_script"]["Han"] > 1000 and report["chars_by_script"]["Latin"] > 10000
+
+
+def test_torch_compile_training(tmp_path, loom_home):
+    corpus = write_corpus(tmp_path / "c.txt", lines=100)
+    run_loom("data", "prepare", str(corpus), "--name", "d", env_home=loom_home)
+    run_loom("tokenizer", "train", "--data", "d", "--name", "t", "--kind", "char", env_home=loom_home)
+    run_loom("data", "tokenize", "d", "--tokenizer", "t", env_home=loom_home)
+    run_loom("pretrain", "--config", str(REPO / "configs/pretrain/nano.yaml"), "--data", "d", "--name", "c",
+             "--max-steps", "8", "--compile", "--threads", "1", "--quiet", env_home=loom_home,
+             extra_env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+    result = json.loads((loom_home / "runs" / "c" / "result.json").read_text())
+    assert result["steps"] == 8 and result["last"]["loss"] == result["last"]["loss"]
+    # The saved weights are the plain module's (no "_orig_mod." prefixes from the compiled wrapper).
+    from safetensors import safe_open
+
+    with safe_open(loom_home / "runs" / "c" / "model" / "model.safetensors", "pt") as f:
+        assert not any(k.startswith("_orig_mod") for k in f.keys())

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from loom.errors import ConfigError, InputError
 
 
+# The YAML presets live beside src/ in the repository (Loom installs editable from it).
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

@@ -18,7 +18,7 @@ def quickstart(
     import shutil
 
     from loom import home
-    from loom.config import DataConfig, GenerateConfig, TokenizeConfig, TokenizerConfig
+    from loom.config import CONFIGS_DIR, DataConfig, GenerateConfig, TokenizeConfig, TokenizerConfig
     from loom.data.bundled import write_dialogue_corpus
     from loom.data.prepare import prepare
     from loom.data.shards import tokenize_dataset
@@ -44,7 +44,8 @@ def quickstart(
     console.rule("[bold]4/6 pretrain")
     shutil.rmtree(home.run_dir(name), ignore_errors=True)  # quickstart always starts fresh
     overrides = {"train.max_steps": steps, "train.eval_every": max(50, steps // 6), "train.save_every": max(100, steps // 3)}
-    result = pretrain(name, name, "configs/pretrain/quickstart.yaml" if _has_preset() else None, overrides)
+    preset = CONFIGS_DIR / "pretrain" / "quickstart.yaml"
+    result = pretrain(name, name, str(preset) if preset.is_file() else None, overrides)
     console.rule("[bold]5/6 evaluate")
     ppl = evaluate_perplexity(name, name, "val", seq_len=128, progress=False)
     console.print(f"val loss {ppl['loss']:.4f}, perplexity {ppl['perplexity']:.2f} over {ppl['tokens']} tokens")
@@ -56,9 +57,3 @@ def quickstart(
     console.print(f"done in {time.perf_counter() - t0:.0f} s; {result['params'] / 1e6:.2f}M params")
     console.print(f"dataset   {home.dataset_dir(name)}\ntokenizer {home.tokenizer_dir(name)}\nrun       {result['path']}  (metrics.jsonl, loss.png, checkpoints/)\nmodel     {result['model']}  (Hugging Face format, registered as '{name}')")
     console.print(f"next: loom generate {name} --prompt \"你好\"   |   loom eval perplexity {name} --data {name}")
-
-
-def _has_preset() -> bool:
-    from pathlib import Path
-
-    return Path("configs/pretrain/quickstart.yaml").is_file()

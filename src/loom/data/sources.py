@@ -50,7 +50,7 @@ def _check_readable(p: Path) -> None:
     except OSError as e:
         raise InputError(f"cannot read {p}: {e.strerror}", "check the file's permissions") from e
     if p.suffix.lower() != ".parquet" and b"\x00" in head:
-        raise InputError(f"{p} looks binary (it contains NUL bytes)", "pass a text file; convert documents to .txt first")
+        raise InputError(f"{p} looks binary (it contains NUL bytes)", "pass a text file; convert documents to .txt first (UTF-16 text: convert it to UTF-8)")
 
 
 def read_documents(path: Path, text_field: str = "text", split: str = "paragraph", encoding: str = "utf-8") -> Iterator[str]:

@@ -1,13 +1,13 @@
-"""Named Llama shapes. Parameter counts below assume an 8k vocabulary with tied embeddings;
-`loom pretrain` prints the real count for the tokenizer it uses.
+"""Named Llama shapes, measured with tied embeddings (`loom pretrain` prints the real count for
+the tokenizer it uses):
 
-    name    layers  d_model  heads  d_ff   ~params (8k vocab)
-    nano       2      64       2     172     0.6M
-    micro      4     128       4     344     1.8M
-    tiny       6     256       8     688     7.2M
-    small      6     384       6    1024    13.7M
-    medium     8     512       8    1376    29.1M
-    base      12     768      12    2048   91.5M
+    name    layers  d_model  heads  d_ff   params @ 8k vocab   @ 32k vocab
+    nano       2      64       2     172        0.61M             2.15M
+    micro      4     128       4     344        1.82M             4.89M
+    tiny       6     256       8     688        6.79M            12.94M
+    small      6     384       6    1024       13.69M            22.91M
+    medium     8     512       8    1376       29.40M            41.69M
+    base      12     768      12    2048       91.10M           109.53M
 """
 
 from __future__ import annotations
