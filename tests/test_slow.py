@@ -34,6 +34,8 @@ def test_ddp_two_processes_train_and_checkpoint(tmp_path, loom_home):
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "loss" in m] == [10, 20]  # written once, by rank 0
     assert proc.stdout.count("train loss") == 1  # the summary is printed by rank 0 only
+    single = run_loom("pretrain", "--name", "ddp", "--resume", env_home=loom_home, check=False)
+    assert single.returncode == 2 and "--nproc_per_node 2" in single.stderr
     # Resume the DDP run for 10 more steps: every rank restores its own sampler.
     resume = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "pretrain", "--name", "ddp",
               "--resume", "--max-steps", "30", "--threads", "1", "--quiet"]

@@ -60,6 +60,8 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
     rank, world = _distributed()
     run = home.run_dir(name)
     cfg, info = _load_config(run, resume, config_path, overrides or {})
+    if world > 1:
+        torch.distributed.barrier()  # every rank has checked the run folder before rank 0 creates it
     data = data or info.get("data")
     if resume and info and data != info["data"]:
         raise InputError(f"run {name!r} was trained on dataset {info['data']!r}, not {data!r}", "omit --data when resuming")
@@ -89,13 +91,16 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
     start_step = 0
     if ckpt is not None:
         state = checkpoint.load_state(ckpt)
+        if len(state["samplers"]) != world:
+            raise InputError(f"checkpoint {ckpt.name} was written by {len(state['samplers'])} process(es), this run has {world}",
+                             f"resume with the same number of processes (torchrun --nproc_per_node {len(state['samplers'])})")
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["samplers"][rank])
         torch.set_rng_state(state["torch_rng"][rank])
         start_step = state["step"]
 
     if rank == 0:
-        _write_run_files(run, cfg, data, meta, model, resume, start_step)
+        _write_run_files(run, cfg, data, meta, model, start_step)
     if world > 1:
         torch.distributed.barrier()
     raw_model = model
@@ -153,7 +158,7 @@ def _last_metrics(run: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def _write_run_files(run: Path, cfg: PretrainConfig, data: str, meta: dict, model, resume: bool, start_step: int) -> None:
+def _write_run_files(run: Path, cfg: PretrainConfig, data: str, meta: dict, model, start_step: int) -> None:
     import yaml
 
     run.mkdir(parents=True, exist_ok=True)
