@@ -12,10 +12,12 @@ from loom.cli.output import console
 def quickstart(
     steps: int = typer.Option(400, help="pretraining steps (val loss bottoms out near 400 on this corpus)"),
     name: str = typer.Option("quickstart", help="prefix of the dataset, tokenizer and run names"),
-    prompt: str = typer.Option("Hello", help="prompt for the generated sample"),
+    prompt: list[str] = typer.Option(["Tell me a joke.", "你喜欢什么？"], "--prompt", help="prompt(s) for the generated samples"),
 ) -> None:
     """Prepare -> tokenizer -> tokenize -> pretrain -> evaluate -> generate, on bundled data."""
     import shutil
+
+    from rich.markup import escape
 
     from loom import home
     from loom.config import CONFIGS_DIR, DataConfig, GenerateConfig, TokenizeConfig, TokenizerConfig
@@ -51,8 +53,9 @@ def quickstart(
     console.print(f"val loss {ppl['loss']:.4f}, perplexity {ppl['perplexity']:.2f} over {ppl['tokens']} tokens")
     console.rule("[bold]6/6 generate")
     model, tokenizer = load_model(resolve(name))
-    sample = "".join(generate(model, tokenizer, prompt, GenerateConfig(max_new_tokens=60, seed=0, temperature=0.7)))
-    console.print(f"[bold]{prompt}[/bold]{sample}")
+    for text in prompt:
+        sample = "".join(generate(model, tokenizer, text, GenerateConfig(max_new_tokens=60, seed=0, temperature=0.7)))
+        console.print(f"[bold]{escape(text)}[/bold]{escape(sample)}")
     console.rule()
     console.print(f"done in {time.perf_counter() - t0:.0f} s; {result['params'] / 1e6:.2f}M params")
     console.print(f"dataset   {home.dataset_dir(name)}\ntokenizer {home.tokenizer_dir(name)}\nrun       {result['path']}  (metrics.jsonl, loss.png, checkpoints/)\nmodel     {result['model']}  (Hugging Face format, registered as '{name}')")
