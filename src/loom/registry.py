@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 from loom import atomic, home
 from loom.errors import ExistsError, InputError, NotFoundError
 
-Backend = Literal["hf", "gguf"]
+Backend = Literal["hf", "gguf", "tfidf"]
+Task = Literal["generate", "classify"]
 
 
 class ModelEntry(BaseModel):
@@ -27,6 +28,7 @@ class ModelEntry(BaseModel):
     backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file read by transformers")
     path: str = Field(description="folder (hf) or file (gguf)")
     chat: bool = Field(False, description="instruction-tuned: prompts go through the chat template")
+    task: Task = Field("generate", description="generate (causal LM) or classify (a fine-tuned classifier)")
     description: str = ""
     builtin: bool = False
 
@@ -78,7 +80,8 @@ def get(name: str) -> ModelEntry:
     return ModelEntry.model_validate(catalog[name])
 
 
-def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "", replace: bool = False) -> ModelEntry:
+def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "",
+        replace: bool = False, task: Task | None = None) -> ModelEntry:
     home.check_name(name, "model name")
     if name in BUILTINS:
         raise ExistsError(f"{name!r} is a built-in model name", "choose another name")
@@ -86,9 +89,9 @@ def add(name: str, path: str, backend: Backend | None = None, chat: bool = False
     if name in catalog and not replace:
         raise ExistsError(f"model {name!r} is already registered", f"remove it first with `loom models rm {name}` or pick another name")
     p = Path(path).expanduser().resolve()
-    backend = backend or ("gguf" if p.suffix.lower() == ".gguf" else "hf")
+    backend = backend or _guess_backend(p)
     _check_location(p, backend)
-    entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat, description=description)
+    entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat, description=description, task=task or _guess_task(p))
     catalog[name] = entry.model_dump(exclude={"builtin"})
     atomic.write_json(home.catalog_path(), catalog)
     return entry
@@ -104,6 +107,17 @@ def remove(name: str) -> None:
     atomic.write_json(home.catalog_path(), catalog)
 
 
+def _guess_backend(p: Path) -> Backend:
+    if p.suffix.lower() == ".gguf":
+        return "gguf"
+    meta = p / "loom_classifier.json"
+    return "tfidf" if meta.is_file() and json.loads(meta.read_text(encoding="utf-8"))["kind"] == "tfidf" else "hf"
+
+
+def _guess_task(p: Path) -> Task:
+    return "classify" if (p / "loom_classifier.json").is_file() else "generate"
+
+
 def _check_location(p: Path, backend: str) -> None:
     if backend == "gguf":
         if not p.is_file():
@@ -111,6 +125,9 @@ def _check_location(p: Path, backend: str) -> None:
         with open(p, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise InputError(f"{p} is not a GGUF file (bad magic bytes)", "pass a .gguf model file")
+    elif backend == "tfidf":
+        if not (p / "model.joblib").is_file():
+            raise InputError(f"{p} is not a tf-idf classifier folder (no model.joblib)", "pass a folder saved by `loom finetune classify --base tfidf`")
     elif not (p / "config.json").is_file():
         raise InputError(f"{p} is not a Hugging Face model folder (no config.json)", "pass a folder saved by save_pretrained or a Loom run")
 
@@ -123,13 +140,13 @@ def resolve(name_or_path: str) -> ModelEntry:
         run_model = home.run_dir(name_or_path) / "model"
     except InputError:
         run_model = None
-    if run_model is not None and (run_model / "config.json").is_file():
-        return ModelEntry(name=name_or_path, backend="hf", path=str(run_model))
+    if run_model is not None and ((run_model / "config.json").is_file() or (run_model / "loom_classifier.json").is_file()):
+        return ModelEntry(name=name_or_path, backend=_guess_backend(run_model), path=str(run_model), task=_guess_task(run_model))
     p = Path(name_or_path).expanduser()
     if p.exists():
-        backend: Backend = "gguf" if p.is_file() and p.suffix.lower() == ".gguf" else "hf"
+        backend = _guess_backend(p)
         _check_location(p.resolve(), backend)
-        return ModelEntry(name=p.name, backend=backend, path=str(p.resolve()))
+        return ModelEntry(name=p.name, backend=backend, path=str(p.resolve()), task=_guess_task(p))
     raise NotFoundError(
         f"model {name_or_path!r} not found (not a registered model, run, folder or .gguf file)",
         "see `loom models list`, or pass a path to a model folder / .gguf file",

@@ -30,3 +30,40 @@ def perplexity(
         print_json(result)
     else:
         kv_table(f"perplexity of {result['model']}", result)
+
+
+@app.command("classify")
+def classify(
+    model: str = typer.Argument(..., help="a classifier: run name, registered name or folder"),
+    data: str = typer.Option(..., "--data", "-d", help="labelled .csv/.tsv/.jsonl file"),
+    compare: list[str] = typer.Option(None, "--compare", help="another classifier to score side by side (repeatable)"),
+    text_col: str = typer.Option("text"),
+    label_col: str = typer.Option("label"),
+    json_out: bool = typer.Option(False, "--json", help="print the report(s) as JSON"),
+) -> None:
+    """Accuracy, macro/micro P/R/F1, per-class report, confusion matrix and worst errors."""
+    from loom.classify.evaluate import evaluate_classifier
+
+    reports = [evaluate_classifier(m, data, text_col, label_col) for m in [model, *(compare or [])]]
+    if json_out:
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("model", "examples", "accuracy", "macro F1", "micro F1", "macro P", "macro R", "docs/s", title=f"on {data}")
+    for r in reports:
+        table.add_row(r["model"], str(r["examples"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['micro_f1']:.4f}",
+                      f"{r['macro_precision']:.4f}", f"{r['macro_recall']:.4f}", f"{r['docs_per_s']:.0f}")
+    console.print(table)
+    if len(reports) == 1:
+        r = reports[0]
+        per = Table("label", "precision", "recall", "F1", "support", title="per class")
+        for label, v in r["per_class"].items():
+            per.add_row(label, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", str(v["support"]))
+        console.print(per)
+        for err in r["worst_errors"][:5]:
+            console.print(f"[red]x[/red] gold {err['gold']} predicted {err['predicted']} (p={err['probability']:.2f}): {err['text'][:100]}", soft_wrap=True)
+    for r in reports:
+        console.print(f"report: {r['report_dir']}/report.json")

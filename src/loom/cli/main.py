@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loom.cli import data, eval as eval_cmd, models, tokenizer
+from loom.cli import classify as classify_cmd, data, eval as eval_cmd, models, tokenizer
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
@@ -23,9 +23,12 @@ app.add_typer(data.app, name="data")
 app.add_typer(tokenizer.app, name="tokenizer")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(models.app, name="models")
+app.add_typer(classify_cmd.finetune_app, name="finetune")
+app.add_typer(classify_cmd.datasets_app, name="datasets")
 app.command()(pretrain)
 app.command()(generate)
 app.command()(quickstart)
+app.command()(classify_cmd.classify)
 
 
 def main() -> None:

