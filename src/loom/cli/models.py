@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loom.cli.output import console, kv_table, print_json
+from loom.cli.output import console, kv_table, print_json, stdout_console
 
 app = typer.Typer(help="The model catalog: built-ins, your runs and registered models.", no_args_is_help=True)
 
@@ -12,7 +12,6 @@ app = typer.Typer(help="The model catalog: built-ins, your runs and registered m
 @app.command("list")
 def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     """All models Loom can load by name."""
-    from rich.console import Console
     from rich.table import Table
 
     from loom import registry
@@ -24,7 +23,7 @@ def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     table = Table("name", "backend", "chat", "path", "description")
     for e in entries:
         table.add_row(e.name + (" (built-in)" if e.builtin else ""), e.backend, "yes" if e.chat else "", e.path, e.description)
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()

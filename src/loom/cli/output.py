@@ -10,6 +10,11 @@ from rich.console import Console
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # never re-wrap messages
 
 
+def stdout_console() -> Console:
+    """Tables to stdout; when piped (no terminal to fit) they get room instead of "…" truncation."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
 
@@ -26,4 +31,4 @@ def kv_table(title: str, rows: dict) -> None:
         elif isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         table.add_row(str(key), str(value))
-    Console().print(table)
+    stdout_console().print(table)

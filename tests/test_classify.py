@@ -1,0 +1,171 @@
+"""Text classification end to end through the CLI: fine-tune, eval, classify, explain, datasets."""
+
+import csv
+import json
+import random
+
+import pytest
+
+from conftest import REPO, run_loom
+
+POS_EN = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
+NEG_EN = ["awful", "terrible", "horrible", "dreadful", "poor", "bad"]
+POS_ZH = ["很好", "满意", "干净", "推荐", "舒服"]
+NEG_ZH = ["很差", "失望", "太脏", "糟糕", "难受"]
+FILLER = ["the room", "the laptop", "this book", "the staff", "our stay", "the screen", "the story"]
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        if i % 3 == 0:
+            text = f"房间{rng.choice(POS_ZH if pos else NEG_ZH)}，服务{rng.choice(POS_ZH if pos else NEG_ZH)}。第{i}次入住"
+        else:
+            text = f"{rng.choice(FILLER)} was {rng.choice(POS_EN if pos else NEG_EN)} and {rng.choice(FILLER)} felt {rng.choice(POS_EN if pos else NEG_EN)} #{i}"
+        rows.append({"text": text, "label": "pos" if pos else "neg"})
+    return rows
+
+
+def write_csv(path, rows, fields=("text", "label")):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_three_sentences_are_learnt_with_a_warning(tmp_path, loom_home):
+    data = write_csv(tmp_path / "three.csv", [{"text": "这是一段文本", "label": 0}, {"text": "这是另一段文本", "label": 1},
+                                             {"text": "还有一段文本", "label": 0}])
+    proc = run_loom("finetune", "classify", "--data", str(data), "--name", "k", "--json", env_home=loom_home)
+    summary = json.loads(proc.stdout)
+    assert summary["train_accuracy"] == 1.0 and summary["evaluated_on"] == "train"
+    assert "only 3 examples" in proc.stderr and "cannot support any claim" in proc.stderr
+    out = json.loads(run_loom("classify", "k", "这是另一段文本", "还有一段文本", "--json", env_home=loom_home).stdout)
+    assert [r["label"] for r in out] == ["1", "0"]
+
+
+def test_tfidf_train_eval_classify_explain(tmp_path, loom_home):
+    rows = sentiment_rows(200)
+    train = write_csv(tmp_path / "train.csv", rows[:160])
+    test = write_csv(tmp_path / "test.csv", rows[160:])
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(train), "--name", "tf", "--json", env_home=loom_home).stdout)
+    assert summary["val_examples"] == 16 and summary["accuracy"] >= 0.9 and summary["warning"] is None
+    run = loom_home / "runs" / "tf"
+    assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG" and (run / "model" / "loom_classifier.json").is_file()
+
+    report = json.loads(run_loom("eval", "classify", "tf", "--data", str(test), "--json", env_home=loom_home).stdout)
+    assert report["accuracy"] >= 0.9 and "macro_f1" in report and report["examples"] == 40
+    assert set(report["per_class"]) == {"neg", "pos"} and len(report["confusion_matrix"]["matrix"]) == 2
+
+    # The report agrees with scikit-learn on the same predictions.
+    out = tmp_path / "pred.csv"
+    run_loom("classify", "tf", "--file", str(test), "--out", str(out), env_home=loom_home)
+    pred = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert len(pred) == 40 and all(abs(float(p["p_pos"]) + float(p["p_neg"]) - 1) < 1e-5 for p in pred)
+    from sklearn.metrics import accuracy_score, f1_score
+
+    gold = [r["label"] for r in rows[160:]]
+    got = [p["label"] for p in pred]
+    assert report["accuracy"] == pytest.approx(accuracy_score(gold, got))
+    assert report["macro_f1"] == pytest.approx(f1_score(gold, got, average="macro"))
+
+    explained = json.loads(run_loom("classify", "tf", "the room was wonderful", "--explain", "--json", env_home=loom_home).stdout)[0]
+    assert explained["label"] == "pos"
+    assert explained["explanation"][0][1] > 0 and any("wonderful" in tok for tok, _ in explained["explanation"][:5])
+    table = run_loom("classify", "tf", "服务很差，太脏", "--explain", env_home=loom_home)
+    assert "neg" in table.stdout + table.stderr
+
+
+def test_compare_table_and_jsonl_output(tmp_path, loom_home):
+    rows = sentiment_rows(120)
+    data = write_csv(tmp_path / "d.csv", rows)
+    run_loom("finetune", "classify", "--data", str(data), "--name", "a", env_home=loom_home)
+    run_loom("finetune", "classify", "--data", str(data), "--name", "b", "--no-class-weights", env_home=loom_home)
+    table = run_loom("eval", "classify", "a", "--compare", "b", "--data", str(data), env_home=loom_home).stdout
+    assert "accuracy" in table and "│ a" in table and "│ b" in table
+    out = tmp_path / "p.jsonl"
+    run_loom("classify", "a", "--file", str(data), "--out", str(out), env_home=loom_home)
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 120 and {"text", "label", "p_pos", "p_neg"} <= set(lines[0])
+
+
+def test_multi_label_jsonl(tmp_path, loom_home):
+    rng = random.Random(1)
+    rows = []
+    for i in range(120):
+        tags = [t for t in ("sport", "money", "music") if rng.random() < 0.5] or ["music"]
+        words = {"sport": "football match goal", "money": "bank price market", "music": "song guitar concert"}
+        rows.append({"text": " ".join(words[t] for t in tags) + f" item {i}", "tags": tags})
+    data = tmp_path / "m.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--label-col", "tags", "--multi-label",
+                                  "--name", "ml", "--json", env_home=loom_home).stdout)
+    assert summary["multi_label"] and summary["labels"] == ["money", "music", "sport"] and summary["macro_f1"] > 0.9
+    out = json.loads(run_loom("classify", "ml", "bank price and a football goal", "--json", env_home=loom_home).stdout)[0]
+    assert set(out["label"].split("|")) == {"money", "sport"}
+
+
+def test_minilm_and_loom_run_bases(tmp_path, loom_home, pipeline):
+    rows = sentiment_rows(60)
+    data = write_csv(tmp_path / "d.csv", [r for r in rows if not r["text"].startswith("房间")])
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("epochs: 3\nmin_steps: 10\nbatch_size: 8\nlr: 1.0e-4\nmax_len: 32\n")
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--base", "minilm", "--config", str(fast),
+                                  "--name", "mini", "--json", env_home=loom_home).stdout)
+    assert summary["train_accuracy"] >= 0.9 and len(summary["history"]) >= 1
+    model_dir = loom_home / "runs" / "mini" / "model"
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "neg", "1": "pos"}  # label names travel in the standard HF config
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(model_dir).config.num_labels == 2
+    # A Loom-pretrained decoder folder as the base (sequence-classification head on Llama).
+    base = pipeline["home"] / "runs" / "nano" / "model"
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--base", str(base), "--config", str(fast),
+                                  "--name", "llama-cls", "--json", env_home=loom_home).stdout)
+    assert summary["train_examples"] > 0
+    out = json.loads(run_loom("classify", "llama-cls", "the room was great", "--json", env_home=loom_home).stdout)[0]
+    assert out["label"] in ("pos", "neg")
+
+
+@pytest.mark.parametrize("rows, args, message", [
+    ([{"body": "x", "label": "a"}], [], "columns present: body, label"),
+    ([{"text": "", "label": "a"}, {"text": "b", "label": "b"}], [], "has an empty text"),
+    ([{"text": "a", "label": "x"}, {"text": "b", "label": "x"}], [], "only one label"),
+    ([{"text": "a", "label": "x"}], ["--base", "nope"], "only one label"),
+], ids=["missing-column", "empty-text", "single-label", "single-label-before-base"])
+def test_bad_training_files(tmp_path, loom_home, rows, args, message):
+    data = write_csv(tmp_path / "bad.csv", rows, fields=list(rows[0]))
+    proc = run_loom("finetune", "classify", "--data", str(data), "--name", "bad", *args, env_home=loom_home, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "hint:" in proc.stderr
+    assert not (loom_home / "runs" / "bad").exists(), "a partial model was saved"
+
+
+def test_non_utf8_and_unseen_labels(tmp_path, loom_home):
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("text,label\n这家酒店很好,pos\n".encode("gb18030"))
+    proc = run_loom("finetune", "classify", "--data", str(gbk), "--name", "g", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "not valid UTF-8" in proc.stderr and "iconv" in proc.stderr
+    data = write_csv(tmp_path / "d.csv", sentiment_rows(60))
+    run_loom("finetune", "classify", "--data", str(data), "--name", "s", env_home=loom_home)
+    other = write_csv(tmp_path / "o.csv", [{"text": "meh", "label": "neutral"}])
+    proc = run_loom("eval", "classify", "s", "--data", str(other), env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "labels not seen at training time: 'neutral'" in proc.stderr
+    proc = run_loom("classify", "s", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "nothing to classify" in proc.stderr
+
+
+def test_ready_datasets(tmp_path, loom_home):
+    listing = json.loads(run_loom("datasets", "list", "--json", env_home=loom_home).stdout)
+    assert {d["name"] for d in listing} == {"zh-sentiment", "bbc-news"} and all(d["installed"] for d in listing)
+    out = tmp_path / "zh.csv"
+    run_loom("datasets", "export", "zh-sentiment", "--out", str(out), env_home=loom_home)
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    texts = [r["text"] for r in rows]
+    assert len(rows) == 17363 and len(set(texts)) == len(texts)  # deduplicated, conflicts dropped
+    assert {r["label"] for r in rows} == {"pos", "neg"}
+    proc = run_loom("datasets", "export", "nope", "--out", str(out), env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "available: zh-sentiment, bbc-news" in proc.stderr
