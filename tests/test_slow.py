@@ -1,11 +1,13 @@
-"""Slow end-to-end checks run by CI (`make test-slow`): DDP with 2 processes and the quickstart."""
+"""Slow end-to-end checks run by CI (`make test-slow`): DDP, compile, quickstart, LoRA, million-row streaming."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 import torch
 
@@ -69,3 +71,44 @@ def test_torch_compile_training(tmp_path, loom_home):
 
     with safe_open(loom_home / "runs" / "c" / "model" / "model.safetensors", "pt") as f:
         assert not any(k.startswith("_orig_mod") for k in f.keys())
+
+
+def test_lora_minilm_classifier_explains_by_occlusion(tmp_path, loom_home):
+    rows = ["text,label"]
+    for i in range(40):
+        rows.append(f"the service was wonderful and friendly {i},pos" if i % 2 else f"the service was awful and rude {i},neg")
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(rows) + "\n")
+    fast = tmp_path / "lora.yaml"
+    fast.write_text("base: minilm\nlora: true\nepochs: 4\nmin_steps: 40\nbatch_size: 8\nlr: 1.0e-3\nmax_len: 32\n")
+    proc = run_loom("finetune", "classify", "--data", str(data), "--config", str(fast), "--name", "lora", "--json", env_home=loom_home)
+    assert json.loads(proc.stdout)["train_accuracy"] >= 0.9
+    model_dir = loom_home / "runs" / "lora" / "model"
+    assert not (model_dir / "adapter_config.json").exists()  # adapters merged: a plain HF folder
+    out = json.loads(run_loom("classify", "lora", "the service was wonderful", "--explain", "--json", env_home=loom_home).stdout)[0]
+    assert out["label"] == "pos"
+    top_words = [w for w, _ in out["explanation"][:2]]
+    assert "wonderful" in top_words, out["explanation"]
+
+
+def test_classify_streams_a_million_rows(tmp_path, loom_home):
+    small = tmp_path / "train.csv"
+    small.write_text("text,label\n" + "".join(f"good item {i},pos\nbad item {i},neg\n" for i in range(50)))
+    run_loom("finetune", "classify", "--data", str(small), "--name", "gb", env_home=loom_home)
+    big = tmp_path / "big.csv"
+    with open(big, "w") as f:
+        f.write("text,label\n")
+        for i in range(1_000_000):
+            f.write("good one\n" if i % 2 else "bad one\n")
+    out = tmp_path / "labels.csv"
+    env = dict(os.environ, LOOM_HOME=str(loom_home))
+    proc = psutil.Popen([sys.executable, "-m", "loom", "classify", "gb", "--file", str(big), "--out", str(out), "--batch-size", "4096"],
+                        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, proc.memory_info().rss)
+        time.sleep(0.2)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    with open(out) as f:
+        assert sum(1 for _ in f) == 1_000_001
+    assert peak < 1.5 * 2**30, f"peak RSS {peak / 2**20:.0f} MiB: the file was not streamed"
