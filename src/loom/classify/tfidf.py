@@ -31,6 +31,18 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def content_words(text: str) -> list[str]:
+    """Words 1-2-grams with English stop words dropped first (bigrams then join content words)."""
+    from loom.data.clean import EN_STOPWORDS
+
+    tokens = [w for w in words(text) if w not in EN_STOPWORDS]
+    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+
+
+def mostly_cjk(texts: list[str]) -> bool:
+    return sum(1 for t in texts if _CJK.search(t)) >= len(texts) / 2
+
+
 class TfidfClassifier:
     def __init__(self, labels: list[str], multi_label: bool = False, pipeline=None) -> None:
         self.labels = labels
@@ -45,10 +57,13 @@ class TfidfClassifier:
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.pipeline import FeatureUnion, Pipeline
 
-        features = FeatureUnion([
-            ("words", TfidfVectorizer(analyzer=words, sublinear_tf=True, min_df=1)),
-            ("chars", TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1, lowercase=True)),
-        ])
+        if mostly_cjk(texts):
+            features = FeatureUnion([
+                ("words", TfidfVectorizer(analyzer=words, sublinear_tf=True)),
+                ("chars", TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, lowercase=True)),
+            ])
+        else:
+            features = FeatureUnion([("words", TfidfVectorizer(analyzer=content_words, sublinear_tf=True))])
         # C=10: light regularisation, so small training sets are fitted exactly.
         linear = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if class_weights else None)
         model = OneVsRestClassifier(linear) if multi_label else linear
