@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(PY) bench/pretrain_throughput.py
 	$(PY) bench/pretrain_quality.py
 	$(PY) bench/data_prepare.py
+	$(PY) -m pip install -q fasttext-numpy2==0.10.4
+	$(PY) bench/classify.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
