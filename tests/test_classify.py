@@ -36,10 +36,12 @@ def write_csv(path, rows, fields=("text", "label")):
     return path
 
 
-def test_three_sentences_are_learnt_with_a_warning(tmp_path, loom_home):
+@pytest.mark.parametrize("base", ["tfidf", "minilm"])
+def test_three_sentences_are_learnt_with_a_warning(tmp_path, loom_home, base):
+    """The classic Keras example that stays at 50%: Loom must fit it, and say it proves nothing."""
     data = write_csv(tmp_path / "three.csv", [{"text": "这是一段文本", "label": 0}, {"text": "这是另一段文本", "label": 1},
                                              {"text": "还有一段文本", "label": 0}])
-    proc = run_loom("finetune", "classify", "--data", str(data), "--name", "k", "--json", env_home=loom_home)
+    proc = run_loom("finetune", "classify", "--data", str(data), "--name", "k", "--base", base, "--json", env_home=loom_home)
     summary = json.loads(proc.stdout)
     assert summary["train_accuracy"] == 1.0 and summary["evaluated_on"] == "train"
     assert "only 3 examples" in proc.stderr and "cannot support any claim" in proc.stderr
