@@ -34,6 +34,10 @@ def generate(
     cfg = load(GenerateConfig, None, {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
                                       "top_p": top_p, "repetition_penalty": repetition_penalty, "stop": stop or [], "seed": seed})
     entry = registry.resolve(model)
+    if entry.task != "generate":
+        from loom.errors import InputError
+
+        raise InputError(f"{model!r} is a {entry.task} model, not a text generator", f"use `loom classify {model} TEXT`, or pick a model from `loom models list`")
     with console.status(f"loading {entry.name}"):
         lm, tokenizer = load_model(entry)
     gen = make(lm, tokenizer, prompt, cfg, chat=entry.chat if chat is None else chat, system=system)

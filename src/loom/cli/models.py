@@ -20,9 +20,9 @@ def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         print_json([e.model_dump() for e in entries])
         return
-    table = Table("name", "backend", "chat", "path", "description")
+    table = Table("name", "task", "backend", "chat", "path", "description")
     for e in entries:
-        table.add_row(e.name + (" (built-in)" if e.builtin else ""), e.backend, "yes" if e.chat else "", e.path, e.description)
+        table.add_row(e.name + (" (built-in)" if e.builtin else ""), e.task, e.backend, "yes" if e.chat else "", e.path, e.description)
     stdout_console().print(table)
 
 
