@@ -158,6 +158,9 @@ def test_non_utf8_and_unseen_labels(tmp_path, loom_home):
     assert proc.returncode == 2 and "labels not seen at training time: 'neutral'" in proc.stderr
     proc = run_loom("classify", "s", env_home=loom_home, check=False)
     assert proc.returncode == 2 and "nothing to classify" in proc.stderr
+    proc = run_loom("finetune", "classify", "--data", str(data), "--val", str(other), "--name", "v", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "validation labels not in the training data: 'neutral'" in proc.stderr
+    assert not (loom_home / "runs" / "v").exists()
 
 
 def test_ready_datasets(tmp_path, loom_home):

@@ -57,6 +57,10 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
     names = check_trainable(data)
     if val_path:
         train, val, warning = data, read_labelled(val_path, text_col, label_col, multi_label), None
+        unseen = sorted(set(val.label_names()) - set(names))
+        if unseen:  # checked before training, not after an hour of it
+            raise InputError(f"validation labels not in the training data: {', '.join(map(repr, unseen))}",
+                             f"training labels are: {', '.join(names)}")
     else:
         train, val, warning = split(data, cfg.val_fraction, cfg.seed, multi_label)
     t0 = time.perf_counter()
