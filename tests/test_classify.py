@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from conftest import REPO, run_loom
+from conftest import run_loom
 
 POS_EN = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
 NEG_EN = ["awful", "terrible", "horrible", "dreadful", "poor", "bad"]
