@@ -57,20 +57,16 @@ def _bbc_news() -> list[tuple[str, str]]:
     rows = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(label_dir.glob("*.txt")):
-            text = f.read_bytes().decode("utf-8", errors="replace") if _is_utf8(f) else f.read_text(encoding="latin-1")
+            raw = f.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")  # a few files are not UTF-8; latin-1 decodes any byte
             text = " ".join(text.split())
             if text and text not in seen:
                 seen.add(text)
                 rows.append((text, label_dir.name))
     return rows
-
-
-def _is_utf8(path: Path) -> bool:
-    try:
-        path.read_bytes().decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
 
 
 READY: dict[str, ReadyDataset] = {

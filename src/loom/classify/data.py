@@ -7,13 +7,17 @@ Multi-label rows hold several labels: a JSON list in .jsonl, or labels joined by
 from __future__ import annotations
 
 import csv
-import json
+import functools
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from loom.data.sources import iter_json_objects
 from loom.errors import InputError
 
 SMALL_DATA = 50  # below this many examples no held-out estimate is trustworthy
@@ -66,20 +70,11 @@ def _csv_rows(path: Path, text_col: str, label_col: str | None, delimiter: str):
 
 
 def _jsonl_rows(path: Path, text_col: str, label_col: str | None):
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno} is not valid JSON ({e.msg})", "one JSON object per line") from e
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno} is not a JSON object", 'each line must look like {"text": ..., "label": ...}')
-            if lineno == 1 or text_col not in row or (label_col and label_col not in row):
-                _check_columns(path, list(row), text_col, label_col, f":{lineno}")
-            text = row.get(text_col)
-            yield lineno, text if isinstance(text, str) else ("" if text is None else str(text)), row.get(label_col) if label_col else None
+    for lineno, row in iter_json_objects(path):
+        if text_col not in row or (label_col and label_col not in row):
+            _check_columns(path, list(row), text_col, label_col, f":{lineno}")
+        text = row[text_col]
+        yield lineno, text if isinstance(text, str) else ("" if text is None else str(text)), row.get(label_col) if label_col else None
 
 
 def _check_columns(path: Path, columns: list[str], text_col: str, label_col: str | None, where: str = "") -> None:
@@ -124,6 +119,28 @@ def check_trainable(data: Labelled) -> list[str]:
     if len(names) < 2:
         raise InputError(f"only one label ({names[0]!r}) in the training data", "a classifier needs at least two labels")
     return names
+
+
+def indicator(labels: list[list[str]], names: list[str]) -> np.ndarray:
+    """Multi-label targets as a 0/1 matrix [rows, len(names)]."""
+    index = {n: i for i, n in enumerate(names)}
+    out = np.zeros((len(labels), len(names)), dtype=np.int64)
+    for row, ls in enumerate(labels):
+        out[row, [index[label] for label in ls]] = 1
+    return out
+
+
+def jieba_cut(text: str) -> list[str]:
+    """jieba word segmentation; the import and its log setting happen once, not per call."""
+    return _jieba().lcut(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
 
 
 def label_counts(data: Labelled) -> Counter:

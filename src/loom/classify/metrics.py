@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from loom import atomic
+from loom.classify.data import indicator
 
 
 def predictions(probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
@@ -28,12 +29,7 @@ def report(texts: list[str], gold: list[list[str]], probs: np.ndarray, labels: l
         raise InputError(f"labels not seen at training time: {', '.join(map(repr, unknown))}",
                          f"the model knows: {', '.join(labels)}; fix the file or retrain with these labels")
     pred = predictions(probs, multi_label)
-    if multi_label:
-        y_true = np.zeros_like(pred)
-        for row, gs in enumerate(gold):
-            y_true[row, [index[g] for g in gs]] = 1
-    else:
-        y_true = np.array([index[gs[0]] for gs in gold])
+    y_true = indicator(gold, labels) if multi_label else np.array([index[gs[0]] for gs in gold])
     ids = list(range(len(labels)))
     out = {"examples": len(texts), "accuracy": float(accuracy_score(y_true, pred))}
     for avg in ("macro", "micro", "weighted"):

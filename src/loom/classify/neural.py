@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from loom import atomic
+from loom.classify.data import indicator, jieba_cut
 from loom.classify.metrics import predictions
 
 KIND = "hf"
@@ -69,9 +70,7 @@ class NeuralClassifier:
 def _pieces(text: str) -> list[str]:
     """Words with their trailing spaces (so removal keeps spacing); CJK runs segmented by jieba."""
     if re.search(r"[\u3400-\u9fff]", text):
-        import jieba
-
-        return jieba.lcut(text)
+        return jieba_cut(text)
     return re.findall(r"\S+\s*|\s+", text)
 
 
@@ -116,10 +115,10 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_base(base_path, names, multi_label, cfg.lora, cfg.lora_r)
     index = {n: i for i, n in enumerate(names)}
-    y = torch.zeros((len(train_labels), len(names))) if multi_label else torch.tensor([index[ls[0]] for ls in train_labels])
     if multi_label:
-        for row, ls in enumerate(train_labels):
-            y[row, [index[label] for label in ls]] = 1.0
+        y = torch.from_numpy(indicator(train_labels, names)).float()
+    else:
+        y = torch.tensor([index[ls[0]] for ls in train_labels])
     weights = class_weights(train_labels, names) if cfg.class_weights and not multi_label else None
     steps_per_epoch = math.ceil(len(train_texts) / cfg.batch_size)
     total = max(cfg.epochs * steps_per_epoch, cfg.min_steps)
@@ -150,7 +149,7 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
         model.eval()
         texts_eval, labels_eval = (val_texts, val_labels) if val_texts else (train_texts, train_labels)
         pred = predictions(clf.predict_proba(texts_eval), multi_label)
-        gold = _indicator(labels_eval, index, len(names)) if multi_label else np.array([index[ls[0]] for ls in labels_eval])
+        gold = indicator(labels_eval, names) if multi_label else np.array([index[ls[0]] for ls in labels_eval])
         f1 = float(f1_score(gold, pred, average="macro", zero_division=0))
         history.append({"epoch": epoch + 1, "step": step, "loss": float(loss.item()), "val_macro_f1": f1})
         if f1 > best_f1:
@@ -165,9 +164,3 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
         model = model.merge_and_unload()  # a plain HF model again: loadable without peft
     return NeuralClassifier(model, tokenizer, names, multi_label, cfg.max_len), history
 
-
-def _indicator(labels, index, k) -> np.ndarray:
-    out = np.zeros((len(labels), k), dtype=np.int64)
-    for row, ls in enumerate(labels):
-        out[row, [index[label] for label in ls]] = 1
-    return out

@@ -7,6 +7,7 @@ built under a temporary name and renamed into place, so a failure leaves nothing
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -52,8 +53,13 @@ class Cleaned:
 _LETTER_SCRIPTS = [i for i, s in enumerate(clean.SCRIPTS) if s not in ("Common", "Other", "Emoji")]
 
 
+@functools.lru_cache(maxsize=4)
+def _band_hasher(num_perm: int, threshold: float) -> dedup.BandHasher:
+    return dedup.BandHasher(num_perm, threshold)
+
+
 def clean_batch(texts: list[str], cfg: DataConfig) -> list[Cleaned]:
-    hasher = dedup.BandHasher(cfg.num_perm, cfg.near_dup_threshold) if cfg.near_dedup else None
+    hasher = _band_hasher(cfg.num_perm, cfg.near_dup_threshold) if cfg.near_dedup else None
     return [clean_one(t, cfg, hasher) for t in texts]
 
 
@@ -201,7 +207,6 @@ def prepare(inputs: list[str], name: str, cfg: DataConfig, overwrite: bool = Fal
                 "check the inputs are text with content, or relax --min-chars and the junk filters",
             )
         report.seconds = time.perf_counter() - start
-        out.flush()
         result = report.as_dict()
         result["name"] = name
         result["config"] = cfg.model_dump()

@@ -99,7 +99,8 @@ def _read_text(path: Path, split: str, encoding: str) -> Iterator[str]:
             yield "".join(block)
 
 
-def _read_jsonl(path: Path, field: str, encoding: str) -> Iterator[str]:
+def iter_json_objects(path: Path, encoding: str = "utf-8-sig") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a .jsonl file; errors name the line."""
     with open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -110,14 +111,19 @@ def _read_jsonl(path: Path, field: str, encoding: str) -> Iterator[str]:
                 raise InputError(f"{path}:{lineno} is not valid JSON ({e.msg})", "each line of a .jsonl file must be one JSON object") from e
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{lineno} is not a JSON object", "each line must look like {\"text\": \"...\"}")
-            if field not in row:
-                raise InputError(
-                    f"{path}:{lineno} has no field {field!r}; fields present: {', '.join(map(str, row)) or '(none)'}",
-                    "choose the text field with --text-field",
-                )
-            value = row[field]
-            if isinstance(value, str):
-                yield value
+            yield lineno, row
+
+
+def _read_jsonl(path: Path, field: str, encoding: str) -> Iterator[str]:
+    for lineno, row in iter_json_objects(path, encoding):
+        if field not in row:
+            raise InputError(
+                f"{path}:{lineno} has no field {field!r}; fields present: {', '.join(map(str, row)) or '(none)'}",
+                "choose the text field with --text-field",
+            )
+        value = row[field]
+        if isinstance(value, str):
+            yield value
 
 
 def _read_csv(path: Path, field: str, encoding: str) -> Iterator[str]:
