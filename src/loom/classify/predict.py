@@ -16,7 +16,7 @@ from loom.classify.model import load_classifier
 from loom.errors import InputError
 
 
-def _labels_for(clf, probs_row) -> str:
+def label_of(clf, probs_row) -> str:
     pred = predictions(probs_row[None, :], clf.multi_label)[0]
     if clf.multi_label:
         return "|".join(clf.labels[i] for i in range(len(clf.labels)) if pred[i])
@@ -28,7 +28,7 @@ def classify_texts(model: str, texts: list[str], explain: bool = False) -> list[
     probs = clf.predict_proba(texts)
     results = []
     for text, row in zip(texts, probs):
-        result = {"text": text, "label": _labels_for(clf, row), "probabilities": dict(zip(clf.labels, map(float, row)))}
+        result = {"text": text, "label": label_of(clf, row), "probabilities": dict(zip(clf.labels, map(float, row)))}
         if explain:
             result["explanation"] = clf.explain(text, int(row.argmax()))
         results.append(result)
@@ -79,4 +79,4 @@ def classify_file(model: str, path: Path, out: Path, text_col: str = "text", bat
 def _label_batch(clf, texts: list[str], text_col: str):
     probs = clf.predict_proba(texts)
     for text, row in zip(texts, probs):
-        yield {text_col: text, "label": _labels_for(clf, row)} | {f"p_{label}": round(float(p), 6) for label, p in zip(clf.labels, row)}
+        yield {text_col: text, "label": label_of(clf, row)} | {f"p_{label}": round(float(p), 6) for label, p in zip(clf.labels, row)}

@@ -11,6 +11,7 @@ from loom.cli import classify as classify_cmd, data, eval as eval_cmd, models, t
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
+from loom.cli.serve import chat, keys_app, serve
 
 app = typer.Typer(
     help="Loom: from raw text to a running language model, offline.",
@@ -25,10 +26,13 @@ app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(models.app, name="models")
 app.add_typer(classify_cmd.finetune_app, name="finetune")
 app.add_typer(classify_cmd.datasets_app, name="datasets")
+app.add_typer(keys_app, name="keys")
 app.command()(pretrain)
 app.command()(generate)
 app.command()(quickstart)
 app.command()(classify_cmd.classify)
+app.command()(serve)
+app.command()(chat)
 
 
 def main() -> None:

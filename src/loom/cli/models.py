@@ -51,18 +51,26 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
 @app.command()
 def add(
     name: str = typer.Argument(..., help="name to register"),
-    path: str = typer.Argument(..., help="Hugging Face model folder or .gguf file"),
-    backend: str = typer.Option(None, help="hf | gguf (default: from the path)"),
+    path: str = typer.Argument(..., help="model folder, .gguf file, or base URL of an OpenAI-compatible engine"),
+    backend: str = typer.Option(None, help="hf | gguf | openai | embedding | tfidf (default: from the path)"),
     chat: bool = typer.Option(False, "--chat", help="instruction-tuned: prompts use its chat template"),
     description: str = typer.Option("", help="a note shown in `loom models list`"),
+    remote_model: str = typer.Option("", help="openai backend: the model's name on the remote engine (default: NAME)"),
+    api_key_env: str = typer.Option("", help="openai backend: environment variable that holds the remote API key"),
 ) -> None:
-    """Register a local model under a name."""
+    """Register a model under a name: a local folder or file, or a remote engine (vLLM, Ollama, ...).
+
+    loom models add qwen http://gpu-host:8000/v1 --backend openai --remote-model Qwen/Qwen2.5-7B-Instruct
+    """
+    from typing import get_args
+
     from loom import registry
     from loom.errors import InputError
 
-    if backend not in (None, "hf", "gguf"):
-        raise InputError(f"unknown backend {backend!r}", "use --backend hf or --backend gguf")
-    entry = registry.add(name, path, backend=backend, chat=chat, description=description)
+    if backend is not None and backend not in get_args(registry.Backend):
+        raise InputError(f"unknown backend {backend!r}", f"use one of: {', '.join(get_args(registry.Backend))}")
+    entry = registry.add(name, path, backend=backend, chat=chat, description=description,
+                         remote_model=remote_model, api_key_env=api_key_env)
     console.print(f"registered {entry.name} ({entry.backend}) -> {entry.path}")
 
 

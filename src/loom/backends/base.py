@@ -1,0 +1,149 @@
+"""The backend contract: the one interface the server and the apps see.
+
+    backend = loom.backends.get("smollm2")           # the registry picks the class
+    backend.info()                                    -> Info
+    backend.chat(messages, Sampling(max_tokens=64))   -> Completion
+    for chunk in backend.stream(Request(messages=..., sampling=...)): ...   -> Chunk
+    backend.complete("Once upon a time", Sampling())  -> Completion
+    backend.embed(["text", ...])                      -> Embeddings
+
+`stream` is the primitive; `chat` and `complete` collect it. Closing the stream iterator (a client
+that went away) stops the generation. Types here are internal: OpenAI's wire shapes live in
+loom.serve.schema only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from loom.errors import InputError, LoomError
+
+
+class Overloaded(LoomError):
+    """The backend's queue is full: retry later (HTTP 503)."""
+
+
+class Unsupported(LoomError):
+    """The backend cannot do this (e.g. embeddings from a chat model): HTTP 400."""
+
+
+class ContextTooLong(InputError):
+    """Prompt plus requested tokens exceed the model's context (HTTP 400)."""
+
+
+@dataclass
+class Sampling:
+    max_tokens: int = 256
+    temperature: float = 1.0  # OpenAI's default; 0 = greedy
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    json_object: bool = False  # constrain output to one JSON object that parses
+
+
+@dataclass
+class Request:
+    """Exactly one of messages (chat, formatted with the model's template) or prompt (raw completion)."""
+
+    sampling: Sampling = field(default_factory=Sampling)
+    messages: list[dict] | None = None
+    prompt: str | list[int] | None = None
+
+
+@dataclass
+class Chunk:
+    text: str = ""
+    finish_reason: Literal["stop", "length"] | None = None  # set on the last chunk only
+    prompt_tokens: int = 0  # set on the last chunk
+    completion_tokens: int = 0  # set on the last chunk
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass
+class Info:
+    name: str
+    backend: str
+    capabilities: list[str]  # subset of chat, complete, embed, classify
+    owned_by: str = "loom"
+    context_length: int | None = None
+    description: str = ""
+
+
+class Backend:
+    """Base class with the derived calls; subclasses implement info and stream (and/or embed)."""
+
+    name: str = ""
+
+    def info(self) -> Info:
+        raise NotImplementedError
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        raise Unsupported(f"model {self.name!r} does not generate text", "use a chat or completion model")
+
+    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        raise Unsupported(f"model {self.name!r} does not produce embeddings", "use an embedding model, e.g. minilm")
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """[{label, probabilities: {label: p}}] per text."""
+        raise Unsupported(f"model {self.name!r} is not a classifier", "train one with `loom finetune classify`")
+
+    async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        """Async twin of stream for the server. Default: the sync stream, one chunk per worker-thread hop;
+        backends with their own event-driven engine override it."""
+        import anyio
+
+        chunks = self.stream(request)
+        done = object()
+        try:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, done)) is not done:
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                await anyio.to_thread.run_sync(close)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in text by this model's tokenizer (rate limits and usage); ~4 chars/token if unknown."""
+        return max(1, len(text) // 4)
+
+    def chat(self, messages: list[dict], sampling: Sampling | None = None) -> Completion:
+        return collect(self.stream(Request(sampling or Sampling(), messages=messages)))
+
+    def complete(self, prompt: str, sampling: Sampling | None = None) -> Completion:
+        return collect(self.stream(Request(sampling or Sampling(), prompt=prompt)))
+
+    def close(self) -> None:
+        """Release threads, memory and connections."""
+
+
+def collect(chunks: Iterator[Chunk]) -> Completion:
+    pieces, last = [], Chunk()
+    for chunk in chunks:
+        pieces.append(chunk.text)
+        last = chunk
+    return Completion("".join(pieces), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens)
+
+
+def check_messages(messages: list[dict]) -> None:
+    if not messages:
+        raise InputError("messages is empty", "send at least one message, e.g. {'role': 'user', 'content': 'hi'}")
+    for i, m in enumerate(messages):
+        if m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
+            raise InputError(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant", "fix the role")
+        if not isinstance(m.get("content"), str):
+            raise InputError(f"messages[{i}].content must be text", "send the content as a string")

@@ -1,0 +1,126 @@
+"""One generation's decoding state: pick the next token, turn tokens into safe text pieces.
+
+Shared by every local transformers path (the batched server engine and `loom generate`). Text is
+decoded incrementally; a piece is held back while it ends in an incomplete UTF-8 sequence (byte
+tokens decode to U+FFFD until the character is complete) or could be the start of a stop string,
+so stop strings never leak into the output.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from loom.backends.base import Sampling
+from loom.backends.jsonmode import JsonPrefix
+from loom.config import GenerateConfig
+
+_JSON_DRAWS = 64  # rejected draws before scanning candidates in logit order
+
+
+def token_texts(tokenizer) -> list[str]:
+    """Text each token id adds when appended (computed against an anchor token, so tokenizers that
+    drop a word's leading space when decoding it alone still report it). Special tokens give ''."""
+    anchor = tokenizer.encode("a", add_special_tokens=False)[:1]
+    base = tokenizer.decode(anchor)
+    texts = []
+    for tid in range(len(tokenizer)):
+        full = tokenizer.decode(anchor + [tid], skip_special_tokens=True)
+        texts.append(full[len(base):] if full.startswith(base) else full)
+    return texts
+
+
+class SequenceState:
+    def __init__(self, tokenizer, prompt_ids: list[int], cfg: GenerateConfig, stop_ids: set[int],
+                 context_limit: int, json_object: bool = False, vocab_texts: list[str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_ids = prompt_ids
+        self.cfg = cfg
+        self.stop_ids = stop_ids
+        self.context_limit = context_limit
+        self.json = JsonPrefix() if json_object else None
+        self.vocab_texts = vocab_texts
+        self.rng = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
+        self.stops = [] if json_object else cfg.stop  # a stop string could cut the JSON short
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.completion_ids: list[int] = []
+        self.emitted = 0
+        self.finish_reason: str | None = None
+
+    @classmethod
+    def from_sampling(cls, tokenizer, prompt_ids, sampling: Sampling, stop_ids, context_limit, vocab_texts=None):
+        cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=0,
+                             top_p=sampling.top_p, stop=sampling.stop, seed=sampling.seed)
+        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts)
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """Next token id from last-position logits [V]."""
+        from loom.model.generate import apply_sampling
+
+        probs = apply_sampling(logits, self.prompt_ids + self.completion_ids, self.cfg)
+        if self.json is None:
+            return self._draw(probs)
+        for _ in range(_JSON_DRAWS):
+            if float(probs.sum()) <= 0:
+                break
+            tid = self._draw(probs)
+            if self._json_allows(tid):
+                return tid
+            probs[tid] = 0.0
+        for tid in torch.argsort(logits.float(), descending=True).tolist():
+            if self._json_allows(tid):
+                return tid
+        raise RuntimeError("no token continues the JSON")  # unreachable: '}' or '"' always fits somewhere
+
+    def _draw(self, probs: torch.Tensor) -> int:
+        if self.cfg.temperature == 0:
+            return int(torch.argmax(probs))
+        return int(torch.multinomial(probs, 1, generator=self.rng))
+
+    def _json_allows(self, tid: int) -> bool:
+        if tid in self.stop_ids:
+            return self.json.complete
+        text = self.vocab_texts[tid] if tid < len(self.vocab_texts) else ""
+        if not text:
+            return False
+        if "\ufffd" in text:  # part of a multi-byte character: only inside string content
+            return self.json.mode == "string" and self.json.escape == 0
+        return self.json.accepts(text)
+
+    def push(self, tid: int) -> str:
+        """Record a chosen token; return the text that became safe to emit. Sets finish_reason when done."""
+        if tid in self.stop_ids:
+            self.finish_reason = "stop"
+            return self.flush()
+        self.completion_ids.append(tid)
+        if self.json is not None:
+            text = self.vocab_texts[tid]
+            if "\ufffd" not in text:
+                self.json.feed(text)
+            if self.json.complete:
+                self.finish_reason = "stop"
+                return self.flush()
+        text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s, max(0, self.emitted - self.hold)) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            piece = text[self.emitted:cut]
+            self.emitted = len(text)
+            self.finish_reason = "stop"
+            return piece
+        if len(self.completion_ids) >= self.cfg.max_new_tokens or len(self.prompt_ids) + len(self.completion_ids) >= self.context_limit:
+            self.finish_reason = "length"
+            return self.flush()
+        safe = len(text) - self.hold
+        while safe > self.emitted and text[safe - 1] == "\ufffd":
+            safe -= 1
+        if safe <= self.emitted:
+            return ""
+        piece, self.emitted = text[self.emitted:safe], safe
+        return piece
+
+    def flush(self) -> str:
+        """All text not yet emitted (plus the JSON closing text when the budget ran out)."""
+        text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+        piece, self.emitted = text[self.emitted:], len(text)
+        if self.json is not None and not self.json.complete:
+            piece += self.json.closing_suffix()
+        return piece

@@ -1,0 +1,171 @@
+"""`loom serve` (the OpenAI-compatible server), `loom chat` (terminal chat) and `loom keys`."""
+
+from __future__ import annotations
+
+import typer
+
+from loom.cli.output import console, print_json, stdout_console
+
+keys_app = typer.Typer(help="API keys for `loom serve`: once any key exists, every endpoint but /health needs one.",
+                       no_args_is_help=True)
+
+ENGINE_HELP = "GGUF engine: transformers (batched, default) or llama.cpp (fastest single stream; needs llama-cpp-python)"
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind; 0.0.0.0 exposes the server to the network"),
+    port: int = typer.Option(8000, help="TCP port"),
+    preload: list[str] = typer.Option(None, "--preload", help="model to load at startup (repeatable); others load on first use"),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    max_batch: int = typer.Option(16, min=1, help="sequences decoded together per local model"),
+    max_queue: int = typer.Option(64, min=1, help="waiting requests per model before answering 503"),
+    max_tokens: int = typer.Option(512, min=1, help="default max_tokens when a request sets none"),
+    log_level: str = typer.Option("warning", help="uvicorn log level: debug, info, warning, error"),
+) -> None:
+    """Serve every model in the catalog over an OpenAI-compatible HTTP API."""
+    import uvicorn
+
+    from loom.serve.app import ServeSettings, create_app
+    from loom.serve.auth import KeyStore
+
+    _check_engine(engine)
+    settings = ServeSettings(preload=preload or [], engine=engine, max_batch=max_batch, max_queue=max_queue,
+                             default_max_tokens=max_tokens)
+    keyed = KeyStore().any_active()
+    if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
+        console.print(f"[bold red]WARNING: binding {host} with no API keys: anyone who can reach this machine can use "
+                      "every model. Create a key first: loom keys create NAME[/bold red]")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    auth = ' -H "Authorization: Bearer $LOOM_KEY"' if keyed else ""
+    stdout_console().print(
+        f"Loom is serving at {url}/v1  (OpenAI-compatible; models: loom models list)\n"
+        f"try:\n  curl {url}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}]}}'\n"
+        f"  curl {url}/v1/embeddings{auth} -H 'Content-Type: application/json' -d '{{\"model\": \"minilm\", \"input\": \"hello\"}}'\n"
+        f"stop with Ctrl+C", soft_wrap=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def chat(
+    model: str = typer.Argument("smollm2", help="a chat model: registered name, run, folder or .gguf file"),
+    system: str = typer.Option(None, help="system message"),
+    max_tokens: int = typer.Option(512, min=1, help="tokens per answer at most"),
+    temperature: float = typer.Option(0.7, min=0.0, max=2.0, help="0 = greedy"),
+    engine: str = typer.Option("auto", help=ENGINE_HELP + "; auto uses llama.cpp when installed"),
+) -> None:
+    """Chat in the terminal: answers stream as they are generated; /reset clears the history, /exit quits."""
+    import sys
+
+    from loom import registry
+    from loom.backends.base import Request, Sampling
+    from loom.backends.llamacpp import available
+
+    _check_engine(engine)
+    if engine == "auto" and available():
+        engine = "llama.cpp"  # one user: the fastest single stream wins
+    with console.status(f"loading {model}"):
+        backend = registry.open_backend(model, engine=engine, max_batch=1)
+    if "chat" not in backend.info().capabilities:
+        from loom.errors import InputError
+
+        raise InputError(f"{model!r} has no chat template", "pick a chat model (see `loom models list`), or use `loom generate`")
+    start = [{"role": "system", "content": system}] if system else []
+    history = list(start)
+    console.print(f"[dim]chatting with {model}; /reset clears the history, /exit or Ctrl+D quits[/dim]")
+    while True:
+        try:
+            line = console.input("[bold green]you>[/bold green] ")
+        except EOFError:
+            break
+        if line.strip() in ("/exit", "/quit"):
+            break
+        if line.strip() == "/reset":
+            history = list(start)
+            console.print("[dim]history cleared[/dim]")
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        pieces = []
+        for chunk in backend.stream(Request(Sampling(max_tokens=max_tokens, temperature=temperature), messages=history)):
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+            pieces.append(chunk.text)
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": "".join(pieces)})
+    backend.close()
+
+
+def _check_engine(engine: str) -> None:
+    from typing import get_args
+
+    from loom.errors import InputError
+    from loom.registry import Engine
+
+    if engine not in get_args(Engine):
+        raise InputError(f"unknown engine {engine!r}", f"use one of: {', '.join(get_args(Engine))}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="who or what the key is for"),
+    rpm: int = typer.Option(None, help="requests per minute (default: unlimited)"),
+    tpm: int = typer.Option(None, help="prompt + completion tokens per minute (default: unlimited)"),
+) -> None:
+    """Create a key. It is printed once: only its hash is stored."""
+    from loom.serve.auth import KeyStore
+
+    record, secret = KeyStore().create(name, rpm, tpm)
+    stdout_console().print(secret)
+    console.print(f"[dim]key {record.id} ({name}) created; store it now, it cannot be shown again[/dim]")
+
+
+@keys_app.command("list")
+def keys_list(json_out: bool = typer.Option(False, "--json")) -> None:
+    """All keys (ids and names, never the secrets)."""
+    import datetime
+
+    from rich.table import Table
+
+    from loom.serve.auth import KeyStore
+
+    keys = KeyStore().list()
+    if json_out:
+        print_json([k.__dict__ for k in keys])
+        return
+    table = Table("id", "name", "created", "status", "rpm", "tpm")
+    for k in keys:
+        created = datetime.datetime.fromtimestamp(k.created).strftime("%Y-%m-%d %H:%M")
+        table.add_row(k.id, k.name, created, "revoked" if k.revoked else "active", str(k.rpm or "-"), str(k.tpm or "-"))
+    stdout_console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="key id or name")) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from loom.serve.auth import KeyStore
+
+    record = KeyStore().revoke(key)
+    console.print(f"revoked key {record.id} ({record.name})")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    days: float = typer.Option(30.0, help="look back this many days"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Requests and tokens per key."""
+    import time
+
+    from rich.table import Table
+
+    from loom.serve.auth import KeyStore
+
+    rows = KeyStore().usage(since=time.time() - days * 86400)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "name", "requests", "prompt tokens", "completion tokens")
+    for r in rows:
+        table.add_row(r["id"], r["name"], str(r["requests"]), str(r["prompt_tokens"]), str(r["completion_tokens"]))
+    stdout_console().print(table)

@@ -1,0 +1,226 @@
+"""The FastAPI app: OpenAI-compatible routes over the backend registry.
+
+    app = create_app(ServeSettings(preload=["smollm2"]))     # run with uvicorn
+
+Routes only parse the wire request, ask the registry for a backend and shape its answer; the
+backends do the work. Models load on first use (or at startup with `preload`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import anyio
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from loom import registry
+from loom.backends.base import Backend, Chunk
+from loom.serve import errors
+from loom.serve.auth import Key, KeyStore, RateLimiter
+from loom.serve.metrics import Metrics
+from loom.serve.schema import ChatRequest, ClassifyRequest, CompletionRequest, EmbeddingRequest
+from loom.serve.streaming import collect_choices, sse_events
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    preload: list[str] = field(default_factory=list)  # models loaded at startup instead of on first use
+    engine: registry.Engine = "auto"  # GGUF engine: transformers (batched) or llama.cpp
+    max_batch: int = 16  # sequences decoded together per local model
+    max_queue: int = 64  # waiting requests per local model before 503
+    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
+    default_max_tokens: int = 512  # when a request gives neither max_tokens nor max_completion_tokens
+
+
+class Server:
+    """Loaded backends, keys, limits and metrics shared by the routes."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.backends: dict[str, Backend] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+        self.keys = KeyStore()
+        self.limiter = RateLimiter()
+        self.metrics = Metrics(self.backends)
+        self._keys_checked, self._keys_exist = 0.0, False
+
+    async def backend(self, name: str) -> Backend:
+        if name in self.backends:
+            return self.backends[name]
+        lock = self._loading.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name not in self.backends:
+                s = self.settings
+                self.backends[name] = await anyio.to_thread.run_sync(
+                    lambda: registry.open_backend(name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue))
+        return self.backends[name]
+
+    def keys_required(self) -> bool:
+        now = time.monotonic()
+        if now - self._keys_checked > 1.0:  # re-read at most once a second: keys made by the CLI apply quickly
+            self._keys_exist, self._keys_checked = self.keys.any_active(), now
+        return self._keys_exist
+
+    def account(self, key: Key | None, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.metrics.prompt_tokens.labels(model).inc(prompt_tokens)
+        self.metrics.completion_tokens.labels(model).inc(completion_tokens)
+        if key is not None:
+            self.limiter.spend(key, prompt_tokens + completion_tokens)
+            self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens)
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    server = Server(settings or ServeSettings())
+
+    async def startup() -> None:
+        for name in server.settings.preload:
+            await server.backend(name)
+
+    app = FastAPI(title="Loom", version="0.1", summary="OpenAI-compatible API over local and remote models",
+                  on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()]])
+    app.state.server = server
+    errors.install(app)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        endpoint = request.url.path
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > server.settings.max_body_bytes:
+            reply = errors.response(errors.APIError(
+                413, f"request body is {declared} bytes; the limit is {server.settings.max_body_bytes}",
+                code="request_too_large"))
+        else:
+            start = time.perf_counter()
+            reply = await call_next(request)
+            server.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        server.metrics.requests.labels(endpoint, str(reply.status_code)).inc()
+        return reply
+
+    async def authorize(request: Request) -> Key | None:
+        if not server.keys_required():
+            return None
+        header = request.headers.get("authorization", "")
+        presented = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not presented:
+            raise errors.APIError(401, "missing API key: send 'Authorization: Bearer <key>'", "authentication_error", "invalid_api_key")
+        key = await anyio.to_thread.run_sync(server.keys.check, presented)
+        if key is None:
+            raise errors.APIError(401, "invalid or revoked API key", "authentication_error", "invalid_api_key")
+        wait = server.limiter.admit(key)
+        if wait is not None:
+            server.metrics.rate_limited.inc()
+            raise errors.APIError(429, f"rate limit reached for key {key.name!r} (rpm {key.rpm}, tpm {key.tpm}); retry in {wait:.0f} s",
+                                  "rate_limit_error", "rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait)))})
+        return key
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "loaded_models": sorted(server.backends)}
+
+    @app.get("/metrics", dependencies=[Depends(authorize)])
+    async def metrics():
+        return Response(server.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    async def models():
+        entries = [e for e in registry.list_models() if not e.path.startswith("(")]
+        return {"object": "list", "data": [
+            {"id": e.name, "object": "model", "created": 0, "owned_by": "loom", "backend": e.backend, "task": e.task}
+            for e in entries]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request, key: Key | None = Depends(authorize)):
+        return await _generate(server, request, key, body, "chat.completion", "/v1/chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request, key: Key | None = Depends(authorize)):
+        return await _generate(server, request, key, body, "text_completion", "/v1/completions")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest, key: Key | None = Depends(authorize)):
+        backend = await server.backend(body.model)
+        try:
+            inputs = body.inputs()
+        except ValueError as e:
+            raise errors.APIError(400, str(e), param="input") from e
+        result = await anyio.to_thread.run_sync(backend.embed, inputs)
+        data = []
+        for i, vector in enumerate(result.vectors):
+            vec = np.asarray(vector, dtype=np.float32)
+            if body.dimensions is not None:
+                if body.dimensions > vec.size:
+                    raise errors.APIError(400, f"dimensions={body.dimensions} but model {body.model!r} gives {vec.size}", param="dimensions")
+                vec = vec[: body.dimensions] / max(float(np.linalg.norm(vec[: body.dimensions])), 1e-12)
+            # base64: little-endian float32 bytes, what the openai client decodes by default.
+            embedding = base64.b64encode(vec.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        server.account(key, "/v1/embeddings", body.model, result.prompt_tokens, 0)
+        return {"object": "list", "data": data, "model": body.model,
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyRequest, key: Key | None = Depends(authorize)):
+        backend = await server.backend(body.model)
+        results = await anyio.to_thread.run_sync(backend.classify, body.texts())
+        tokens = sum(backend.count_tokens(t) for t in body.texts())
+        server.account(key, "/v1/classify", body.model, tokens, 0)
+        return {"object": "list", "model": body.model, "data": [{"index": i} | r for i, r in enumerate(results)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    return app
+
+
+async def _generate(server: Server, request: Request, key: Key | None, body, kind: str, endpoint: str):
+    backend = await server.backend(body.model)
+    started = time.perf_counter()
+    streams = [backend.astream(body.internal(server.settings.default_max_tokens, i)) for i in range(body.n)]
+    # Pull each choice's first chunk now, so bad input (e.g. a prompt over the context) is a clean 4xx
+    # instead of an error in the middle of a 200 stream.
+    firsts: list[Chunk] = []
+    try:
+        for s in streams:
+            firsts.append(await anext(s))
+    except BaseException:
+        for s in streams:
+            await s.aclose()
+        raise
+    server.metrics.ttft.labels(body.model).observe(time.perf_counter() - started)
+    meta = {"id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+            "model": body.model}
+
+    def done(prompt_tokens: int, completion_tokens: int) -> None:
+        server.account(key, endpoint, body.model, prompt_tokens, completion_tokens)
+
+    if body.stream:
+        events = sse_events(streams, firsts, kind, meta, body.include_usage, done)
+        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    task = asyncio.ensure_future(collect_choices(streams, firsts))
+    while not task.done():  # a client that hangs up stops its generation
+        await asyncio.wait([task], timeout=0.25)
+        if not task.done() and await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            for s in streams:
+                await s.aclose()
+            return Response(status_code=499)
+    choices = task.result()
+    prompt_tokens = choices[0]["prompt_tokens"]
+    completion_tokens = sum(c["completion_tokens"] for c in choices)
+    done(prompt_tokens, completion_tokens)
+    if kind == "chat.completion":
+        shaped = [{"index": i, "message": {"role": "assistant", "content": c["text"]}, "finish_reason": c["finish_reason"],
+                   "logprobs": None} for i, c in enumerate(choices)]
+    else:
+        prefix = body.prompt if getattr(body, "echo", False) and isinstance(body.prompt, str) else ""
+        shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"], "logprobs": None}
+                  for i, c in enumerate(choices)]
+    return JSONResponse(meta | {"object": kind, "choices": shaped, "usage": {
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})

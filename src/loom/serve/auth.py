@@ -1,0 +1,145 @@
+"""API keys, per-key rate limits and usage accounting, in $LOOM_HOME/loom.db (SQLite).
+
+A key looks like `loom-<id>-<secret>`: the id (8 hex chars) finds the row, and only the SHA-256 of
+the whole key is stored, compared with hmac.compare_digest (constant time). Keys carry 128 random
+bits, so a plain hash is enough (no password stretching needed). Limits are sliding 60-second
+windows kept in memory per server process.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from loom import home
+from loom.errors import InputError, NotFoundError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL, created REAL NOT NULL,
+    revoked REAL, rpm INTEGER, tpm INTEGER);
+CREATE TABLE IF NOT EXISTS usage (
+    key_id TEXT NOT NULL, ts REAL NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS usage_key ON usage (key_id, ts);
+"""
+
+
+@dataclass
+class Key:
+    id: str
+    name: str
+    created: float
+    revoked: float | None
+    rpm: int | None  # requests per minute; None = unlimited
+    tpm: int | None  # tokens (prompt + completion) per minute
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, path=None) -> None:
+        self.path = path or home.home() / "loom.db"
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")  # the CLI can create keys while a server reads them
+        return db
+
+    def create(self, name: str, rpm: int | None = None, tpm: int | None = None) -> tuple[Key, str]:
+        """(record, the key in clear: shown once, never stored)."""
+        for value, what in ((rpm, "rpm"), (tpm, "tpm")):
+            if value is not None and value < 1:
+                raise InputError(f"--{what} must be at least 1 (got {value})", f"omit --{what} for no limit")
+        key_id = secrets.token_hex(4)
+        secret = f"loom-{key_id}-{secrets.token_urlsafe(16)}"
+        record = Key(key_id, name, time.time(), None, rpm, tpm)
+        with self._lock, self._connect() as db:
+            db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?,?)",
+                       (key_id, name, _digest(secret), record.created, None, rpm, tpm))
+        return record, secret
+
+    def list(self) -> list[Key]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id, name, created, revoked, rpm, tpm FROM api_keys ORDER BY created").fetchall()
+        return [Key(*row) for row in rows]
+
+    def any_active(self) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
+
+    def revoke(self, key_id_or_name: str) -> Key:
+        with self._lock, self._connect() as db:
+            rows = db.execute("SELECT id FROM api_keys WHERE (id = ? OR name = ?) AND revoked IS NULL",
+                              (key_id_or_name, key_id_or_name)).fetchall()
+            if not rows:
+                raise NotFoundError(f"no active key with id or name {key_id_or_name!r}", "see `loom keys list`")
+            if len(rows) > 1:
+                raise InputError(f"{len(rows)} active keys are named {key_id_or_name!r}", "revoke by id (see `loom keys list`)")
+            db.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (time.time(), rows[0][0]))
+        return next(k for k in self.list() if k.id == rows[0][0])
+
+    def check(self, presented: str) -> Key | None:
+        """The active key matching `presented`, or None."""
+        parts = presented.split("-")
+        if len(parts) < 3 or parts[0] != "loom":
+            return None
+        with self._connect() as db:
+            row = db.execute("SELECT id, name, created, revoked, rpm, tpm, digest FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
+        if row is None or row[3] is not None:
+            return None
+        return Key(*row[:6]) if hmac.compare_digest(row[6], _digest(presented)) else None
+
+    def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock, self._connect() as db:
+            db.execute("INSERT INTO usage VALUES (?,?,?,?,?,?)", (key_id, time.time(), endpoint, model, prompt_tokens, completion_tokens))
+
+    def usage(self, since: float = 0.0) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT k.id, k.name, COUNT(u.ts), COALESCE(SUM(u.prompt_tokens),0), COALESCE(SUM(u.completion_tokens),0) "
+                "FROM api_keys k LEFT JOIN usage u ON u.key_id = k.id AND u.ts >= ? GROUP BY k.id ORDER BY k.created",
+                (since,)).fetchall()
+        return [{"id": r[0], "name": r[1], "requests": r[2], "prompt_tokens": r[3], "completion_tokens": r[4]} for r in rows]
+
+
+class RateLimiter:
+    """Sliding 60 s windows of request times and token counts per key."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._requests: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._tokens: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def admit(self, key: Key) -> float | None:
+        """None if the request may go ahead (and counts it), else seconds until it may retry."""
+        now = time.monotonic()
+        with self._lock:
+            reqs, toks = self._trim(self._requests[key.id], now), self._trim(self._tokens[key.id], now)
+            if key.rpm is not None and len(reqs) >= key.rpm:
+                return reqs[0][0] + self.window - now
+            if key.tpm is not None and sum(n for _, n in toks) >= key.tpm:
+                return toks[0][0] + self.window - now
+            reqs.append((now, 1))
+        return None
+
+    def spend(self, key: Key, tokens: int) -> None:
+        with self._lock:
+            self._tokens[key.id].append((time.monotonic(), tokens))
+
+    def _trim(self, window: collections.deque, now: float) -> collections.deque:
+        while window and window[0][0] <= now - self.window:
+            window.popleft()
+        return window

@@ -1,0 +1,126 @@
+"""OpenAI wire types (requests) and their conversion to the internal backend types.
+
+Unknown fields are ignored, as OpenAI-compatible servers do, so clients that send extras
+(`user`, `logprobs`, `frequency_penalty`, ...) keep working; known fields are range-checked."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loom.backends.base import Request, Sampling
+
+_MAX_TOKENS_CAP = 32_768
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Wire):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ResponseFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+
+
+class StreamOptions(_Wire):
+    include_usage: bool = False
+
+
+class _Generation(_Wire):
+    model: str = Field(min_length=1)
+    max_tokens: Annotated[int, Field(ge=1, le=_MAX_TOKENS_CAP)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=_MAX_TOKENS_CAP)] | None = None
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=16)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return stops
+
+    def sampling(self, default_max: int, index: int = 0, json_object: bool = False) -> Sampling:
+        seed = None if self.seed is None else self.seed + index  # n choices: distinct but reproducible
+        return Sampling(max_tokens=self.max_completion_tokens or self.max_tokens or default_max,
+                        temperature=self.temperature, top_p=self.top_p, stop=list(self.stop or []), seed=seed,
+                        json_object=json_object)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatRequest(_Generation):
+    messages: list[Message] = Field(min_length=1)
+    response_format: ResponseFormat | None = None
+
+    def internal(self, default_max: int, index: int = 0) -> Request:
+        json_object = self.response_format is not None and self.response_format.type in ("json_object", "json_schema")
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+        return Request(self.sampling(default_max, index, json_object), messages=messages)
+
+
+class CompletionRequest(_Generation):
+    prompt: str | list[int] | list[str] = Field(...)
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            if len(v) != 1:
+                raise ValueError("send one prompt per request (a list of several prompts is not supported)")
+            return v[0]
+        if isinstance(v, list) and not v:
+            raise ValueError("prompt is an empty list")
+        return v
+
+    def internal(self, default_max: int, index: int = 0) -> Request:
+        return Request(self.sampling(default_max, index), prompt=self.prompt)
+
+
+class EmbeddingRequest(_Wire):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        v = self.input
+        if isinstance(v, str):
+            return [v]
+        if not v:
+            raise ValueError("input is an empty list")
+        if isinstance(v[0], int):
+            return [list(v)]  # one text as token ids
+        return list(v)
+
+
+class ClassifyRequest(_Wire):
+    model: str = Field(min_length=1)
+    input: str | list[str]
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)

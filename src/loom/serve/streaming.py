@@ -1,0 +1,88 @@
+"""Turning backend chunk streams into OpenAI responses: server-sent events (one `data: {json}` per
+piece, then `data: [DONE]`) or a collected answer. n > 1 choices run concurrently (the batching
+engine decodes them together) and their events interleave, each tagged with its index."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+from loom.backends.base import Chunk
+from loom.errors import LoomError
+
+
+def _dump(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], kind: str, meta: dict,
+                     include_usage: bool, done: Callable[[int, int], None]) -> AsyncIterator[str]:
+    chat = kind.startswith("chat")
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(choices: list[dict], **extra) -> str:
+        payload = meta | {"object": obj, "choices": choices} | extra
+        if include_usage and "usage" not in payload:
+            payload["usage"] = None  # OpenAI: null on every chunk but the last
+        return _dump(payload)
+
+    def choice(i: int, text: str, finish: str | None) -> dict:
+        if chat:
+            return {"index": i, "delta": {"content": text} if text else {}, "finish_reason": finish, "logprobs": None}
+        return {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+
+    inbox: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, stream: AsyncIterator[Chunk], chunk: Chunk) -> None:
+        try:
+            while True:
+                await inbox.put((i, chunk))
+                if chunk.finish_reason is not None:
+                    return
+                chunk = await anext(stream)
+        except Exception as e:  # noqa: BLE001  reported to the client as an error event
+            await inbox.put((i, e))
+
+    tasks = [asyncio.ensure_future(pump(i, s, f)) for i, (s, f) in enumerate(zip(streams, firsts))]
+    try:
+        if chat:
+            yield event([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None, "logprobs": None}
+                         for i in range(len(streams))])
+        remaining, prompt_tokens, completion_tokens = len(streams), 0, 0
+        while remaining:
+            i, item = await inbox.get()
+            if isinstance(item, Exception):
+                message = item.message if isinstance(item, LoomError) else f"{type(item).__name__}: {item}"
+                yield _dump({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+                return
+            if item.text:
+                yield event([choice(i, item.text, None)])
+            if item.finish_reason is not None:
+                yield event([choice(i, "", item.finish_reason)])
+                remaining -= 1
+                prompt_tokens = item.prompt_tokens
+                completion_tokens += item.completion_tokens
+        done(prompt_tokens, completion_tokens)
+        if include_usage:
+            yield event([], usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                   "total_tokens": prompt_tokens + completion_tokens})
+        yield "data: [DONE]\n\n"
+    finally:  # also runs when the client disconnects: cancelling the pumps stops the generations
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()
+
+
+async def collect_choices(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk]) -> list[dict]:
+    async def one(stream: AsyncIterator[Chunk], chunk: Chunk) -> dict:
+        pieces = [chunk.text]
+        while chunk.finish_reason is None:
+            chunk = await anext(stream)
+            pieces.append(chunk.text)
+        return {"text": "".join(pieces), "finish_reason": chunk.finish_reason,
+                "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens}
+
+    return list(await asyncio.gather(*(one(s, f) for s, f in zip(streams, firsts))))
