@@ -86,6 +86,8 @@ class BatchEngine:
         with self._cond:
             self._closed = True
             self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)  # let torch finish its step before the interpreter exits
 
     # -- worker side --------------------------------------------------------------------------
     def _run(self) -> None:

@@ -1,0 +1,203 @@
+"""Keys, rate limits, overload, the remote backend, `loom chat`, and a fuzz test of the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import httpx
+import openai
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import REPO, LiveServer, run_loom
+
+HELLO = [{"role": "user", "content": "the river runs"}]
+
+
+def _home_with_catalog(served_home, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    shutil.copy(served_home / "models.json", home / "models.json")
+    return home
+
+
+def _client(server, key="unused"):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def test_keys_auth_limits_usage_revoke(served_home, tmp_path):
+    home = _home_with_catalog(served_home, tmp_path)
+    secret = run_loom("keys", "create", "alice", "--rpm", "3", env_home=home).stdout.strip()
+    other = run_loom("keys", "create", "bob", env_home=home).stdout.strip()
+    assert secret.startswith("loom-") and secret not in (home / "loom.db").read_bytes().decode("latin-1")  # only the hash
+    server = LiveServer(home, "--preload", "nano")
+    try:
+        assert httpx.get(server.url + "/health").status_code == 200  # /health stays open
+        missing = httpx.get(server.url + "/v1/models")
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            _client(server, secret[:-2] + "xx").models.list()
+        assert httpx.get(server.url + "/metrics").status_code == 401
+        alice = _client(server, secret)
+        for _ in range(3):
+            alice.chat.completions.create(model="nano", messages=HELLO, max_tokens=4)
+        with pytest.raises(openai.RateLimitError) as e:
+            alice.chat.completions.create(model="nano", messages=HELLO, max_tokens=4)
+        assert e.value.response.headers["retry-after"]
+        _client(server, other).chat.completions.create(model="nano", messages=HELLO, max_tokens=4)  # limits are per key
+        usage = json.loads(run_loom("keys", "usage", "--json", env_home=home).stdout)
+        by_name = {u["name"]: u for u in usage}
+        assert by_name["alice"]["requests"] == 3 and by_name["alice"]["completion_tokens"] > 0
+        assert by_name["bob"]["requests"] == 1
+        run_loom("keys", "revoke", "bob", env_home=home)
+        with pytest.raises(openai.AuthenticationError):
+            _client(server, other).models.list()
+        listed = json.loads(run_loom("keys", "list", "--json", env_home=home).stdout)
+        assert [k["revoked"] is not None for k in listed] == [False, True]
+    finally:
+        server.stop()
+
+
+def test_tokens_per_minute_limit(served_home, tmp_path):
+    home = _home_with_catalog(served_home, tmp_path)
+    secret = run_loom("keys", "create", "tight", "--tpm", "30", env_home=home).stdout.strip()
+    server = LiveServer(home)
+    try:
+        client = _client(server, secret)
+        client.chat.completions.create(model="nano", messages=HELLO, max_tokens=40, temperature=0)  # spends > 30 tokens
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="nano", messages=HELLO, max_tokens=4)
+    finally:
+        server.stop()
+
+
+def test_full_queue_answers_503(served_home, tmp_path):
+    server = LiveServer(_home_with_catalog(served_home, tmp_path), "--preload", "slow", "--max-batch", "1", "--max-queue", "1")
+    statuses = []
+
+    def one():
+        r = httpx.post(server.url + "/v1/chat/completions", timeout=120,
+                       json={"model": "slow", "messages": HELLO, "max_tokens": 150, "temperature": 0})
+        statuses.append(r.status_code)
+        if r.status_code == 503:
+            assert r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"]
+
+    try:
+        threads = [threading.Thread(target=one) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
+    finally:
+        server.stop()
+
+
+def test_remote_backend_proxies_another_server(served_home, tmp_path):
+    upstream = LiveServer(_home_with_catalog(served_home, tmp_path / "up"), "--preload", "nano")
+    home = tmp_path / "front"
+    home.mkdir()
+    run_loom("models", "add", "far-nano", upstream.url + "/v1", "--backend", "openai", "--remote-model", "nano", env_home=home)
+    front = LiveServer(home)
+    try:
+        direct = _client(upstream).chat.completions.create(model="nano", messages=HELLO, max_tokens=8, temperature=0)
+        via = _client(front).chat.completions.create(model="far-nano", messages=HELLO, max_tokens=8, temperature=0)
+        assert via.choices[0].message.content == direct.choices[0].message.content
+        assert via.usage.completion_tokens == direct.usage.completion_tokens
+        streamed = "".join(c.choices[0].delta.content or "" for c in _client(front).chat.completions.create(
+            model="far-nano", messages=HELLO, max_tokens=8, temperature=0, stream=True) if c.choices)
+        assert streamed == direct.choices[0].message.content
+        with pytest.raises(openai.BadRequestError):  # the upstream's 400 comes back as a 400
+            _client(front).chat.completions.create(model="far-nano", messages=[{"role": "user", "content": "river " * 400}])
+        upstream.stop()
+        with pytest.raises(openai.APIStatusError) as e:
+            _client(front).chat.completions.create(model="far-nano", messages=HELLO, max_tokens=4)
+        assert e.value.status_code == 502
+    finally:
+        front.stop()
+        upstream.stop()
+
+
+def test_chat_cli_streams_and_resets(served_home, monkeypatch):
+    env = dict(os.environ, LOOM_HOME=str(served_home))
+    proc = subprocess.run([sys.executable, "-m", "loom", "chat", "nano", "--max-tokens", "5", "--temperature", "0"],
+                          input="the river\n/reset\nquiet towns\n/exit\n", capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "history cleared" in proc.stderr
+    monkeypatch.setenv("LOOM_HOME", str(served_home))
+    from loom import registry
+    from loom.backends.base import Sampling
+
+    backend = registry.open_backend("nano")
+    greedy = Sampling(max_tokens=5, temperature=0)
+    first = backend.chat([{"role": "user", "content": "the river"}], greedy).text
+    after_reset = backend.chat([{"role": "user", "content": "quiet towns"}], greedy).text  # no earlier turns
+    backend.close()
+    assert proc.stdout == first + "\n" + after_reset + "\n"
+
+
+def test_cli_rejects_bad_backend_and_url(served_home, tmp_path):
+    bad = run_loom("models", "add", "x", "somewhere", "--backend", "openai", env_home=tmp_path / "h", check=False)
+    assert bad.returncode == 2 and "URL" in bad.stderr
+    bad = run_loom("models", "add", "x", "somewhere", "--backend", "quantum", env_home=tmp_path / "h", check=False)
+    assert bad.returncode == 2 and "openai" in bad.stderr
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     max_leaves=12)
+_fields = {
+    "/v1/chat/completions": ["model", "messages", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream",
+                             "response_format", "stream_options", "max_completion_tokens"],
+    "/v1/completions": ["model", "prompt", "max_tokens", "temperature", "stop", "echo", "stream"],
+    "/v1/embeddings": ["model", "input", "encoding_format", "dimensions"],
+    "/v1/classify": ["model", "input"],
+}
+_valid = {
+    "/v1/chat/completions": {"model": "nano", "messages": HELLO, "max_tokens": 3},
+    "/v1/completions": {"model": "nano", "prompt": "the", "max_tokens": 3},
+    "/v1/embeddings": {"model": "minilm", "input": "x"},
+    "/v1/classify": {"model": "nano", "input": "x"},
+}
+
+
+@st.composite
+def _bodies(draw):
+    path = draw(st.sampled_from(sorted(_fields)))
+    body = dict(_valid[path])
+    for name in draw(st.lists(st.sampled_from(_fields[path]), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            body[name] = draw(_json)
+        else:
+            body.pop(name, None)
+    raw = draw(st.sampled_from(["json", "json", "json", "garbage", "array"]))
+    if raw == "garbage":
+        return path, draw(st.binary(max_size=40))
+    return path, json.dumps([body] if raw == "array" else body).encode()
+
+
+def test_fuzz_malformed_bodies_never_5xx(served_home, tmp_path):
+    server = LiveServer(_home_with_catalog(served_home, tmp_path), "--preload", "nano", "--max-tokens", "4")
+    seen = []
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(_bodies())
+    def check(case):
+        path, content = case
+        r = httpx.post(server.url + path, content=content, headers={"Content-Type": "application/json"}, timeout=60)
+        seen.append(r.status_code)
+        assert r.status_code < 500, (path, content[:300], r.text[:500])
+        if r.status_code >= 400:
+            assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+    try:
+        check()
+        assert any(s == 200 for s in seen) and any(400 <= s < 500 for s in seen)
+    finally:
+        server.stop()
