@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow bench install clean
+.PHONY: run quickstart test test-slow bench install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/loom serve --config configs/serve/default.yaml
+
+quickstart: $(STAMP)
 	$(VENV)/bin/loom quickstart
 
 test: $(STAMP)

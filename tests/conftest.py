@@ -102,6 +102,7 @@ class LiveServer:
 
         import httpx
 
+        home.mkdir(parents=True, exist_ok=True)
         self.home, self.port = home, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, LOOM_HOME=str(home), PYTHONUNBUFFERED="1")

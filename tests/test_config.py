@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from loom.config import ClassifyConfig, DataConfig, PretrainConfig, TokenizerConfig, load
+from loom.config import ClassifyConfig, DataConfig, PretrainConfig, ServeConfig, TokenizerConfig, load
 from loom.errors import ConfigError, InputError
 from loom.model.build import resolve_shape
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": PretrainConfig, "classify": ClassifyConfig}
+STAGES = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": PretrainConfig, "classify": ClassifyConfig, "serve": ServeConfig}
 
 
 def test_every_shipped_preset_loads():

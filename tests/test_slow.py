@@ -112,3 +112,26 @@ def test_classify_streams_a_million_rows(tmp_path, loom_home):
     with open(out) as f:
         assert sum(1 for _ in f) == 1_000_001
     assert peak < 1.5 * 2**30, f"peak RSS {peak / 2**20:.0f} MiB: the file was not streamed"
+
+
+def test_default_server_serves_bundled_models(loom_home):
+    """What `make run` starts: smollm2 (chat) and minilm (embeddings) from installed packages."""
+    import openai
+
+    from conftest import LiveServer
+
+    server = LiveServer(loom_home, "--config", str(REPO / "configs/serve/default.yaml"))
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+        answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                                max_tokens=20, temperature=0)
+        assert "Paris" in answer.choices[0].message.content
+        as_json = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Describe a cat as a JSON object with name and age."}],
+            max_tokens=60, temperature=0.7, seed=1, response_format={"type": "json_object"})
+        assert isinstance(json.loads(as_json.choices[0].message.content), dict)
+        vectors = client.embeddings.create(model="minilm", input=["hello", "hi"])
+        assert len(vectors.data[0].embedding) == 384
+        assert "Loom is serving at" in server.output() and "curl" in server.output()
+    finally:
+        server.stop()

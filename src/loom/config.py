@@ -160,6 +160,20 @@ class GenerateConfig(_Strict):
     seed: int | None = Field(None, description="fix the sampling RNG for reproducible output")
 
 
+class ServeConfig(_Strict):
+    """`loom serve`: the OpenAI-compatible server."""
+
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 exposes the server to the network")
+    port: int = Field(8000, ge=1, le=65535)
+    preload: list[str] = Field(default_factory=list, description="models loaded at startup; others load on first use")
+    engine: Literal["auto", "transformers", "llama.cpp"] = Field(
+        "auto", description="GGUF engine: transformers (batched; auto) or llama.cpp (fastest single stream)")
+    max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per local model")
+    max_queue: int = Field(64, ge=1, description="waiting requests per local model before answering 503")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    default_max_tokens: int = Field(512, ge=1, description="when a request sets neither max_tokens nor max_completion_tokens")
+
+
 C = TypeVar("C", bound=BaseModel)
 
 

@@ -113,7 +113,7 @@ def add(name: str, path: str, backend: Backend | None = None, chat: bool = False
         backend = backend or _guess_backend(p)
         _check_location(p, backend)
         default_task = "embed" if backend == "embedding" else _guess_task(p)
-        entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat or _has_chat_template(p),
+        entry = ModelEntry(name=name, backend=backend, path=str(p), chat=chat,
                            description=description, task=task or default_task)
     catalog[name] = entry.model_dump(exclude={"builtin"})
     atomic.write_json(home.catalog_path(), catalog)
@@ -135,11 +135,6 @@ def _guess_backend(p: Path) -> Backend:
         return "gguf"
     meta = p / "loom_classifier.json"
     return "tfidf" if meta.is_file() and json.loads(meta.read_text(encoding="utf-8"))["kind"] == "tfidf" else "hf"
-
-
-def _has_chat_template(p: Path) -> bool:
-    config = p / "tokenizer_config.json"
-    return (p / "chat_template.jinja").is_file() or (config.is_file() and "chat_template" in config.read_text(encoding="utf-8"))
 
 
 def _guess_task(p: Path) -> Task:

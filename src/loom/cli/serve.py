@@ -13,24 +13,27 @@ ENGINE_HELP = "GGUF engine: transformers (batched, default) or llama.cpp (fastes
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="interface to bind; 0.0.0.0 exposes the server to the network"),
-    port: int = typer.Option(8000, help="TCP port"),
+    config: str = typer.Option(None, help="YAML preset (e.g. configs/serve/default.yaml); flags override it"),
+    host: str = typer.Option(None, help="interface to bind [127.0.0.1]; 0.0.0.0 exposes the server to the network"),
+    port: int = typer.Option(None, help="TCP port [8000]"),
     preload: list[str] = typer.Option(None, "--preload", help="model to load at startup (repeatable); others load on first use"),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
-    max_batch: int = typer.Option(16, min=1, help="sequences decoded together per local model"),
-    max_queue: int = typer.Option(64, min=1, help="waiting requests per model before answering 503"),
-    max_tokens: int = typer.Option(512, min=1, help="default max_tokens when a request sets none"),
+    engine: str = typer.Option(None, help=ENGINE_HELP),
+    max_batch: int = typer.Option(None, help="sequences decoded together per local model [16]"),
+    max_queue: int = typer.Option(None, help="waiting requests per model before answering 503 [64]"),
+    max_tokens: int = typer.Option(None, help="default max_tokens when a request sets none [512]"),
     log_level: str = typer.Option("warning", help="uvicorn log level: debug, info, warning, error"),
 ) -> None:
     """Serve every model in the catalog over an OpenAI-compatible HTTP API."""
     import uvicorn
 
-    from loom.serve.app import ServeSettings, create_app
+    from loom.config import ServeConfig, load
+    from loom.serve.app import create_app
     from loom.serve.auth import KeyStore
 
-    _check_engine(engine)
-    settings = ServeSettings(preload=preload or [], engine=engine, max_batch=max_batch, max_queue=max_queue,
-                             default_max_tokens=max_tokens)
+    settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload or None, "engine": engine,
+                                          "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens})
+    host, port = settings.host, settings.port
+    _check_port_free(host, port)
     keyed = KeyStore().any_active()
     if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         console.print(f"[bold red]WARNING: binding {host} with no API keys: anyone who can reach this machine can use "
@@ -43,7 +46,10 @@ def serve(
         f"    -d '{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}]}}'\n"
         f"  curl {url}/v1/embeddings{auth} -H 'Content-Type: application/json' -d '{{\"model\": \"minilm\", \"input\": \"hello\"}}'\n"
         f"stop with Ctrl+C", soft_wrap=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    if settings.preload:
+        console.print(f"[dim]loading {', '.join(settings.preload)} (the first start converts GGUF files: ~30 s)[/dim]")
+    app = create_app(settings, announce=lambda text: console.print(f"[dim]{text}[/dim]"))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
 def chat(
@@ -94,6 +100,18 @@ def chat(
         sys.stdout.write("\n")
         history.append({"role": "assistant", "content": "".join(pieces)})
     backend.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from loom.errors import InputError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise InputError(f"cannot listen on {host}:{port}: {e.strerror}", f"pass another --port, e.g. {port + 1}, or stop what holds it") from e
 
 
 def _check_engine(engine: str) -> None:

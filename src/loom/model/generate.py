@@ -1,9 +1,8 @@
-"""Token-by-token generation with a KV cache, streaming text as it is produced.
+"""Token-by-token generation with a KV cache for one prompt, streaming text as it is produced
+(`loom generate`; the server batches many prompts in loom.backends.engine instead).
 
-Sampling order per step: repetition penalty -> temperature -> top-k -> top-p -> draw. Text is
-decoded incrementally; a piece is held back while it ends in an incomplete UTF-8 sequence (byte
-tokens decode to U+FFFD until the character is complete) or could be the start of a stop string,
-so stop strings never leak into the output.
+Sampling order per step: repetition penalty -> temperature -> top-k -> top-p -> draw. Turning
+tokens into safe text pieces (stop strings, split UTF-8 characters) is loom.backends.sequence's job.
 """
 
 from __future__ import annotations
@@ -65,6 +64,8 @@ class Generation:
         return len(self.completion_ids)
 
     def __iter__(self) -> Iterator[str]:
+        from loom.backends.sequence import SequenceState
+
         context_limit = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
         if len(self.prompt_ids) >= context_limit:
             raise InputError(
@@ -73,41 +74,20 @@ class Generation:
             )
         if not self.prompt_ids:
             raise InputError("empty prompt and the tokenizer has no BOS token", "pass a non-empty --prompt")
-        gen = torch.Generator().manual_seed(self.cfg.seed) if self.cfg.seed is not None else None
-        stops, hold = self.cfg.stop, max((len(s) for s in self.cfg.stop), default=1) - 1
-        emitted, cache = 0, None
-        step_input = torch.tensor([self.prompt_ids])
-        self.finish_reason = "length"
+        state = SequenceState(self.tokenizer, self.prompt_ids, self.cfg, self.stop_ids, context_limit)
+        self.completion_ids = state.completion_ids
+        cache, step_input = None, torch.tensor([self.prompt_ids])
         with torch.inference_mode():
-            for _ in range(self.cfg.max_new_tokens):
-                if len(self.prompt_ids) + len(self.completion_ids) >= context_limit:
-                    break
+            while state.finish_reason is None:
                 # logits_to_keep=1: the prompt pass needs only the last position's logits.
                 out = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
                 cache = out.cache
-                probs = apply_sampling(out.logits[0, -1], self.prompt_ids + self.completion_ids, self.cfg)
-                next_id = int(torch.multinomial(probs, 1, generator=gen)) if self.cfg.temperature > 0 else int(torch.argmax(probs))
-                if next_id in self.stop_ids:
-                    self.finish_reason = "stop"
-                    break
-                self.completion_ids.append(next_id)
+                next_id = state.choose(out.logits[0, -1])
+                piece = state.push(next_id)
+                if piece:
+                    yield piece
                 step_input = torch.tensor([[next_id]])
-                text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
-                cut = min((i for i in (text.find(s, max(0, emitted - hold)) for s in stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    if cut > emitted:
-                        yield text[emitted:cut]
-                    self.finish_reason = "stop"
-                    return
-                safe = len(text) - hold
-                while safe > emitted and text[safe - 1] == "\ufffd":
-                    safe -= 1
-                if safe > emitted:
-                    yield text[emitted:safe]
-                    emitted = safe
-        text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
-        if len(text) > emitted:
-            yield text[emitted:]
+        self.finish_reason = state.finish_reason
 
 
 def stop_token_ids(tokenizer) -> set[int]:

@@ -1,6 +1,6 @@
 """The FastAPI app: OpenAI-compatible routes over the backend registry.
 
-    app = create_app(ServeSettings(preload=["smollm2"]))     # run with uvicorn
+    app = create_app(ServeConfig(preload=["smollm2"]))     # run with uvicorn
 
 Routes only parse the wire request, ask the registry for a backend and shape its answer; the
 backends do the work. Models load on first use (or at startup with `preload`)."""
@@ -12,7 +12,6 @@ import base64
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import anyio
 import numpy as np
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from loom import registry
 from loom.backends.base import Backend, Chunk
+from loom.config import ServeConfig
 from loom.serve import errors
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.metrics import Metrics
@@ -30,20 +30,10 @@ from loom.serve.streaming import collect_choices, sse_events
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ServeSettings:
-    preload: list[str] = field(default_factory=list)  # models loaded at startup instead of on first use
-    engine: registry.Engine = "auto"  # GGUF engine: transformers (batched) or llama.cpp
-    max_batch: int = 16  # sequences decoded together per local model
-    max_queue: int = 64  # waiting requests per local model before 503
-    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
-    default_max_tokens: int = 512  # when a request gives neither max_tokens nor max_completion_tokens
-
-
 class Server:
     """Loaded backends, keys, limits and metrics shared by the routes."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeConfig) -> None:
         self.settings = settings
         self.backends: dict[str, Backend] = {}
         self._loading: dict[str, asyncio.Lock] = {}
@@ -77,12 +67,18 @@ class Server:
             self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens)
 
 
-def create_app(settings: ServeSettings | None = None) -> FastAPI:
-    server = Server(settings or ServeSettings())
+def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
+    """announce(text), if given, hears startup progress (the CLI prints it)."""
+    server = Server(settings or ServeConfig())
 
     async def startup() -> None:
         for name in server.settings.preload:
+            started = time.perf_counter()
             await server.backend(name)
+            if announce:
+                announce(f"loaded {name} in {time.perf_counter() - started:.1f} s")
+        if announce:
+            announce("ready")
 
     app = FastAPI(title="Loom", version="0.1", summary="OpenAI-compatible API over local and remote models",
                   on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()]])
