@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(PY) bench/data_prepare.py
 	$(PY) -m pip install -q fasttext-numpy2==0.10.4
 	$(PY) bench/classify.py
+	$(PY) bench/serve_load.py
+	$(PY) bench/serve_overhead.py
+	# The decode benchmark compares against llama.cpp: build the optional extra (~7-12 min, cached after).
+	$(PY) -m pip install -q 'llama-cpp-python==0.3.36'
+	$(PY) bench/decode_speed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

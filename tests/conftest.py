@@ -86,60 +86,7 @@ def in_pipeline(pipeline, monkeypatch):
     return pipeline
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """`loom serve` in a subprocess on a free loopback port, with its own LOOM_HOME."""
-
-    def __init__(self, home: Path, *args: str) -> None:
-        import time
-
-        import httpx
-
-        home.mkdir(parents=True, exist_ok=True)
-        self.home, self.port = home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, LOOM_HOME=str(home), PYTHONUNBUFFERED="1")
-        self.log = open(home / f"server-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "loom", "serve", "--port", str(self.port), *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"server did not start in 90 s:\n{self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.home / f"server-{self.port}.log").read_text(errors="replace")
-
-    def metric(self, name: str, headers: dict | None = None) -> float:
-        """Sum of a Prometheus metric's samples (all label sets)."""
-        import httpx
-
-        text = httpx.get(self.url + "/metrics", headers=headers or {}, timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#") and (line[len(name)] in " {"))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+from loom.serve.process import ServerProcess as LiveServer  # noqa: E402  (tests import it from here)
 
 
 @pytest.fixture(scope="session")
