@@ -201,3 +201,22 @@ def test_fuzz_malformed_bodies_never_5xx(served_home, tmp_path):
         assert any(s == 200 for s in seen) and any(400 <= s < 500 for s in seen)
     finally:
         server.stop()
+
+
+def test_public_bind_without_keys_warns_loudly(served_home, tmp_path):
+    server = LiveServer(_home_with_catalog(served_home, tmp_path), "--host", "0.0.0.0")
+    try:
+        assert "WARNING: binding 0.0.0.0 with no API keys" in server.output()
+    finally:
+        server.stop()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = run_loom("serve", "--port", str(port), env_home=tmp_path / "h", check=False, timeout=60)
+    assert proc.returncode == 2 and "pass another --port" in proc.stderr
