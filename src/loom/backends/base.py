@@ -58,6 +58,7 @@ class Chunk:
     finish_reason: Literal["stop", "length"] | None = None  # set on the last chunk only
     prompt_tokens: int = 0  # set on the last chunk
     completion_tokens: int = 0  # set on the last chunk
+    extra: dict | None = None  # last chunk: structured extras the server passes on (e.g. citations)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    extra: dict | None = None
 
 
 @dataclass
@@ -95,7 +97,9 @@ class Backend:
     def stream(self, request: Request) -> Iterator[Chunk]:
         raise Unsupported(f"model {self.name!r} does not generate text", "use a chat or completion model")
 
-    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+    def embed(self, inputs: list[str] | list[list[int]], query: bool = False) -> Embeddings:
+        """Vectors for texts (or token-id lists); query=True marks search queries for encoders that
+        embed queries and passages differently (e5); others ignore it."""
         raise Unsupported(f"model {self.name!r} does not produce embeddings", "use an embedding model, e.g. minilm")
 
     def classify(self, texts: list[str]) -> list[dict]:
@@ -136,7 +140,7 @@ def collect(chunks: Iterator[Chunk]) -> Completion:
     for chunk in chunks:
         pieces.append(chunk.text)
         last = chunk
-    return Completion("".join(pieces), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens)
+    return Completion("".join(pieces), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens, last.extra)
 
 
 def check_messages(messages: list[dict]) -> None:

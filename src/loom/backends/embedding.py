@@ -18,6 +18,9 @@ class Encoder(Backend):
     def __init__(self, entry: ModelEntry) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.name, self.entry = entry.name, entry
         path = Path(entry.path)
@@ -29,7 +32,7 @@ class Encoder(Backend):
     def info(self) -> Info:
         return Info(self.name, "embedding", ["embed"], self.max_length, self.entry.description,)
 
-    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+    def embed(self, inputs: list[str] | list[list[int]], query: bool = False) -> Embeddings:
         import torch
 
         if not inputs:

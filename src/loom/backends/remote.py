@@ -84,7 +84,7 @@ class Remote(Backend):
                               "check that the engine is running and reachable") from e
         yield Chunk("", "length" if finish == "length" else "stop", usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
-    def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+    def embed(self, inputs: list[str] | list[list[int]], query: bool = False) -> Embeddings:
         import httpx
 
         try:

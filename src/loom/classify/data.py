@@ -7,8 +7,6 @@ Multi-label rows hold several labels: a JSON list in .jsonl, or labels joined by
 from __future__ import annotations
 
 import csv
-import functools
-import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -128,19 +126,6 @@ def indicator(labels: list[list[str]], names: list[str]) -> np.ndarray:
     for row, ls in enumerate(labels):
         out[row, [index[label] for label in ls]] = 1
     return out
-
-
-def jieba_cut(text: str) -> list[str]:
-    """jieba word segmentation; the import and its log setting happen once, not per call."""
-    return _jieba().lcut(text)
-
-
-@functools.lru_cache(maxsize=1)
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    return jieba
 
 
 def label_counts(data: Labelled) -> Counter:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from loom import atomic
-from loom.classify.data import indicator, jieba_cut
+from loom.classify.data import indicator
+from loom.data.words import jieba_cut
 from loom.classify.metrics import predictions
 
 KIND = "hf"

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from loom import atomic
-from loom.classify.data import indicator, jieba_cut
+from loom.classify.data import indicator
+from loom.data.words import jieba_cut
 
 KIND = "tfidf"
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")

@@ -66,3 +66,28 @@ def classify(
             console.print(f"[red]x[/red] gold {err['gold']} predicted {err['predicted']} (p={err['probability']:.2f}): {err['text'][:100]}", soft_wrap=True)
     for r in reports:
         console.print(f"report: {r['report_dir']}/report.json")
+
+
+@app.command()
+def retrieval(
+    kb: str = typer.Argument(..., help="knowledge base name"),
+    qa: str = typer.Option(..., "--qa", help=".jsonl/.csv with question + source (file name) and/or contains (text)"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Recall@1/5/10, MRR and nDCG@10 of BM25, dense and hybrid retrieval on your questions."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from loom.apps.support.store import KnowledgeBase
+    from loom.eval.retrieval import evaluate, read_qa
+
+    report = evaluate(KnowledgeBase(kb), read_qa(Path(qa)), progress=not json_out)
+    if json_out:
+        print_json(report)
+        return
+    metrics = list(next(iter(report["results"].values())))
+    table = Table("retrieval", *metrics, title=f"{kb}: {report['questions']} questions, encoder {report['encoder']}")
+    for mode, values in report["results"].items():
+        table.add_row(mode, *(f"{values[m]:.3f}" for m in metrics))
+    stdout_console().print(table)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loom.cli import classify as classify_cmd, data, eval as eval_cmd, models, tokenizer
+from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, models, tokenizer
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
@@ -27,6 +27,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(classify_cmd.finetune_app, name="finetune")
 app.add_typer(classify_cmd.datasets_app, name="datasets")
 app.add_typer(keys_app, name="keys")
+app.add_typer(kb.app, name="kb")
+app.add_typer(kb.support_app, name="support")
 app.command()(pretrain)
 app.command()(generate)
 app.command()(quickstart)

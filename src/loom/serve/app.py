@@ -36,6 +36,7 @@ class Server:
     def __init__(self, settings: ServeConfig) -> None:
         self.settings = settings
         self.backends: dict[str, Backend] = {}
+        self.kbs: dict = {}  # knowledge bases opened by /v1/kb (each caches its dense matrix)
         self._loading: dict[str, asyncio.Lock] = {}
         self.keys = KeyStore()
         self.limiter = RateLimiter()
@@ -117,6 +118,10 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
                                   "rate_limit_error", "rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait)))})
         return key
 
+    from loom.serve.kb_routes import router as kb_router
+
+    app.include_router(kb_router(authorize, server.kbs))
+
     @app.get("/health")
     async def health():
         return {"status": "ok", "loaded_models": sorted(server.backends)}
@@ -127,10 +132,14 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     async def models():
+        from loom.apps.support.store import list_kbs
+
         entries = [e for e in registry.list_models() if not e.path.startswith("(")]
-        return {"object": "list", "data": [
-            {"id": e.name, "object": "model", "created": 0, "owned_by": "loom", "backend": e.backend, "task": e.task}
-            for e in entries]}
+        models = [{"id": e.name, "object": "model", "created": 0, "owned_by": "loom", "backend": e.backend, "task": e.task}
+                  for e in entries]
+        models += [{"id": f"support:{kb}", "object": "model", "created": 0, "owned_by": "loom", "backend": "support",
+                    "task": "generate"} for kb in list_kbs()]
+        return {"object": "list", "data": models}
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request, key: Key | None = Depends(authorize)):
@@ -147,7 +156,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
             inputs = body.inputs()
         except ValueError as e:
             raise errors.APIError(400, str(e), param="input") from e
-        result = await anyio.to_thread.run_sync(backend.embed, inputs)
+        result = await anyio.to_thread.run_sync(lambda: backend.embed(inputs, query=body.input_type == "query"))
         data = []
         for i, vector in enumerate(result.vectors):
             vec = np.asarray(vector, dtype=np.float32)
@@ -212,11 +221,17 @@ async def _generate(server: Server, request: Request, key: Key | None, body, kin
     completion_tokens = sum(c["completion_tokens"] for c in choices)
     done(prompt_tokens, completion_tokens)
     if kind == "chat.completion":
-        shaped = [{"index": i, "message": {"role": "assistant", "content": c["text"]}, "finish_reason": c["finish_reason"],
-                   "logprobs": None} for i, c in enumerate(choices)]
+        shaped = [{"index": i, "message": {"role": "assistant", "content": c["text"]} | _citations(c["extra"]),
+                   "finish_reason": c["finish_reason"], "logprobs": None} | ({"loom": c["extra"]} if c["extra"] else {})
+                  for i, c in enumerate(choices)]
     else:
         prefix = body.prompt if getattr(body, "echo", False) and isinstance(body.prompt, str) else ""
         shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"], "logprobs": None}
                   for i, c in enumerate(choices)]
     return JSONResponse(meta | {"object": kind, "choices": shaped, "usage": {
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
+
+
+def _citations(extra: dict | None) -> dict:
+    """Support answers carry their sources as a structured field on the message."""
+    return {"citations": extra["citations"]} if extra and "citations" in extra else {}

@@ -106,6 +106,7 @@ class EmbeddingRequest(_Wire):
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
+    input_type: Literal["query", "passage"] = "passage"  # extension: e5-style encoders embed queries differently
 
     def inputs(self) -> list[str] | list[list[int]]:
         v = self.input

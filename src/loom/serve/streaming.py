@@ -27,10 +27,15 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
             payload["usage"] = None  # OpenAI: null on every chunk but the last
         return _dump(payload)
 
-    def choice(i: int, text: str, finish: str | None) -> dict:
+    def choice(i: int, text: str, finish: str | None, extra: dict | None = None) -> dict:
         if chat:
-            return {"index": i, "delta": {"content": text} if text else {}, "finish_reason": finish, "logprobs": None}
-        return {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+            delta = {"content": text} if text else {}
+            if extra and "citations" in extra:
+                delta["citations"] = extra["citations"]
+            shaped = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            shaped = {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+        return shaped | ({"loom": extra} if extra else {})
 
     inbox: asyncio.Queue = asyncio.Queue()
 
@@ -59,7 +64,7 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
             if item.text:
                 yield event([choice(i, item.text, None)])
             if item.finish_reason is not None:
-                yield event([choice(i, "", item.finish_reason)])
+                yield event([choice(i, "", item.finish_reason, item.extra)])
                 remaining -= 1
                 prompt_tokens = item.prompt_tokens
                 completion_tokens += item.completion_tokens
@@ -82,7 +87,7 @@ async def collect_choices(streams: list[AsyncIterator[Chunk]], firsts: list[Chun
         while chunk.finish_reason is None:
             chunk = await anext(stream)
             pieces.append(chunk.text)
-        return {"text": "".join(pieces), "finish_reason": chunk.finish_reason,
+        return {"text": "".join(pieces), "finish_reason": chunk.finish_reason, "extra": chunk.extra,
                 "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens}
 
     return list(await asyncio.gather(*(one(s, f) for s, f in zip(streams, firsts))))

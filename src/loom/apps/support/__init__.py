@@ -1,0 +1,1 @@
+"""Customer-service answering over knowledge bases: ingest, chunk, index, retrieve, answer."""

@@ -1,0 +1,69 @@
+"""A knowledge base as a chat model: `model: "support:NAME"` through the OpenAI API or any code
+that speaks the backend contract. The last user message is the question, earlier turns are the
+history; citations travel on the final chunk (`extra`), hand-offs are flagged in the KB."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from loom.backends.base import Backend, Chunk, Info, Request, check_messages
+from loom.config import SupportConfig
+from loom.errors import InputError
+
+PREFIX = "support:"
+
+
+class SupportBackend(Backend):
+    def __init__(self, kb_name: str, cfg: SupportConfig | None = None) -> None:
+        from loom.apps.support.store import KnowledgeBase
+
+        self.kb = KnowledgeBase(kb_name)
+        self.name = PREFIX + kb_name
+        self.cfg = cfg or SupportConfig()
+        self.generator = None
+        model = self.cfg.model or self.kb.meta("model")  # `loom kb create NAME --model M` sets the KB's default
+        if model:
+            from loom import registry
+
+            self.cfg = self.cfg.model_copy(update={"model": model})
+            self.generator = registry.open_backend(model)
+
+    def info(self) -> Info:
+        how = f"answers written by {self.cfg.model}" if self.cfg.model else "extractive answers"
+        return Info(self.name, "support", ["chat"], None, f"customer support over knowledge base {self.kb.name!r} ({how})")
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        from loom.apps.support.answer import SupportTurn
+
+        if request.messages is None:
+            raise InputError(f"{self.name} answers chat messages", "use /v1/chat/completions")
+        check_messages(request.messages)
+        if request.messages[-1]["role"] != "user":
+            raise InputError("the last message must be the customer's (role 'user')", "end messages with the question")
+        history = [m for m in request.messages[:-1] if m["role"] in ("user", "assistant")]
+        turn = SupportTurn(self.kb, request.messages[-1]["content"], history, self.cfg, self.generator)
+        return self._run(turn)
+
+    def _run(self, turn) -> Iterator[Chunk]:
+        produced = 0
+        for piece in turn:
+            produced += 1
+            yield Chunk(piece)
+        if turn.citations:  # plain chat UIs show only the content: name the sources there too
+            yield Chunk(sources_footer(turn.citations, turn.lang))
+        turn.record(conversation=uuid.uuid4().hex[:16])
+        extra = {"citations": turn.citations, "confidence": round(turn.confidence, 4), "handoff": turn.handoff, "mode": turn.mode}
+        yield Chunk("", "stop", self.count_tokens(turn.question), produced, extra)
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+
+
+def sources_footer(citations: list[dict], lang: str) -> str:
+    from pathlib import Path
+
+    label = "来源" if lang == "zh" else "Sources"
+    lines = [f"[{c['n']}] {Path(c['source']).name}" + (f" ({c['title']})" if c["title"] and c["title"] != "FAQ" else "") for c in citations]
+    return f"\n\n{label}:\n" + "\n".join(lines)

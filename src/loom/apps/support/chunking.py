@@ -1,0 +1,97 @@
+"""Structure-following chunking: sections (heading paths) are never mixed in one chunk; inside a
+section, paragraphs and sentences are packed up to `max_chars`, and each chunk starts with the
+last sentence(s) of the one before (`overlap` characters at most) so an answer cut at a boundary
+still has its context. Sentence ends: . ! ? ; and Chinese 。！？；… (plus closing quotes)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import groupby
+
+from loom.apps.support.readers import Block
+
+_SENTENCE = re.compile(r"(?<=[。！？；…])[”’」』）)]*|(?<=[.!?;])[\"')\]]*(?=\s)")
+
+
+@dataclass
+class Chunk:
+    ordinal: int  # position in the document, from 0
+    title: str  # heading path, "Returns > Refund times"
+    text: str
+
+    @property
+    def indexed(self) -> str:
+        """What retrieval sees: the heading path gives a chunk its topic."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+def sentences(text: str) -> list[str]:
+    parts, start = [], 0
+    for m in _SENTENCE.finditer(text):
+        end = m.end()
+        if end > start:
+            parts.append(text[start:end].strip())
+            start = end
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _pieces(text: str, max_chars: int) -> list[str]:
+    """Sentences, with any sentence longer than max_chars hard-split."""
+    out = []
+    for s in sentences(text):
+        out += [s[i:i + max_chars] for i in range(0, len(s), max_chars)]
+    return out
+
+
+def chunk_blocks(blocks: list[Block], max_chars: int = 500, overlap: int = 100) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for headings, group in groupby(blocks, key=lambda b: b.headings):
+        title = " > ".join(headings)
+        current: list[str] = []
+        size = 0
+        fresh = 0  # sentences in `current` not yet emitted in an earlier chunk
+        for block in group:
+            for piece in _pieces(block.text, max_chars):
+                if size + len(piece) > max_chars and fresh:
+                    chunks.append(Chunk(len(chunks), title, _join(current)))
+                    current, size = _tail(current, overlap), 0
+                    size = sum(len(s) for s in current)
+                    fresh = 0
+                current.append(piece)
+                size += len(piece)
+                fresh += 1
+            current.append("\n")  # paragraph boundary, kept in the chunk text
+        if fresh:
+            chunks.append(Chunk(len(chunks), title, _join(current)))
+    return chunks
+
+
+def _tail(parts: list[str], overlap: int) -> list[str]:
+    """The last whole sentences of `parts` that fit in `overlap` characters."""
+    kept, size = [], 0
+    for s in reversed(parts):
+        if s == "\n":
+            continue
+        if size + len(s) > overlap:
+            break
+        kept.insert(0, s)
+        size += len(s)
+    return kept
+
+
+def _join(parts: list[str]) -> str:
+    text = ""
+    for p in parts:
+        if p == "\n":
+            text = text.rstrip() + "\n"
+        elif text and not text.endswith("\n") and not (_is_cjk(text[-1]) and _is_cjk(p[0])):
+            text += " " + p
+        else:
+            text += p
+    return text.strip()
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"

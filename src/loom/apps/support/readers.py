@@ -1,0 +1,194 @@
+"""Knowledge-base file readers: documents (.txt .md .html .pdf .docx) become structured text,
+FAQ files (.csv .jsonl with question/answer columns) become question-answer pairs.
+
+Documents come back as a list of blocks (heading path, text) so chunking can follow structure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from loom.errors import InputError
+
+DOC_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
+FAQ_TYPES = {".csv", ".jsonl"}
+MAX_FILE_BYTES = 200 * 1024 * 1024  # larger files are refused (named and skipped), not read into memory
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+@dataclass
+class Block:
+    headings: tuple[str, ...]  # e.g. ("Returns", "Refund times")
+    text: str
+
+
+@dataclass
+class FaqPair:
+    question: str
+    answer: str
+
+
+def read_text_file(path: Path) -> str:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):  # Chinese files often come in GB encodings
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InputError(f"{path} is neither UTF-8 nor GB18030 text", "convert it to UTF-8")
+
+
+def read_document(path: Path) -> list[Block]:
+    suffix = path.suffix.lower()
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(f"{path} is {path.stat().st_size / 2**20:.0f} MiB (limit {MAX_FILE_BYTES // 2**20} MiB)", "split it into smaller files")
+    if suffix in (".md", ".markdown"):
+        return _markdown_blocks(read_text_file(path))
+    if suffix == ".txt":
+        return [Block((), p) for p in _paragraphs(read_text_file(path))]
+    if suffix in (".html", ".htm"):
+        return _html_blocks(read_text_file(path))
+    if suffix == ".pdf":
+        return _pdf_blocks(path)
+    if suffix == ".docx":
+        return _docx_blocks(path)
+    raise InputError(f"unsupported file type {suffix or '(none)'} for {path.name}",
+                     f"supported: {', '.join(sorted(DOC_TYPES | FAQ_TYPES))}")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+
+
+def _markdown_blocks(text: str) -> list[Block]:
+    blocks, headings, lines = [], [], []
+
+    def flush():
+        for p in _paragraphs("\n".join(lines)):
+            blocks.append(Block(tuple(h for _, h in headings), p))
+        lines.clear()
+
+    for line in text.replace("\r\n", "\n").split("\n"):
+        m = _MD_HEADING.match(line)
+        if m:
+            flush()
+            level = len(m.group(1))
+            headings = [(lv, h) for lv, h in headings if lv < level] + [(level, m.group(2))]
+        else:
+            lines.append(line)
+    flush()
+    return blocks
+
+
+def _html_blocks(html: str) -> list[Block]:
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.blocks, self.headings, self.buf, self.skip, self.heading_level = [], [], [], 0, 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "style", "nav", "footer"):
+                self.skip += 1
+            elif re.fullmatch(r"h[1-6]", tag):
+                self.flush()
+                self.heading_level = int(tag[1])
+            elif tag in ("p", "li", "div", "br", "tr", "section", "article"):
+                self.flush()
+
+        def handle_endtag(self, tag):
+            if tag in ("script", "style", "nav", "footer"):
+                self.skip = max(0, self.skip - 1)
+            elif re.fullmatch(r"h[1-6]", tag) and self.heading_level:
+                title = " ".join("".join(self.buf).split())
+                self.buf = []
+                level, self.heading_level = self.heading_level, 0
+                self.headings = [(lv, h) for lv, h in self.headings if lv < level] + ([(level, title)] if title else [])
+            elif tag in ("p", "li", "div", "tr", "section", "article"):
+                self.flush()
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.buf.append(data)
+
+        def flush(self):
+            if self.heading_level:
+                return
+            text = " ".join("".join(self.buf).split())
+            self.buf = []
+            if text:
+                self.blocks.append(Block(tuple(h for _, h in self.headings), text))
+
+    parser = Parser()
+    parser.feed(html)
+    parser.close()
+    parser.flush()
+    return parser.blocks
+
+
+def _pdf_blocks(path: Path) -> list[Block]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError as e:
+        raise InputError("reading PDF files needs pypdf", "pip install pypdf") from e
+    try:
+        reader = PdfReader(path)
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as e:
+        raise InputError(f"{path.name} is not a readable PDF ({e})", "re-export it, or remove it from the list") from e
+    return [Block((f"page {i + 1}",), p) for i, text in enumerate(pages) for p in _paragraphs(text)]
+
+
+def _docx_blocks(path: Path) -> list[Block]:
+    try:
+        import docx
+    except ImportError as e:
+        raise InputError("reading .docx files needs python-docx", "pip install python-docx") from e
+    try:
+        document = docx.Document(str(path))
+    except Exception as e:  # python-docx raises several types for corrupt files
+        raise InputError(f"{path.name} is not a readable .docx file ({type(e).__name__})", "re-save it from a word processor") from e
+    blocks, headings = [], []
+    for para in document.paragraphs:
+        text = para.text.strip()
+        style = (para.style.name or "") if para.style is not None else ""
+        if not text:
+            continue
+        if style.startswith("Heading") and style[7:].strip().isdigit():
+            level = int(style[7:])
+            headings = [(lv, h) for lv, h in headings if lv < level] + [(level, text)]
+        else:
+            blocks.append(Block(tuple(h for _, h in headings), text))
+    return blocks
+
+
+_Q_COLS, _A_COLS = ("question", "q", "问题"), ("answer", "a", "答案")
+
+
+def read_faq(path: Path) -> list[FaqPair]:
+    text = read_text_file(path)
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        columns = list(rows[0]) if rows else []
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path.name} line {n} is not JSON ({e.msg})", "one JSON object per line") from e
+        columns = list(rows[0]) if rows and isinstance(rows[0], dict) else []
+    q = next((c for c in columns if c.strip().lower() in _Q_COLS), None)
+    a = next((c for c in columns if c.strip().lower() in _A_COLS), None)
+    if q is None or a is None:
+        raise InputError(f"{path.name} needs question and answer columns; it has: {', '.join(columns) or '(none)'}",
+                         "name them 'question' and 'answer'")
+    pairs = [FaqPair(str(r.get(q) or "").strip(), str(r.get(a) or "").strip()) for r in rows if isinstance(r, dict)]
+    return [p for p in pairs if p.question and p.answer]
