@@ -109,3 +109,28 @@ def served_home(pipeline, tmp_path_factory):
     run_loom("models", "add", "nano", str(model_dir), env_home=home)
     run_loom("models", "add", "slow", str(home / "slow-model"), env_home=home)
     return home
+
+
+def loom_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The real CLI entry point (`loom.cli.main.main`) run in this process: same parsing, output and
+    exit codes as `python -m loom`, without paying for a new interpreter and model loads per call.
+    Uses the LOOM_HOME the test's environment points at."""
+    import contextlib
+    import io
+
+    from loom.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, code = sys.argv, 0
+    sys.argv = ["loom", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old_argv
+    proc = subprocess.CompletedProcess(["loom", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"loom {' '.join(args)} exited {code}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc

@@ -70,7 +70,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
     kb = KnowledgeBase(name)
     stats, docs = kb.stats(), kb.documents()
     if json_out:
-        print_json(stats | {"documents": docs})
+        print_json(stats | {"files": docs})
         return
     kv_table(f"knowledge base {name}", stats)
     for d in docs:

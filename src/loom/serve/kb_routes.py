@@ -64,7 +64,7 @@ def router(authorize, kbs: dict) -> APIRouter:
     @api.get("/{name}")
     async def show(name: str):
         target = kb(name)
-        return target.stats() | {"documents": target.documents()}
+        return target.stats() | {"files": target.documents()}
 
     @api.delete("/{name}")
     async def remove(name: str):

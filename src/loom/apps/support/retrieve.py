@@ -17,6 +17,9 @@ from loom.data.clean import EN_STOPWORDS
 from loom.data.words import search_terms
 
 RRF_K = 60
+# FAQ questions vote only when they really resemble the query (cosine similarity, per encoder):
+# otherwise every FAQ pair would get an extra vote whatever the question.
+FAQ_VOTE_MIN = {"minilm": 0.5, "e5": 0.85}
 MODES = ("hybrid", "bm25", "dense")
 _MAX_QUERY_TERMS = 64  # a 10k-character question still makes a bounded FTS query
 _MAX_QUERY_CHARS = 2000  # encoders truncate anyway; this bounds tokenisation work
@@ -79,7 +82,8 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", cand
         q = kb.embed([query[:_MAX_QUERY_CHARS]], query=True)[0]
         lists["dense"] = _top(*kb.dense_matrix(), q, candidates)
         if mode == "hybrid":
-            lists["faq"] = _top(*kb.faq_matrix(), q, candidates)
+            floor = FAQ_VOTE_MIN.get(kb.encoder_name, 0.5)
+            lists["faq"] = [(c, s) for c, s in _top(*kb.faq_matrix(), q, candidates) if s >= floor]
     fused: dict[int, float] = {}
     scores: dict[int, dict] = {}
     for signal, ranked in lists.items():
