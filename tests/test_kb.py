@@ -222,3 +222,66 @@ def test_kb_over_http_and_support_as_a_chat_model(tmp_path, docs):
         assert httpx.delete(f"{api}/shop").json()["deleted"] and httpx.get(f"{api}/shop").status_code == 404
     finally:
         server.stop()
+
+
+def _minimal_pdf(lines: list[str]) -> bytes:
+    """A one-page PDF with text lines in Helvetica, written by hand (offsets computed)."""
+    text = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+               f"<< /Length {len(text)} >>\nstream\n{text}\nendstream", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{obj}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode() + b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_pdf_and_docx_are_read(tmp_path, loom_home):
+    import docx
+
+    (tmp_path / "manual.pdf").write_bytes(_minimal_pdf(["The blender has three speed settings.", "Clean the jar with warm water."]))
+    document = docx.Document()
+    document.add_heading("Opening hours", level=1)
+    document.add_paragraph("The store opens at nine and closes at six on weekdays.")
+    document.save(tmp_path / "hours.docx")
+    loom_cli("kb", "create", "files", "--encoder", "minilm")
+    assert "2 added" in loom_cli("kb", "add", "files", str(tmp_path / "manual.pdf"), str(tmp_path / "hours.docx")).stderr
+    pdf_hit = json.loads(loom_cli("kb", "search", "files", "blender speeds", "--json").stdout)[0]
+    assert pdf_hit["source"].endswith("manual.pdf") and "three speed" in pdf_hit["text"] and pdf_hit["title"] == "page 1"
+    docx_hit = json.loads(loom_cli("kb", "search", "files", "when does the store close", "--json").stdout)[0]
+    assert docx_hit["source"].endswith("hours.docx") and docx_hit["title"] == "Opening hours"
+
+
+def test_concurrent_writers_leave_a_consistent_kb(tmp_path, loom_home):
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    for folder, word in ((run_a, "apple"), (run_b, "banana")):
+        folder.mkdir()
+        for i in range(8):
+            (folder / f"{word}{i}.txt").write_text("\n\n".join(f"The {word} crate {i} holds {j} pieces of {word}." for j in range(20)),
+                                                    encoding="utf-8")
+    loom_cli("kb", "create", "shared", "--encoder", "minilm")
+    env = dict(os.environ, LOOM_HOME=str(loom_home))
+    procs = [subprocess.Popen([sys.executable, "-m", "loom", "kb", "add", "shared", str(f)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for f in (run_a, run_b)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with sqlite3.connect(loom_home / "kb" / "shared.sqlite") as db:
+        docs, declared = db.execute("SELECT COUNT(*), SUM(chunks) FROM documents").fetchone()
+        assert docs == 16 and declared == db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        assert db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == declared
+
+
+def test_enormous_file_is_refused_by_name(tmp_path, loom_home, monkeypatch):
+    from loom.apps.support import readers
+
+    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 10_000)  # the real limit is 200 MiB; the rule is the same
+    (tmp_path / "huge.txt").write_text("word " * 5_000, encoding="utf-8")
+    (tmp_path / "small.txt").write_text("A small and perfectly normal file about opening hours.", encoding="utf-8")
+    loom_cli("kb", "create", "sizes", "--encoder", "minilm")
+    proc = loom_cli("kb", "add", "sizes", str(tmp_path / "huge.txt"), str(tmp_path / "small.txt"))
+    assert "1 added" in proc.stderr and "huge.txt" in proc.stderr and "limit" in proc.stderr

@@ -42,10 +42,15 @@ def read_text_file(path: Path) -> str:
     raise InputError(f"{path} is neither UTF-8 nor GB18030 text", "convert it to UTF-8")
 
 
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it into smaller files")
+
+
 def read_document(path: Path) -> list[Block]:
     suffix = path.suffix.lower()
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path} is {path.stat().st_size / 2**20:.0f} MiB (limit {MAX_FILE_BYTES // 2**20} MiB)", "split it into smaller files")
+    _check_size(path)
     if suffix in (".md", ".markdown"):
         return _markdown_blocks(read_text_file(path))
     if suffix == ".txt":
@@ -172,6 +177,7 @@ _Q_COLS, _A_COLS = ("question", "q", "问题"), ("answer", "a", "答案")
 
 
 def read_faq(path: Path) -> list[FaqPair]:
+    _check_size(path)
     text = read_text_file(path)
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))

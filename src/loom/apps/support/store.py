@@ -25,6 +25,7 @@ import numpy as np
 from loom import home
 from loom.apps.support.chunking import Chunk, chunk_blocks
 from loom.apps.support.readers import DOC_TYPES, FAQ_TYPES, FaqPair, read_document, read_faq
+from loom.apps.support.vectors import DenseIndex
 from loom.data.words import search_terms
 from loom.errors import ExistsError, InputError, LoomError, NotFoundError
 
@@ -83,8 +84,9 @@ class KnowledgeBase:
         if not self.path.is_file():
             raise NotFoundError(f"knowledge base {name!r} does not exist",
                                 f"create it with `loom kb create {name}`; existing: {', '.join(list_kbs()) or '(none)'}")
-        self._dense: tuple[int, np.ndarray, np.ndarray] | None = None  # (generation, chunk ids, matrix)
-        self._faq: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._dense: tuple[int, DenseIndex] | None = None  # (generation it was built at, index)
+        self._faq: tuple[int, DenseIndex] | None = None
+        self._df: tuple[int, dict[str, int]] = (-1, {})  # BM25 term document frequencies, per generation
 
     @classmethod
     def create(cls, name: str, encoder: str = "auto") -> "KnowledgeBase":
@@ -96,9 +98,12 @@ class KnowledgeBase:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".creating")
         tmp.unlink(missing_ok=True)
-        with sqlite3.connect(tmp) as db:
-            db.executescript(_SCHEMA)
-            db.executemany("INSERT INTO meta VALUES (?, ?)", [("encoder", encoder), ("created", str(time.time())), ("generation", "0")])
+        db = sqlite3.connect(tmp)
+        db.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block on a writer
+        db.executescript(_SCHEMA)
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("encoder", encoder), ("created", str(time.time())), ("generation", "0")])
+        db.commit()
+        db.close()  # checkpoints the WAL into the main file before the rename
         tmp.rename(path)  # atomic: a KB file either does not exist or has its full schema
         return cls(name)
 
@@ -106,8 +111,7 @@ class KnowledgeBase:
         if not self.path.is_file():  # sqlite3 would silently create an empty file
             raise NotFoundError(f"knowledge base {self.name!r} does not exist (removed?)", f"create it with `loom kb create {self.name}`")
         db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA journal_mode = WAL")  # readers (search, the server) never block on a writer
+        db.execute("PRAGMA foreign_keys = ON")  # per connection: deleting a document cascades to its chunks
         return db
 
     def meta(self, key: str) -> str:
@@ -166,7 +170,9 @@ class KnowledgeBase:
 
     def _add_file(self, path: Path, report: AddReport, source: str | None = None) -> None:
         source = source or str(path.resolve())
-        data = path.read_bytes() if path.stat().st_size <= 200 * 2**20 else b""
+        from loom.apps.support import readers
+
+        data = path.read_bytes() if path.stat().st_size <= readers.MAX_FILE_BYTES else b""  # too big: read_* refuses it below
         digest = hashlib.sha256(data).hexdigest()
         with self.connect() as db:
             row = db.execute("SELECT sha256 FROM documents WHERE source = ?", (source,)).fetchone()
@@ -277,23 +283,45 @@ class KnowledgeBase:
         return {"name": self.name, "path": str(self.path), "encoder": self.encoder_name, "documents": docs,
                 "chunks": chunks, "faqs": faqs, "bytes_on_disk": self.path.stat().st_size}
 
-    def dense_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids [N], embeddings [N, d]), cached until the KB changes."""
+    def dense_index(self) -> DenseIndex:
+        """The chunks' vectors, rebuilt when the KB has changed since the last call."""
         gen = self.generation()
         if self._dense is None or self._dense[0] != gen:
             with self.connect() as db:
                 rows = db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
-            self._dense = (gen, *_stack(rows))
-        return self._dense[1], self._dense[2]
+            self._dense = (gen, DenseIndex(*_stack(rows)))
+        return self._dense[1]
 
-    def faq_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids of the FAQ pairs [M], question embeddings [M, d])."""
+    def faq_index(self) -> DenseIndex:
+        """FAQ question vectors, searched by chunk id of their pair."""
         gen = self.generation()
         if self._faq is None or self._faq[0] != gen:
             with self.connect() as db:
                 rows = db.execute("SELECT chunk_id, embedding FROM faqs ORDER BY id").fetchall()
-            self._faq = (gen, *_stack(rows))
-        return self._faq[1], self._faq[2]
+            self._faq = (gen, DenseIndex(*_stack(rows)))
+        return self._faq[1]
+
+    def term_frequencies(self, terms: list[str]) -> dict[str, int]:
+        """How many chunks contain each term (FTS5 counts, cached until the KB changes)."""
+        gen = self.generation()
+        if self._df[0] != gen:
+            self._df = (gen, {})
+        cache = self._df[1]
+        missing = [t for t in terms if t not in cache]
+        if missing:
+            with self.connect() as db:
+                for t in missing:
+                    cache[t] = db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (_fts_phrase(t),)).fetchone()[0]
+        return {t: cache[t] for t in terms}
+
+    def chunk_count(self) -> int:
+        gen = self.generation()
+        if self._df[0] != gen:
+            self._df = (gen, {})
+        if "\0count" not in self._df[1]:  # a key no search term can be
+            with self.connect() as db:
+                self._df[1]["\0count"] = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return self._df[1]["\0count"]
 
     def chunk_rows(self, ids: list[int]) -> dict[int, dict]:
         if not ids:
@@ -318,6 +346,10 @@ class KnowledgeBase:
                               "t.conversation AND u.id < t.id AND u.role = 'user' ORDER BY u.id DESC LIMIT 1) FROM turns t "
                               "WHERE t.handoff = 1 ORDER BY t.id").fetchall()
         return [{"conversation": r[0], "ts": r[1], "confidence": r[2], "question": r[3]} for r in rows]
+
+
+def _fts_phrase(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
 
 
 def _stack(rows) -> tuple[np.ndarray, np.ndarray]:
