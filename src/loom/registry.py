@@ -215,3 +215,34 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
     from loom.backends.local import LocalLM
 
     return LocalLM(entry, max_batch=max_batch, max_queue=max_queue)
+
+
+def _settings_path() -> Path:
+    return home.home() / "settings.json"
+
+
+def default_chat_model() -> str | None:
+    """The chat model apps use when none is named (`loom models default NAME`)."""
+    path = _settings_path()
+    return json.loads(path.read_text(encoding="utf-8")).get("chat_model") if path.is_file() else None
+
+
+def set_default_chat_model(name: str) -> ModelEntry:
+    entry = resolve(name)
+    if entry.task != "generate":
+        raise InputError(f"{name!r} is a {entry.task} model, not a chat model", "pick one from `loom models list` with task generate")
+    settings = json.loads(_settings_path().read_text(encoding="utf-8")) if _settings_path().is_file() else {}
+    atomic.write_json(_settings_path(), settings | {"chat_model": name})
+    return entry
+
+
+def chat_model_for(explicit: str | None, purpose: str) -> str:
+    """`explicit`, else the configured default, else a clear error saying how to configure one."""
+    name = explicit or default_chat_model()
+    if not name:
+        raise InputError(
+            f"{purpose} needs a chat model and none is configured",
+            "pass --model smollm2 (built in, English only), install a Chinese-capable one with "
+            "`loom models pull qwen2.5-0.5b`, or set a default with `loom models default NAME`",
+        )
+    return name

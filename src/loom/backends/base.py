@@ -81,9 +81,9 @@ class Info:
     name: str
     backend: str
     capabilities: list[str]  # subset of chat, complete, embed, classify
-    owned_by: str = "loom"
     context_length: int | None = None
     description: str = ""
+    owned_by: str = "loom"
 
 
 class Backend:

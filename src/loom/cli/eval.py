@@ -91,3 +91,59 @@ def retrieval(
     for mode, values in report["results"].items():
         table.add_row(mode, *(f"{values[m]:.3f}" for m in metrics))
     stdout_console().print(table)
+
+
+@app.command()
+def summarize(
+    data: str = typer.Option(..., "--data", help=".jsonl/.csv with a text and a reference summary per row"),
+    text_col: str = typer.Option("text"),
+    summary_col: str = typer.Option("summary"),
+    sentences: int = typer.Option(3, help="sentences per extractive summary"),
+    model: str = typer.Option(None, help="chat model for the abstractive row (default: `loom models default`, else skipped)"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """ROUGE-1/2/L of Loom's summaries vs Lead-3 and TextRank baselines (characters for Chinese)."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from loom import registry
+    from loom.eval.summaries import evaluate, read_pairs
+
+    pairs = read_pairs(Path(data), text_col, summary_col)
+    name = model or registry.default_chat_model()
+    backend = registry.open_backend(name, max_batch=4) if name else None
+    report = evaluate(pairs, sentences, backend, progress=not json_out)
+    if json_out:
+        print_json(report)
+        return
+    table = Table("system", "ROUGE-1", "ROUGE-2", "ROUGE-L", title=f"{report['documents']} documents")
+    for system, r in report["results"].items():
+        table.add_row(system, f"{r['rouge1']:.4f}", f"{r['rouge2']:.4f}", f"{r['rougeL']:.4f}")
+    stdout_console().print(table)
+
+
+@app.command()
+def translate(
+    data: str = typer.Option(..., "--data", help=".jsonl/.csv with source and reference columns"),
+    to: str = typer.Option(..., "--to", help="target language of the references: zh | en"),
+    model: str = typer.Option(None, help="chat model (default: `loom models default`)"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """chrF and BLEU of a chat model's translations against references (sacrebleu)."""
+    from pathlib import Path
+
+    from loom import registry
+    from loom.apps.translate import translate as run
+    from loom.eval.summaries import read_pairs
+    from loom.eval.text import translation_scores
+
+    pairs = read_pairs(Path(data), "source", "reference")
+    backend = registry.open_backend(registry.chat_model_for(model, "translation"), max_batch=4)
+    outputs = [run(src, to, backend).text for src, _ in pairs]
+    scores = translation_scores(outputs, [ref for _, ref in pairs], to) | {"sentences": len(pairs), "model": backend.name}
+    backend.close()
+    if json_out:
+        print_json(scores)
+    else:
+        kv_table(f"translation into {to}", scores)

@@ -12,6 +12,7 @@ from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
 from loom.cli.serve import chat, keys_app, serve
+from loom.cli.write import report, summarize, translate, write
 
 app = typer.Typer(
     help="Loom: from raw text to a running language model, offline.",
@@ -35,6 +36,10 @@ app.command()(quickstart)
 app.command()(classify_cmd.classify)
 app.command()(serve)
 app.command()(chat)
+app.command()(summarize)
+app.command()(report)
+app.command()(write)
+app.command()(translate)
 
 
 def main() -> None:

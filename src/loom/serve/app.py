@@ -121,6 +121,9 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     from loom.serve.kb_routes import router as kb_router
 
     app.include_router(kb_router(authorize, server.kbs))
+    from loom.serve.writing_routes import router as writing_router
+
+    app.include_router(writing_router(authorize, server))
 
     @app.get("/health")
     async def health():

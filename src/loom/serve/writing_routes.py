@@ -1,0 +1,150 @@
+"""/v1/summarize, /v1/translate, /v1/write, /v1/report: the writing applications over HTTP.
+
+Generated text can stream (`"stream": true`) as server-sent events: `data: {"text": "..."}` per
+piece, then one `data: {"done": true, ...}` with the final result, then `data: [DONE]`."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import anyio
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SummarizeBody(_Body):
+    input: str = Field(min_length=1)
+    mode: Literal["extractive", "abstractive"] = "extractive"
+    method: Literal["centroid", "textrank", "lead"] = "centroid"
+    sentences: int | None = Field(None, ge=1, le=100)
+    ratio: float | None = Field(None, gt=0, le=1)
+    model: str | None = None
+    stream: bool = False
+
+
+class TranslateBody(_Body):
+    input: str = Field(min_length=1)
+    to: str = Field(description="zh | en")
+    glossary: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+
+
+class WriteBody(_Body):
+    kind: str
+    topic: str = Field(min_length=1)
+    tone: str | None = None
+    length: str = "short"
+    keywords: list[str] = Field(default_factory=list)
+    retries: int = Field(2, ge=0, le=10)
+    seed: int = 0
+    model: str | None = None
+    stream: bool = False
+
+
+class ReportBody(_Body):
+    data: list[dict] = Field(min_length=1, description="rows as objects")
+    title: str = "Data report"
+    model: str | None = None
+
+
+def _sse(pieces, final) -> StreamingResponse:
+    async def events():
+        async for piece in pieces:
+            yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
+        yield f"data: {json.dumps({'done': True} | final(), ensure_ascii=False)}\n\ndata: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _iterate(sync_iterable):
+    """A sync generator driven from a worker thread, one item per hop."""
+    it = iter(sync_iterable)
+    end = object()
+    while (item := await anyio.to_thread.run_sync(next, it, end)) is not end:
+        yield item
+
+
+def router(authorize, server) -> APIRouter:
+    from loom import registry
+
+    api = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+
+    async def chat_backend(model: str | None, purpose: str):
+        return await server.backend(registry.chat_model_for(model, purpose))
+
+    @api.post("/summarize")
+    async def summarize(body: SummarizeBody):
+        from loom.apps import summarize as s
+
+        if body.mode == "extractive":
+            summary = await anyio.to_thread.run_sync(lambda: s.extractive(body.input, body.sentences, body.ratio, body.method))
+            return {"summary": summary, "mode": "extractive", "method": body.method}
+        backend = await chat_backend(body.model, "abstractive summarisation")
+        s.split(body.input)  # empty or binary input: a 400 before any streaming starts
+        pieces: list[str] = []
+
+        async def produce():
+            async for piece in _iterate(s.abstractive(body.input, backend, body.sentences, body.ratio)):
+                pieces.append(piece)
+                yield piece
+
+        if body.stream:
+            return _sse(produce(), lambda: {"summary": "".join(pieces).strip(), "mode": "abstractive", "model": backend.name})
+        async for _ in produce():
+            pass
+        return {"summary": "".join(pieces).strip(), "mode": "abstractive", "model": backend.name}
+
+    @api.post("/translate")
+    async def translate(body: TranslateBody):
+        from loom.apps import translate as t
+
+        t.check_pair(body.input, body.to)
+        backend = await chat_backend(body.model, "translation")
+        result = await anyio.to_thread.run_sync(lambda: t.translate(body.input, body.to, backend, body.glossary))
+        return {"translation": result.text, "glossary_checked": result.glossary_checked,
+                "glossary_missing": [{"source": s, "target": d} for s, d in result.glossary_missing]}
+
+    @api.post("/write")
+    async def write(body: WriteBody):
+        from loom.apps import write as w
+
+        w.prompt(body.kind, body.topic, body.tone, w.target_length(body.length), [], "en")  # 400 on bad kind/length
+        backend = await chat_backend(body.model, "content generation")
+        result: dict = {}
+
+        async def produce():
+            async for item in _iterate(w.write(body.kind, body.topic, backend, body.tone, body.length, body.keywords,
+                                               body.retries, body.seed)):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    result.update(text=item.text, drafts=item.drafts, best_draft=item.attempt, problems=item.problems, ok=not item.problems)
+
+        if body.stream:
+            return _sse(produce(), lambda: result)
+        async for _ in produce():
+            pass
+        return result
+
+    @api.post("/report")
+    async def report(body: ReportBody):
+        from loom.apps import report as r
+
+        header = list(dict.fromkeys(k for row in body.data for k in row))
+        rows = [["" if row.get(h) is None else str(row.get(h)) for h in header] for row in body.data]
+        rep = r.compute_facts(body.title, header, rows)
+        rep.narrative = r.template_narrative(rep)
+        if body.model:
+            backend = await server.backend(body.model)
+            await anyio.to_thread.run_sync(r.apply_model_narrative, rep, backend)
+        await anyio.to_thread.run_sync(r.charts, rep)
+        return {"title": rep.title, "rows": rep.rows, "facts": rep.facts, "narrative": rep.narrative,
+                "narrative_source": rep.narrative_source, "html": r.render_html(rep)}
+
+    return api
