@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/serve_load.py
 	$(PY) bench/serve_overhead.py
 	$(PY) bench/kb_retrieval.py
+	$(PY) bench/writing.py
 	# The decode benchmark compares against llama.cpp: build the optional extra (~7-12 min, cached after).
 	$(PY) -m pip install -q 'llama-cpp-python==0.3.36'
 	$(PY) bench/decode_speed.py

