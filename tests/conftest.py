@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from loom.serve.process import ServerProcess as LiveServer  # noqa: F401  (tests import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 
 EN_WORDS = ("the river runs past old stone bridges while birds sing over green fields and quiet towns "
@@ -84,9 +86,6 @@ def in_pipeline(pipeline, monkeypatch):
     """Point this test's LOOM_HOME at the shared pipeline (read-only use)."""
     monkeypatch.setenv("LOOM_HOME", str(pipeline["home"]))
     return pipeline
-
-
-from loom.serve.process import ServerProcess as LiveServer  # noqa: E402  (tests import it from here)
 
 
 @pytest.fixture(scope="session")

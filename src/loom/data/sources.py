@@ -114,6 +114,30 @@ def iter_json_objects(path: Path, encoding: str = "utf-8-sig") -> Iterator[tuple
             yield lineno, row
 
 
+def read_records(path: Path, text: str | None = None) -> list[dict]:
+    """All rows of a small .csv (header line) or .jsonl file as dicts; `text` is the file's content
+    when the caller already decoded it. JSON errors name the line."""
+    import csv
+    import io
+
+    if text is None:
+        if not path.is_file():
+            raise InputError(f"file not found: {path}", "check the path")
+        text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path.name} line {lineno} is not JSON ({e.msg})", "one JSON object per line") from e
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
 def _read_jsonl(path: Path, field: str, encoding: str) -> Iterator[str]:
     for lineno, row in iter_json_objects(path, encoding):
         if field not in row:

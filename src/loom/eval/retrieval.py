@@ -17,22 +17,11 @@ CUTOFFS = (1, 5, 10)
 
 
 def read_qa(path: Path) -> list[dict]:
-    import csv
-    import json
+    from loom.data.sources import read_records
 
     if not path.is_file():
         raise InputError(f"QA file not found: {path}", "pass a .jsonl or .csv file with question and source/contains columns")
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path.name} line {n} is not JSON ({e.msg})", "one JSON object per line") from e
+    rows = read_records(path)
     qa = [r for r in rows if isinstance(r, dict) and str(r.get("question") or "").strip() and (r.get("source") or r.get("contains"))]
     if not qa:
         columns = ", ".join(rows[0]) if rows and isinstance(rows[0], dict) else "(none)"

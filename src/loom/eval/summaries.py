@@ -3,8 +3,6 @@ with a chat model, Loom's abstractive mode, in one table."""
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from loom.errors import InputError
@@ -14,9 +12,9 @@ from loom.eval.text import rouge
 def read_pairs(path: Path, text_col: str = "text", summary_col: str = "summary") -> list[tuple[str, str]]:
     if not path.is_file():
         raise InputError(f"file not found: {path}", "pass a .jsonl or .csv with text and summary columns")
-    raw = path.read_text(encoding="utf-8-sig")
-    rows = list(csv.DictReader(raw.splitlines())) if path.suffix.lower() == ".csv" else [
-        json.loads(line) for line in raw.splitlines() if line.strip()]
+    from loom.data.sources import read_records
+
+    rows = read_records(path)
     if rows and (text_col not in rows[0] or summary_col not in rows[0]):
         raise InputError(f"{path.name} needs columns {text_col!r} and {summary_col!r}; it has: {', '.join(rows[0])}",
                          "rename them or pass --text-col / --summary-col")

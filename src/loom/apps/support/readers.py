@@ -5,9 +5,6 @@ Documents come back as a list of blocks (heading path, text) so chunking can fol
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,19 +175,10 @@ _Q_COLS, _A_COLS = ("question", "q", "问题"), ("answer", "a", "答案")
 
 def read_faq(path: Path) -> list[FaqPair]:
     _check_size(path)
-    text = read_text_file(path)
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
-        columns = list(rows[0]) if rows else []
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path.name} line {n} is not JSON ({e.msg})", "one JSON object per line") from e
-        columns = list(rows[0]) if rows and isinstance(rows[0], dict) else []
+    from loom.data.sources import read_records
+
+    rows = read_records(path, read_text_file(path))
+    columns = list(rows[0]) if rows else []
     q = next((c for c in columns if c.strip().lower() in _Q_COLS), None)
     a = next((c for c in columns if c.strip().lower() in _A_COLS), None)
     if q is None or a is None:
