@@ -163,6 +163,10 @@ def test_translation_keeps_markdown_and_batches():
     out = translate(doc, "zh", script.backend)
     assert out.text == "# 安装软件包\n\n- 运行`loom serve`来启动\n- Loom 可以离线工作\n\n```bash\npip install loom\n```\n\n模型保存在本地\n"
     assert len(script.prompts) == 1  # one numbered batch, not one call per line
+    from loom.apps.translate import translate_stream
+
+    pieces = list(translate_stream(doc, "zh", script.backend))
+    assert "".join(p for p in pieces if isinstance(p, str)) == out.text and pieces[-1].text == out.text
 
 
 def test_glossary_is_enforced_and_reported():

@@ -102,7 +102,10 @@ def check_pair(text: str, to: str) -> str:
     return source
 
 
-def translate(text: str, to: str, backend, glossary: dict[str, str] | None = None, progress: bool = False) -> Outcome:
+def translate_stream(text: str, to: str, backend, glossary: dict[str, str] | None = None,
+                     progress: bool = False) -> Iterator[str | Outcome]:
+    """Yields the translated document in order, a batch of lines at a time (code and blank lines
+    included), then the Outcome with the whole text and the glossary report."""
     from tqdm import tqdm
 
     source = check_pair(text, to)
@@ -110,14 +113,29 @@ def translate(text: str, to: str, backend, glossary: dict[str, str] | None = Non
     todo = [s for s in segs if s.text.strip()]
     outcome = Outcome("")
     bar = tqdm(total=len(todo), desc="translate", unit=" segments", disable=not progress)
+    shown = 0  # segments already yielded
+
+    def rendered(upto: int) -> str:
+        return "\n".join(s.render() if s.text.strip() else s.prefix for s in segs[shown:upto])
+
     for batch in _batches(todo):
         _translate_batch(batch, source, to, backend, glossary or {})
         for seg in batch:
             _enforce(seg, source, to, backend, glossary or {}, outcome)
         bar.update(len(batch))
+        last = segs.index(batch[-1]) + 1
+        yield rendered(last) + "\n"
+        shown = last
     bar.close()
+    if shown < len(segs):
+        yield rendered(len(segs))
     outcome.text = "\n".join(s.render() if s.text.strip() else s.prefix for s in segs)
-    return outcome
+    yield outcome
+
+
+def translate(text: str, to: str, backend, glossary: dict[str, str] | None = None, progress: bool = False) -> Outcome:
+    """The whole translation at once (see translate_stream)."""
+    return [item for item in translate_stream(text, to, backend, glossary, progress) if isinstance(item, Outcome)][0]
 
 
 def _batches(todo: list[Segment]) -> Iterator[list[Segment]]:

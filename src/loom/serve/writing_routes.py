@@ -33,6 +33,7 @@ class TranslateBody(_Body):
     to: str = Field(description="zh | en")
     glossary: dict[str, str] = Field(default_factory=dict)
     model: str | None = None
+    stream: bool = False
 
 
 class WriteBody(_Body):
@@ -106,9 +107,21 @@ def router(authorize, server) -> APIRouter:
 
         t.check_pair(body.input, body.to)
         backend = await chat_backend(body.model, "translation")
-        result = await anyio.to_thread.run_sync(lambda: t.translate(body.input, body.to, backend, body.glossary))
-        return {"translation": result.text, "glossary_checked": result.glossary_checked,
-                "glossary_missing": [{"source": s, "target": d} for s, d in result.glossary_missing]}
+        result: dict = {}
+
+        async def produce():
+            async for item in _iterate(t.translate_stream(body.input, body.to, backend, body.glossary)):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    result.update(translation=item.text, glossary_checked=item.glossary_checked,
+                                  glossary_missing=[{"source": s, "target": d} for s, d in item.glossary_missing])
+
+        if body.stream:
+            return _sse(produce(), lambda: result)
+        async for _ in produce():
+            pass
+        return result
 
     @api.post("/write")
     async def write(body: WriteBody):
