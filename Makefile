@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run quickstart test test-slow bench install clean
+.PHONY: run quickstart test test-slow bench install browser-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 quickstart: $(STAMP)
 	$(VENV)/bin/loom quickstart
+
+# Debian's headless Chromium for the browser tests (Playwright drives it; no browser download).
+browser-deps:
+	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && export DEBIAN_FRONTEND=noninteractive && \
+	  (apt-get install -y -q chromium fonts-noto-cjk || (apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk)))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -125,6 +125,18 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
 
     app.include_router(writing_router(authorize, server))
 
+    from pathlib import Path
+
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    web = Path(__file__).parent / "web"
+    app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(web / "index.html")
+
     @app.get("/health")
     async def health():
         return {"status": "ok", "loaded_models": sorted(server.backends)}

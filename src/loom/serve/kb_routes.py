@@ -92,6 +92,10 @@ def router(authorize, kbs: dict) -> APIRouter:
     async def delete_doc(name: str, source: str):
         return {"source": source, "removed_chunks": kb(name).delete_document(source)}
 
+    @api.get("/{name}/handoffs")
+    async def handoffs(name: str):
+        return {"object": "list", "data": kb(name).handoffs()}
+
     @api.post("/{name}/search")
     async def search(name: str, body: SearchKB):
         from loom.apps.support.retrieve import search as run

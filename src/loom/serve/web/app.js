@@ -1,0 +1,286 @@
+// Loom's web pages: plain JS written here, calling only the public HTTP API (/v1/...).
+"use strict";
+const $ = (id) => document.getElementById(id);
+const MAX_UPLOAD = 5 * 1024 * 1024; // bytes; larger files are refused with a message
+const TEXT_TYPES = [".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".jsonl"];
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h.Authorization = "Bearer " + key;
+  return h;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+async function api(path, body, method) {
+  const res = await fetch(path, { method: method || (body ? "POST" : "GET"), headers: headers(), body: body ? JSON.stringify(body) : undefined });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error((data.error && data.error.message) || res.status + " " + res.statusText);
+  return data;
+}
+
+async function run(task) { // every action: clear the error line, show any failure as text
+  showError("");
+  try { await task(); } catch (e) { showError(e.message || String(e)); }
+}
+
+// Server-sent events from a POST: calls onEvent(parsed JSON) for each `data:` line until [DONE].
+async function streamSSE(path, body, onEvent, signal) {
+  const res = await fetch(path, { method: "POST", headers: headers(), body: JSON.stringify(body), signal });
+  if (!res.ok) {
+    const data = await res.json().catch(() => ({}));
+    throw new Error((data.error && data.error.message) || res.status + " " + res.statusText);
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const line = buffer.slice(0, cut).trim();
+      buffer = buffer.slice(cut + 2);
+      if (!line.startsWith("data:")) continue;
+      const data = line.slice(5).trim();
+      if (data === "[DONE]") return;
+      const event = JSON.parse(data);
+      if (event.error) throw new Error(event.error.message);
+      onEvent(event);
+    }
+  }
+}
+
+// ---- tabs and language --------------------------------------------------------------------
+function selectTab(name) {
+  document.querySelectorAll("[role=tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
+  document.querySelectorAll("[role=tabpanel]").forEach((s) => { s.hidden = s.id !== name; });
+  location.hash = name;
+}
+document.querySelectorAll("[role=tab]").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
+$("lang").addEventListener("click", () => applyLanguage(LANG === "zh" ? "en" : "zh"));
+$("api-key").value = localStorage.getItem("loom-key") || "";
+$("api-key").addEventListener("change", () => { localStorage.setItem("loom-key", $("api-key").value); loadModels(); });
+
+// ---- models -------------------------------------------------------------------------------
+let MODELS = [];
+function fill(select, items, keepFirst) {
+  const first = keepFirst ? select.options[0] : null;
+  select.innerHTML = "";
+  if (first) select.appendChild(first);
+  items.forEach((m) => { const o = document.createElement("option"); o.value = o.textContent = m.id; select.appendChild(o); });
+}
+async function loadModels() {
+  await run(async () => {
+    MODELS = (await api("/v1/models")).data;
+    const generate = MODELS.filter((m) => m.task === "generate");
+    fill($("chat-model"), generate);
+    fill($("cls-model"), MODELS.filter((m) => m.task === "classify"));
+    fill($("w-model"), generate.filter((m) => !m.id.startsWith("support:")), true);
+    fill($("kb-name"), MODELS.filter((m) => m.id.startsWith("support:")).map((m) => ({ id: m.id.slice(8) })));
+    const table = $("models-table");
+    table.innerHTML = "<tr><th>id</th><th>task</th><th>backend</th></tr>";
+    MODELS.forEach((m) => { const r = table.insertRow(); [m.id, m.task, m.backend].forEach((v) => { r.insertCell().textContent = v; }); });
+  });
+}
+$("models-refresh").addEventListener("click", loadModels);
+
+// ---- chat ---------------------------------------------------------------------------------
+let history = [];
+let controller = null;
+function addMessage(role, text) {
+  const div = document.createElement("div");
+  div.className = "msg " + role;
+  div.textContent = (role === "user" ? "› " : "") + text;
+  $("chat-log").appendChild(div);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+  return div;
+}
+function chatBody(stream) {
+  const system = $("chat-system").value.trim();
+  return { model: $("chat-model").value, stream, temperature: Number($("chat-temp").value), max_tokens: Number($("chat-max").value),
+           messages: (system ? [{ role: "system", content: system }] : []).concat(history) };
+}
+$("chat-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("chat-input").value.trim();
+  if (!text) { showError(t("empty")); return; }
+  run(async () => {
+    history.push({ role: "user", content: text });
+    addMessage("user", text);
+    $("chat-input").value = "";
+    const out = addMessage("assistant", "");
+    controller = new AbortController();
+    $("chat-stop").disabled = false;
+    $("chat-send").disabled = true;
+    let reply = "";
+    try {
+      await streamSSE("/v1/chat/completions", chatBody(true), (ev) => {
+        const delta = ev.choices && ev.choices[0] && ev.choices[0].delta;
+        if (delta && delta.content) { reply += delta.content; out.textContent = reply; }
+      }, controller.signal);
+    } catch (err) {
+      if (err.name !== "AbortError") throw err;
+    } finally {
+      history.push({ role: "assistant", content: reply });
+      $("chat-stop").disabled = true;
+      $("chat-send").disabled = false;
+    }
+  });
+});
+$("chat-stop").addEventListener("click", () => controller && controller.abort());
+$("chat-reset").addEventListener("click", () => { history = []; $("chat-log").innerHTML = ""; });
+$("copy-curl").addEventListener("click", () => showCode(
+  `curl ${location.origin}/v1/chat/completions -H 'Content-Type: application/json'` +
+  ($("api-key").value ? ` -H 'Authorization: Bearer $LOOM_KEY'` : "") + ` \\\n  -d '${JSON.stringify(chatBody(false)).replace(/'/g, "'\\''")}'`));
+$("copy-python").addEventListener("click", () => {
+  const b = chatBody(false);
+  showCode(`from openai import OpenAI\nclient = OpenAI(base_url="${location.origin}/v1", api_key="${$("api-key").value ? "YOUR_LOOM_KEY" : "unused"}")\n` +
+           `reply = client.chat.completions.create(model=${JSON.stringify(b.model)}, temperature=${b.temperature}, max_tokens=${b.max_tokens},\n` +
+           `    messages=${JSON.stringify(b.messages)})\nprint(reply.choices[0].message.content)`);
+});
+function showCode(code) {
+  $("chat-code").textContent = code;
+  $("chat-code").hidden = false;
+  if (navigator.clipboard) navigator.clipboard.writeText(code).catch(() => {});
+}
+
+// ---- classify -----------------------------------------------------------------------------
+function csvCell(v) { return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+async function classify(texts) {
+  if (!texts.length) { showError(t("empty")); return; }
+  const data = (await api("/v1/classify", { model: $("cls-model").value, input: texts })).data;
+  const table = $("cls-results");
+  table.innerHTML = `<tr><th>${t("text")}</th><th>${t("label")}</th><th>${t("probability")}</th></tr>`;
+  const rows = [["text", "label"].concat(Object.keys(data[0].probabilities))];
+  data.forEach((d, i) => {
+    const r = table.insertRow();
+    r.insertCell().textContent = texts[i];
+    r.insertCell().textContent = d.label;
+    r.insertCell().textContent = Object.entries(d.probabilities).map(([k, p]) => `${k} ${p.toFixed(3)}`).join(", ");
+    rows.push([texts[i], d.label].concat(Object.values(d.probabilities).map((p) => p.toFixed(6))));
+  });
+  const link = $("cls-download");
+  link.href = URL.createObjectURL(new Blob([rows.map((r) => r.map(csvCell).join(",")).join("\n") + "\n"], { type: "text/csv" }));
+  link.hidden = false;
+}
+$("cls-run").addEventListener("click", () => run(() => classify($("cls-input").value.split("\n").map((s) => s.trim()).filter(Boolean))));
+$("cls-file").addEventListener("change", () => run(async () => {
+  const file = $("cls-file").files[0];
+  const text = await readUpload(file);
+  const lines = text.split("\n").map((s) => s.trim()).filter(Boolean);
+  await classify(file.name.toLowerCase().endsWith(".csv") ? lines.slice(1).map((l) => l.split(",")[0]) : lines);
+}));
+
+async function readUpload(file) {
+  const dot = file.name.lastIndexOf(".");
+  if (dot < 0 || !TEXT_TYPES.includes(file.name.slice(dot).toLowerCase())) throw new Error(`${file.name}: ${t("bad_type")}`);
+  if (file.size > MAX_UPLOAD) throw new Error(`${file.name}: ${t("too_big")}`);
+  const text = await file.text();
+  if (!text.trim()) throw new Error(`${file.name}: ${t("empty")}`);
+  return text;
+}
+
+// ---- knowledge bases ----------------------------------------------------------------------
+$("kb-create").addEventListener("click", () => run(async () => {
+  const name = $("kb-new").value.trim();
+  if (!name) { showError(t("empty")); return; }
+  await api("/v1/kb", { name });
+  await loadModels();
+  $("kb-name").value = name;
+}));
+async function upload(files) {
+  const name = $("kb-name").value;
+  const bar = $("kb-progress");
+  bar.hidden = false; bar.max = files.length; bar.value = 0;
+  let chunks = 0;
+  const problems = [];
+  for (const file of files) {
+    try {
+      const report = await api(`/v1/kb/${encodeURIComponent(name)}/documents`, { documents: [{ source: file.name, text: await readUpload(file) }] });
+      chunks += report.chunks;
+      report.failed.forEach((f) => problems.push(`${f.source}: ${f.error}`));
+    } catch (e) { problems.push(e.message); }
+    bar.value += 1;
+  }
+  $("kb-status").textContent = `${files.length} ${t("uploaded")}, ${chunks} ${t("chunks")}` + (problems.length ? `; ${t("failed")}: ${problems.join("; ")}` : "");
+  if (problems.length) showError(problems.join("; "));
+}
+$("kb-files").addEventListener("change", () => run(() => upload([...$("kb-files").files])));
+const drop = $("kb-drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); run(() => upload([...e.dataTransfer.files])); });
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("kb-files").click(); });
+
+$("kb-search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  run(async () => {
+    const query = $("kb-query").value.trim();
+    if (!query) { showError(t("empty")); return; }
+    const hits = (await api(`/v1/kb/${encodeURIComponent($("kb-name").value)}/search`, { query, k: 5 })).data;
+    const list = $("kb-hits");
+    list.innerHTML = hits.length ? "" : `<li>${t("no_hits")}</li>`;
+    hits.forEach((h) => {
+      const li = document.createElement("li");
+      const scores = ["bm25", "dense", "faq"].filter((s) => s in h.scores).map((s) => `${s} ${h.scores[s].toFixed(3)} (#${h.scores[s + "_rank"]})`);
+      li.textContent = `${h.source}${h.title ? " — " + h.title : ""} [${scores.join(", ")}]: ${h.text.slice(0, 240)}`;
+      list.appendChild(li);
+    });
+  });
+});
+$("kb-ask-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  run(async () => {
+    const question = $("kb-question").value.trim();
+    if (!question) { showError(t("empty")); return; }
+    const reply = await api("/v1/chat/completions", { model: "support:" + $("kb-name").value, messages: [{ role: "user", content: question }] });
+    const message = reply.choices[0].message;
+    const box = $("kb-answer");
+    box.textContent = "";
+    // Citation markers [n] become buttons that open the cited passage.
+    message.content.split(/(\[\d+\])/).forEach((part) => {
+      const m = part.match(/^\[(\d+)\]$/);
+      const cite = m && (message.citations || []).find((c) => c.n === Number(m[1]));
+      if (!cite) { box.appendChild(document.createTextNode(part)); return; }
+      const b = document.createElement("button");
+      b.className = "cite"; b.textContent = part; b.type = "button";
+      b.addEventListener("click", () => { $("kb-cited-text").textContent = `${cite.source}\n\n${cite.text}`; $("kb-cited").open = true; });
+      box.appendChild(b);
+    });
+  });
+});
+$("kb-handoffs-load").addEventListener("click", () => run(async () => {
+  const rows = (await api(`/v1/kb/${encodeURIComponent($("kb-name").value)}/handoffs`)).data;
+  $("kb-handoffs").innerHTML = "";
+  rows.forEach((r) => { const li = document.createElement("li"); li.textContent = `${new Date(r.ts * 1000).toLocaleString()} — ${r.question}`; $("kb-handoffs").appendChild(li); });
+}));
+
+// ---- writing ------------------------------------------------------------------------------
+$("w-run").addEventListener("click", () => run(async () => {
+  const input = $("w-input").value.trim();
+  if (!input) { showError(t("empty")); return; }
+  const task = $("w-task").value;
+  const model = $("w-model").value || undefined;
+  const out = $("w-output");
+  out.textContent = "";
+  let body;
+  if (task === "summarize") body = { input, mode: $("w-mode").value, sentences: Number($("w-sentences").value), model };
+  else if (task === "translate") body = { input, to: $("w-to").value, model };
+  else body = { kind: $("w-kind").value, topic: input, model };
+  if (task === "summarize" && body.mode === "extractive") { out.textContent = (await api("/v1/summarize", body)).summary; return; }
+  await streamSSE("/v1/" + task, Object.assign(body, { stream: true }), (ev) => {
+    if (ev.text) out.textContent += ev.text;
+    if (ev.done && ev.problems && ev.problems.length) showError(ev.problems.join("; "));
+  });
+}));
+
+applyLanguage(LANG);
+selectTab((location.hash || "#chat").slice(1));
+loadModels();

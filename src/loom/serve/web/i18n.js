@@ -1,0 +1,42 @@
+// Interface strings, English and Chinese. Elements carry data-i18n="key" (text) or
+// data-i18n-placeholder="key"; the switch re-renders them and remembers the choice.
+const STRINGS = {
+  en: {
+    tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
+    api_key: "API key", model: "Model", temperature: "Temperature", max_tokens: "Max tokens", system_prompt: "System prompt",
+    message: "Message", type_message: "Type a message", send: "Send", stop: "Stop", reset: "Reset",
+    copy_curl: "Copy as curl", copy_python: "Copy as Python", classifier: "Classifier", texts_one_per_line: "Texts, one per line",
+    classify: "Classify", or_file: "or a .txt/.csv file", download_csv: "Download CSV", kb: "Knowledge base", new_kb: "New",
+    create: "Create", drop_files: "Drop .txt .md .html .csv files here, or choose them:", search: "Search",
+    ask_support: "Ask the support assistant", ask: "Ask", cited_passage: "Cited passage", handoffs: "Hand-offs",
+    task: "Task", summarize: "Summarise", translate: "Translate", write: "Write", none_extractive: "(none: extractive)",
+    sentences: "Sentences", mode: "Mode", target: "To", kind: "Kind", input_text: "Text (or topic for Write)", run: "Run",
+    refresh: "Refresh", lang_button: "中文", uploaded: "uploaded", chunks: "chunks", failed: "failed",
+    empty: "Please type something first.", too_big: "This file is too large (limit 5 MB).", bad_type: "This file type is not supported here.",
+    no_hits: "No results.", label: "Label", probability: "Probability", text: "Text",
+  },
+  zh: {
+    tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
+    api_key: "API 密钥", model: "模型", temperature: "温度", max_tokens: "最大长度", system_prompt: "系统提示词",
+    message: "消息", type_message: "输入消息", send: "发送", stop: "停止", reset: "清空",
+    copy_curl: "复制为 curl", copy_python: "复制为 Python", classifier: "分类器", texts_one_per_line: "文本，每行一条",
+    classify: "分类", or_file: "或上传 .txt/.csv 文件", download_csv: "下载 CSV", kb: "知识库", new_kb: "新建",
+    create: "创建", drop_files: "把 .txt .md .html .csv 文件拖到这里，或选择文件：", search: "搜索",
+    ask_support: "向客服助手提问", ask: "提问", cited_passage: "引用的段落", handoffs: "转人工记录",
+    task: "任务", summarize: "摘要", translate: "翻译", write: "写作", none_extractive: "（无：抽取式）",
+    sentences: "句数", mode: "方式", target: "目标语言", kind: "体裁", input_text: "文本（写作时填主题）", run: "运行",
+    refresh: "刷新", lang_button: "English", uploaded: "已上传", chunks: "个片段", failed: "失败",
+    empty: "请先输入内容。", too_big: "文件太大（上限 5 MB）。", bad_type: "不支持这种文件类型。",
+    no_hits: "没有结果。", label: "标签", probability: "概率", text: "文本",
+  },
+};
+let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
+function t(key) { return (STRINGS[LANG] && STRINGS[LANG][key]) || STRINGS.en[key] || key; }
+function applyLanguage(lang) {
+  LANG = lang;
+  localStorage.setItem("loom-lang", lang);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  document.getElementById("lang").textContent = t("lang_button");
+}

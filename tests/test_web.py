@@ -1,0 +1,133 @@
+"""The web pages in a real browser: Playwright driving Debian's headless Chromium (no browser
+download) against a real `loom serve`. Screenshots go to test-artifacts/web/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, LiveServer, loom_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)")]
+ARTIFACTS = REPO / "test-artifacts" / "web"
+POLICY = ("# Returns\n\nYou can return any item within 30 days of delivery.\n\n## Damaged items\n\n"
+          "If an item arrives damaged, send us a photo within 48 hours and we will send a replacement at no cost.\n")
+
+
+@pytest.fixture(scope="module")
+def site(served_home, tmp_path_factory):
+    home = tmp_path_factory.mktemp("web_home")
+    shutil.copy(served_home / "models.json", home / "models.json")
+    data = home / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f"great lovely room {i},pos\nawful dirty room {i},neg\n" for i in range(10)), encoding="utf-8")
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(home)
+    try:
+        loom_cli("finetune", "classify", "--data", str(data), "--base", "tfidf", "--name", "reviews")
+    finally:
+        os.environ["LOOM_HOME"] = old or ""
+    server = LiveServer(home, "--preload", "slow")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="en-US")
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(site.url + "/")
+    page.wait_for_function("document.getElementById('chat-model').options.length > 0")
+    yield page
+    context.close()
+    assert not errors, errors  # no uncaught JavaScript errors
+
+
+def test_chat_streams_a_reply_and_offers_code(page):
+    page.select_option("#chat-model", "slow")
+    page.fill("#chat-max", "12")
+    page.fill("#chat-input", "hello there")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelectorAll('#chat-log .msg').length === 2 && "
+                           "document.querySelector('#chat-log .msg.assistant').textContent.length > 0 && "
+                           "!document.getElementById('chat-send').disabled")
+    page.click("#copy-python")
+    assert "client.chat.completions.create(model=\"slow\"" in page.text_content("#chat-code")
+    page.screenshot(path=str(ARTIFACTS / "chat.png"))
+    page.fill("#chat-input", "")
+    page.click("#chat-send")
+    assert page.text_content("#error") == "Please type something first."
+
+
+def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_path):
+    page.click("[data-tab=kb]")
+    page.fill("#kb-new", "shop")
+    page.click("#kb-create")
+    page.wait_for_function("document.getElementById('kb-name').value === 'shop'")
+    doc = tmp_path / "policy.md"
+    doc.write_text(POLICY, encoding="utf-8")
+    page.set_input_files("#kb-files", str(doc))
+    page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 uploaded')", timeout=60_000)
+    page.fill("#kb-query", "parcel arrived broken")
+    page.click("#kb-search-form button")
+    page.wait_for_selector("#kb-hits li")
+    assert "dense" in page.text_content("#kb-hits li")
+    page.fill("#kb-question", "What if my item arrives damaged?")
+    page.click("#kb-ask-form button")
+    page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
+    page.click("#kb-answer button.cite")
+    assert "photo" in page.text_content("#kb-cited-text") and page.is_visible("#kb-cited-text")
+    page.screenshot(path=str(ARTIFACTS / "kb.png"))
+    bad = tmp_path / "image.png"
+    bad.write_bytes(b"\x89PNG")
+    page.set_input_files("#kb-files", str(bad))
+    page.wait_for_function("document.getElementById('error').textContent.includes('not supported')")
+
+
+def test_classifier_labels_a_text(page):
+    page.click("[data-tab=classify]")
+    page.select_option("#cls-model", "reviews")
+    page.fill("#cls-input", "what a lovely great room")
+    page.click("#cls-run")
+    page.wait_for_selector("#cls-results tr:nth-child(2)")
+    assert page.text_content("#cls-results tr:nth-child(2) td:nth-child(2)") == "pos"
+    assert page.is_visible("#cls-download")
+    page.screenshot(path=str(ARTIFACTS / "classify.png"))
+
+
+def test_summary_appears(page):
+    page.click("[data-tab=writing]")
+    page.fill("#w-input", "The council approved a transport plan on Monday. It adds forty electric buses. "
+                          "Residents worried about noise. The first buses run in spring.")
+    page.fill("#w-sentences", "2")
+    page.click("#w-run")
+    page.wait_for_function("document.getElementById('w-output').textContent.length > 10")
+    assert page.text_content("#w-output").count(".") == 2
+    page.screenshot(path=str(ARTIFACTS / "writing.png"))
+
+
+def test_language_switch_and_phone_width(page):
+    page.click("#lang")
+    assert page.text_content("[data-tab=chat]") == "对话" and page.get_attribute("html", "lang") == "zh-CN"
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling on a phone
+    page.screenshot(path=str(ARTIFACTS / "zh-phone.png"))
+    page.click("#lang")
+    assert page.text_content("[data-tab=chat]") == "Chat"
