@@ -109,6 +109,7 @@ def test_classifier_labels_a_text(page):
     page.wait_for_selector("#cls-results tr:nth-child(2)")
     assert page.text_content("#cls-results tr:nth-child(2) td:nth-child(2)") == "pos"
     assert page.is_visible("#cls-download")
+    assert page.locator("#cls-explain mark.pos").count() > 0  # the words that pushed it, highlighted
     page.screenshot(path=str(ARTIFACTS / "classify.png"))
 
 
@@ -121,6 +122,21 @@ def test_summary_appears(page):
     page.wait_for_function("document.getElementById('w-output').textContent.length > 10")
     assert page.text_content("#w-output").count(".") == 2
     page.screenshot(path=str(ARTIFACTS / "writing.png"))
+
+
+def test_training_run_loss_curve(page, site):
+    import json
+
+    run = site.home / "runs" / "demo"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"step": 10, "loss": 5.0}, {"step": 20, "loss": 4.0}, {"step": 20, "val_loss": 4.5}, {"step": 30, "loss": 3.2}]) + "\n")
+    page.click("[data-tab=models]")
+    page.click("#models-refresh")
+    page.click("#runs-table button:text('demo')")
+    page.wait_for_selector("#run-chart polyline")
+    assert page.locator("#run-chart polyline").count() == 2 and "demo" in page.text_content("#run-caption")
+    page.screenshot(path=str(ARTIFACTS / "runs.png"))
 
 
 def test_language_switch_and_phone_width(page):

@@ -102,8 +102,8 @@ class Backend:
         embed queries and passages differently (e5); others ignore it."""
         raise Unsupported(f"model {self.name!r} does not produce embeddings", "use an embedding model, e.g. minilm")
 
-    def classify(self, texts: list[str]) -> list[dict]:
-        """[{label, probabilities: {label: p}}] per text."""
+    def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
+        """[{label, probabilities: {label: p}}] per text (+ explanation: [[token, weight], ...] when asked)."""
         raise Unsupported(f"model {self.name!r} is not a classifier", "train one with `loom finetune classify`")
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:

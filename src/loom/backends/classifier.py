@@ -21,11 +21,15 @@ class Classifier(Backend):
         return Info(self.name, self.entry.backend, ["classify"], None,
                     self.entry.description or f"labels: {', '.join(self.clf.labels)}")
 
-    def classify(self, texts: list[str]) -> list[dict]:
+    def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
         from loom.classify.predict import label_of
 
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise InputError("input must be a non-empty text or list of non-empty texts", "send e.g. {'input': ['great hotel']}")
         with self._lock:
             probs = self.clf.predict_proba(texts)
-        return [{"label": label_of(self.clf, row), "probabilities": dict(zip(self.clf.labels, map(float, row)))} for row in probs]
+            results = [{"label": label_of(self.clf, row), "probabilities": dict(zip(self.clf.labels, map(float, row)))} for row in probs]
+            if explain:
+                for text, row, result in zip(texts, probs, results):
+                    result["explanation"] = [[token, round(float(w), 6)] for token, w in self.clf.explain(text, int(row.argmax()))]
+        return results

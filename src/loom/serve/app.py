@@ -124,6 +124,9 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     from loom.serve.writing_routes import router as writing_router
 
     app.include_router(writing_router(authorize, server))
+    from loom.serve.runs_routes import router as runs_router
+
+    app.include_router(runs_router(authorize))
 
     from pathlib import Path
 
@@ -189,7 +192,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest, key: Key | None = Depends(authorize)):
         backend = await server.backend(body.model)
-        results = await anyio.to_thread.run_sync(backend.classify, body.texts())
+        results = await anyio.to_thread.run_sync(backend.classify, body.texts(), body.explain)
         tokens = sum(backend.count_tokens(t) for t in body.texts())
         server.account(key, "/v1/classify", body.model, tokens, 0)
         return {"object": "list", "model": body.model, "data": [{"index": i} | r for i, r in enumerate(results)],

@@ -122,6 +122,7 @@ class EmbeddingRequest(_Wire):
 class ClassifyRequest(_Wire):
     model: str = Field(min_length=1)
     input: str | list[str]
+    explain: bool = False  # add the tokens that pushed each decision, with their weights
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)

@@ -87,7 +87,46 @@ async function loadModels() {
     const table = $("models-table");
     table.innerHTML = "<tr><th>id</th><th>task</th><th>backend</th></tr>";
     MODELS.forEach((m) => { const r = table.insertRow(); [m.id, m.task, m.backend].forEach((v) => { r.insertCell().textContent = v; }); });
+    await loadRuns();
   });
+}
+
+// ---- training runs: a table, and a loss chart that refreshes while a run is going ----------
+let runTimer = null;
+async function loadRuns() {
+  const runs = (await api("/v1/runs")).data;
+  const table = $("runs-table");
+  table.innerHTML = `<tr><th>${t("run")}</th><th>${t("steps")}</th><th>${t("status")}</th></tr>`;
+  runs.forEach((r) => {
+    const row = table.insertRow();
+    const b = document.createElement("button");
+    b.textContent = r.name; b.className = "cite"; b.type = "button";
+    b.addEventListener("click", () => run(() => showRun(r.name, !r.finished)));
+    row.insertCell().appendChild(b);
+    row.insertCell().textContent = r.steps == null ? "" : r.steps;
+    row.insertCell().textContent = r.finished ? t("finished") : t("running");
+  });
+}
+async function showRun(name, live) {
+  clearTimeout(runTimer);
+  const m = await api(`/v1/runs/${encodeURIComponent(name)}/metrics`);
+  drawChart(m.train, m.val);
+  $("run-caption").textContent = `${name}: ${t("train_loss")} (${m.train.length}), ${t("val_loss")} (${m.val.length})`;
+  $("run-figure").hidden = false;
+  if (live && !$("models").hidden) runTimer = setTimeout(() => run(() => showRun(name, true)), 3000);
+}
+function drawChart(train, val) {
+  const svg = $("run-chart");
+  const all = train.concat(val);
+  if (!all.length) { svg.innerHTML = ""; return; }
+  const W = 600, H = 260, P = 36;
+  const maxStep = Math.max(...all.map((p) => p.step)), minL = Math.min(...all.map((p) => p.loss)), maxL = Math.max(...all.map((p) => p.loss));
+  const x = (s) => P + (W - 2 * P) * s / Math.max(1, maxStep);
+  const y = (l) => H - P - (H - 2 * P) * (l - minL) / Math.max(1e-9, maxL - minL);
+  const line = (pts, color) => `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(" ")}"/>`;
+  svg.innerHTML = `<line x1="${P}" y1="${H - P}" x2="${W - P}" y2="${H - P}" stroke="#888"/><line x1="${P}" y1="${P}" x2="${P}" y2="${H - P}" stroke="#888"/>` +
+    `<text x="${P}" y="${P - 8}" font-size="12">${maxL.toFixed(2)}</text><text x="${P}" y="${H - 8}" font-size="12">${minL.toFixed(2)} · step ${maxStep}</text>` +
+    line(train, "#1f5fbf") + line(val, "#c0392b");
 }
 $("models-refresh").addEventListener("click", loadModels);
 
@@ -155,7 +194,7 @@ function showCode(code) {
 function csvCell(v) { return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
 async function classify(texts) {
   if (!texts.length) { showError(t("empty")); return; }
-  const data = (await api("/v1/classify", { model: $("cls-model").value, input: texts })).data;
+  const data = (await api("/v1/classify", { model: $("cls-model").value, input: texts, explain: texts.length <= 20 })).data;
   const table = $("cls-results");
   table.innerHTML = `<tr><th>${t("text")}</th><th>${t("label")}</th><th>${t("probability")}</th></tr>`;
   const rows = [["text", "label"].concat(Object.keys(data[0].probabilities))];
@@ -166,6 +205,7 @@ async function classify(texts) {
     r.insertCell().textContent = Object.entries(d.probabilities).map(([k, p]) => `${k} ${p.toFixed(3)}`).join(", ");
     rows.push([texts[i], d.label].concat(Object.values(d.probabilities).map((p) => p.toFixed(6))));
   });
+  showExplanation(data[0].explanation);
   const link = $("cls-download");
   link.href = URL.createObjectURL(new Blob([rows.map((r) => r.map(csvCell).join(",")).join("\n") + "\n"], { type: "text/csv" }));
   link.hidden = false;
@@ -177,6 +217,21 @@ $("cls-file").addEventListener("change", () => run(async () => {
   const lines = text.split("\n").map((s) => s.trim()).filter(Boolean);
   await classify(file.name.toLowerCase().endsWith(".csv") ? lines.slice(1).map((l) => l.split(",")[0]) : lines);
 }));
+
+function showExplanation(tokens) { // the first text's tokens, coloured by the direction they pushed
+  const box = $("cls-explain");
+  box.textContent = "";
+  if (!tokens || !tokens.length) return;
+  box.appendChild(document.createTextNode(t("explained") + " "));
+  tokens.forEach(([token, weight]) => {
+    const mark = document.createElement("mark");
+    mark.className = weight >= 0 ? "pos" : "neg";
+    mark.textContent = token;
+    mark.title = weight.toFixed(4);
+    box.appendChild(mark);
+    box.appendChild(document.createTextNode(" "));
+  });
+}
 
 async function readUpload(file) {
   const dot = file.name.lastIndexOf(".");

@@ -14,6 +14,8 @@ const STRINGS = {
     refresh: "Refresh", lang_button: "中文", uploaded: "uploaded", chunks: "chunks", failed: "failed",
     empty: "Please type something first.", too_big: "This file is too large (limit 5 MB).", bad_type: "This file type is not supported here.",
     no_hits: "No results.", label: "Label", probability: "Probability", text: "Text",
+    runs: "Training runs", run: "Run", steps: "Steps", status: "Status", finished: "finished", running: "running",
+    train_loss: "train loss", val_loss: "validation loss", explained: "Words that pushed the decision (green: for, red: against):",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -28,6 +30,8 @@ const STRINGS = {
     refresh: "刷新", lang_button: "English", uploaded: "已上传", chunks: "个片段", failed: "失败",
     empty: "请先输入内容。", too_big: "文件太大（上限 5 MB）。", bad_type: "不支持这种文件类型。",
     no_hits: "没有结果。", label: "标签", probability: "概率", text: "文本",
+    runs: "训练记录", run: "训练", steps: "步数", status: "状态", finished: "已完成", running: "进行中",
+    train_loss: "训练损失", val_loss: "验证损失", explained: "影响判断的词（绿色：支持，红色：反对）：",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
