@@ -220,3 +220,24 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         port = holder.getsockname()[1]
         proc = run_loom("serve", "--port", str(port), env_home=tmp_path / "h", check=False, timeout=60)
     assert proc.returncode == 2 and "pass another --port" in proc.stderr
+
+
+def test_key_management_over_http_needs_an_admin_key(served_home, tmp_path):
+    home = _home_with_catalog(served_home, tmp_path)
+    admin = run_loom("keys", "create", "root", "--admin", env_home=home).stdout.strip()
+    user = run_loom("keys", "create", "user", env_home=home).stdout.strip()
+    server = LiveServer(home)
+    try:
+        api = server.url + "/v1/keys"
+        denied = httpx.get(api, headers={"Authorization": f"Bearer {user}"})
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "admin_required"
+        assert httpx.get(api).status_code == 401
+        made = httpx.post(api, json={"name": "bot", "rpm": 5}, headers={"Authorization": f"Bearer {admin}"}).json()
+        assert made["key"].startswith("loom-") and made["admin"] is False and made["rpm"] == 5
+        listed = httpx.get(api, headers={"Authorization": f"Bearer {admin}"}).json()["data"]
+        assert [k["name"] for k in listed] == ["root", "user", "bot"] and "digest" not in listed[0]
+        revoked = httpx.delete(f"{api}/{made['id']}", headers={"Authorization": f"Bearer {admin}"}).json()
+        assert revoked["revoked"] is not None
+        assert httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {made['key']}"}).status_code == 401
+    finally:
+        server.stop()

@@ -146,3 +146,36 @@ def test_language_switch_and_phone_width(page):
     page.screenshot(path=str(ARTIFACTS / "zh-phone.png"))
     page.click("#lang")
     assert page.text_content("[data-tab=chat]") == "Chat"
+
+
+def test_keys_page_for_admins(browser, site, tmp_path):
+    server = LiveServer(_home_copy(site.home, tmp_path))
+    context = browser.new_context(locale="en-US")
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/#keys")
+        page.click("[data-tab=keys]")
+        page.fill("#key-name", "first-admin")
+        page.click("#keys-form button")  # no keys yet: the first key made here is an admin key
+        page.wait_for_selector("#key-secret:not([hidden])")
+        secret = page.text_content("#key-secret").split()[-1]
+        assert secret.startswith("loom-") and page.input_value("#api-key") == secret  # the page now uses it
+        page.wait_for_selector("#keys-table tr:nth-child(2)")
+        assert "first-admin" in page.text_content("#keys-table") and "✓" in page.text_content("#keys-table")
+        stranger = context.browser.new_context(locale="en-US").new_page()  # no key stored: the Keys page is closed
+        stranger.goto(server.url + "/")
+        stranger.click("[data-tab=keys]")
+        stranger.wait_for_selector("#keys-denied:not([hidden])")
+        assert not stranger.is_visible("#keys-table")
+        stranger.context.close()
+        page.screenshot(path=str(ARTIFACTS / "keys.png"))
+    finally:
+        context.close()
+        server.stop()
+
+
+def _home_copy(home, tmp_path):
+    copy = tmp_path / "home"
+    copy.mkdir()
+    shutil.copy(home / "models.json", copy / "models.json")
+    return copy

@@ -129,11 +129,12 @@ def keys_create(
     name: str = typer.Argument(..., help="who or what the key is for"),
     rpm: int = typer.Option(None, help="requests per minute (default: unlimited)"),
     tpm: int = typer.Option(None, help="prompt + completion tokens per minute (default: unlimited)"),
+    admin: bool = typer.Option(False, "--admin", help="may manage keys over HTTP and on the web Keys page"),
 ) -> None:
     """Create a key. It is printed once: only its hash is stored."""
     from loom.serve.auth import KeyStore
 
-    record, secret = KeyStore().create(name, rpm, tpm)
+    record, secret = KeyStore().create(name, rpm, tpm, admin)
     stdout_console().print(secret)
     console.print(f"[dim]key {record.id} ({name}) created; store it now, it cannot be shown again[/dim]")
 
@@ -151,10 +152,10 @@ def keys_list(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         print_json([k.__dict__ for k in keys])
         return
-    table = Table("id", "name", "created", "status", "rpm", "tpm")
+    table = Table("id", "name", "created", "status", "rpm", "tpm", "admin")
     for k in keys:
         created = datetime.datetime.fromtimestamp(k.created).strftime("%Y-%m-%d %H:%M")
-        table.add_row(k.id, k.name, created, "revoked" if k.revoked else "active", str(k.rpm or "-"), str(k.tpm or "-"))
+        table.add_row(k.id, k.name, created, "revoked" if k.revoked else "active", str(k.rpm or "-"), str(k.tpm or "-"), "yes" if k.admin else "")
     stdout_console().print(table)
 
 

@@ -60,6 +60,10 @@ class Server:
             self._keys_exist, self._keys_checked = self.keys.any_active(), now
         return self._keys_exist
 
+    def forget_key_state(self) -> None:
+        """Keys changed through the API: re-read at the next request instead of within a second."""
+        self._keys_checked = 0.0
+
     def account(self, key: Key | None, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.metrics.prompt_tokens.labels(model).inc(prompt_tokens)
         self.metrics.completion_tokens.labels(model).inc(completion_tokens)
@@ -127,6 +131,9 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     from loom.serve.runs_routes import router as runs_router
 
     app.include_router(runs_router(authorize))
+    from loom.serve.keys_routes import router as keys_router
+
+    app.include_router(keys_router(authorize, server))
 
     from pathlib import Path
 

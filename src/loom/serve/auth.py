@@ -23,7 +23,7 @@ from loom.errors import InputError, NotFoundError
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL, created REAL NOT NULL,
-    revoked REAL, rpm INTEGER, tpm INTEGER);
+    revoked REAL, rpm INTEGER, tpm INTEGER, admin INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, ts REAL NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL);
@@ -39,6 +39,7 @@ class Key:
     revoked: float | None
     rpm: int | None  # requests per minute; None = unlimited
     tpm: int | None  # tokens (prompt + completion) per minute
+    admin: bool = False  # may manage keys (/v1/keys, the web Keys page)
 
 
 def _digest(key: str) -> str:
@@ -57,23 +58,25 @@ class KeyStore:
         db.execute("PRAGMA journal_mode=WAL")  # the CLI can create keys while a server reads them
         return db
 
-    def create(self, name: str, rpm: int | None = None, tpm: int | None = None) -> tuple[Key, str]:
+    def create(self, name: str, rpm: int | None = None, tpm: int | None = None, admin: bool = False) -> tuple[Key, str]:
         """(record, the key in clear: shown once, never stored)."""
         for value, what in ((rpm, "rpm"), (tpm, "tpm")):
             if value is not None and value < 1:
                 raise InputError(f"--{what} must be at least 1 (got {value})", f"omit --{what} for no limit")
         key_id = secrets.token_hex(4)
         secret = f"loom-{key_id}-{secrets.token_urlsafe(16)}"
-        record = Key(key_id, name, time.time(), None, rpm, tpm)
+        if not name.strip():
+            raise InputError("the key needs a name", "say who or what it is for, e.g. `loom keys create alice`")
+        record = Key(key_id, name, time.time(), None, rpm, tpm, admin)
         with self._lock, self._connect() as db:
-            db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?,?)",
-                       (key_id, name, _digest(secret), record.created, None, rpm, tpm))
+            db.execute("INSERT INTO api_keys (id, name, digest, created, revoked, rpm, tpm, admin) VALUES (?,?,?,?,?,?,?,?)",
+                       (key_id, name, _digest(secret), record.created, None, rpm, tpm, int(admin)))
         return record, secret
 
     def list(self) -> list[Key]:
         with self._connect() as db:
-            rows = db.execute("SELECT id, name, created, revoked, rpm, tpm FROM api_keys ORDER BY created").fetchall()
-        return [Key(*row) for row in rows]
+            rows = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin FROM api_keys ORDER BY created").fetchall()
+        return [Key(*row[:6], bool(row[6])) for row in rows]
 
     def any_active(self) -> bool:
         with self._connect() as db:
@@ -96,10 +99,10 @@ class KeyStore:
         if len(parts) < 3 or parts[0] != "loom":
             return None
         with self._connect() as db:
-            row = db.execute("SELECT id, name, created, revoked, rpm, tpm, digest FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
+            row = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin, digest FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
         if row is None or row[3] is not None:
             return None
-        return Key(*row[:6]) if hmac.compare_digest(row[6], _digest(presented)) else None
+        return Key(*row[:6], bool(row[6])) if hmac.compare_digest(row[7], _digest(presented)) else None
 
     def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock, self._connect() as db:

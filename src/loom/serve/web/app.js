@@ -336,6 +336,50 @@ $("w-run").addEventListener("click", () => run(async () => {
   });
 }));
 
+// ---- keys (admin) -------------------------------------------------------------------------
+async function loadKeys() {
+  const res = await fetch("/v1/keys", { headers: headers() });
+  const denied = res.status === 401 || res.status === 403;
+  $("keys-denied").hidden = !denied;
+  $("keys-admin").hidden = denied;
+  if (denied) return;
+  const data = await res.json();
+  if (!res.ok) throw new Error(data.error.message);
+  const table = $("keys-table");
+  table.innerHTML = `<tr><th>id</th><th>${t("key_name")}</th><th>${t("admin")}</th><th>${t("status")}</th><th>${t("requests")}</th><th>${t("tokens")}</th><th></th></tr>`;
+  data.data.forEach((k) => {
+    const r = table.insertRow();
+    [k.id, k.name, k.admin ? "✓" : "", k.revoked ? t("revoked") : t("active"), k.requests, k.prompt_tokens + k.completion_tokens]
+      .forEach((v) => { r.insertCell().textContent = v; });
+    const cell = r.insertCell();
+    if (!k.revoked) {
+      const b = document.createElement("button");
+      b.textContent = t("revoke"); b.type = "button";
+      b.addEventListener("click", () => run(async () => { await api(`/v1/keys/${k.id}`, null, "DELETE"); await loadKeys(); }));
+      cell.appendChild(b);
+    }
+  });
+}
+$("keys-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  run(async () => {
+    const name = $("key-name").value.trim();
+    if (!name) { showError(t("empty")); return; }
+    const body = { name, admin: $("key-admin").checked };
+    if ($("key-rpm").value) body.rpm = Number($("key-rpm").value);
+    if ($("key-tpm").value) body.tpm = Number($("key-tpm").value);
+    const made = await api("/v1/keys", body);
+    $("key-secret").textContent = t("new_key") + " " + made.key;
+    $("key-secret").hidden = false;
+    if (!$("api-key").value && made.admin) { // the first key: from now on every call needs it, so use it here
+      $("api-key").value = made.key;
+      localStorage.setItem("loom-key", made.key);
+    }
+    await loadKeys();
+  });
+});
+document.querySelector("[data-tab=keys]").addEventListener("click", () => run(loadKeys));
+
 applyLanguage(LANG);
 selectTab((location.hash || "#chat").slice(1));
 loadModels();

@@ -16,6 +16,9 @@ const STRINGS = {
     no_hits: "No results.", label: "Label", probability: "Probability", text: "Text",
     runs: "Training runs", run: "Run", steps: "Steps", status: "Status", finished: "finished", running: "running",
     train_loss: "train loss", val_loss: "validation loss", explained: "Words that pushed the decision (green: for, red: against):",
+    tab_keys: "Keys", admin_only: "Managing keys needs an admin key: enter one above.", key_name: "Name", admin: "Admin",
+    revoke: "Revoke", revoked: "revoked", active: "active", requests: "Requests", tokens: "Tokens",
+    new_key: "New key (shown once, copy it now):",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -32,6 +35,9 @@ const STRINGS = {
     no_hits: "没有结果。", label: "标签", probability: "概率", text: "文本",
     runs: "训练记录", run: "训练", steps: "步数", status: "状态", finished: "已完成", running: "进行中",
     train_loss: "训练损失", val_loss: "验证损失", explained: "影响判断的词（绿色：支持，红色：反对）：",
+    tab_keys: "密钥", admin_only: "管理密钥需要管理员密钥：请在上方输入。", key_name: "名称", admin: "管理员",
+    revoke: "吊销", revoked: "已吊销", active: "有效", requests: "请求数", tokens: "词元数",
+    new_key: "新密钥（只显示这一次，请立即复制）：",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
