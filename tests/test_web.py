@@ -123,6 +123,21 @@ def test_summary_appears(page):
     page.screenshot(path=str(ARTIFACTS / "writing.png"))
 
 
+def test_report_page_renders_the_report(page, tmp_path):
+    page.click("[data-tab=writing]")
+    page.select_option("#w-task", "report")
+    page.click("#w-run")
+    assert page.text_content("#error") == "Choose a .csv or .json data file first."
+    data = tmp_path / "sales.csv"
+    data.write_text('city,sales\nBeijing,10\n"Shanghai, Pudong",30\nBeijing,20\n', encoding="utf-8")
+    page.set_input_files("#w-data", str(data))
+    page.click("#w-run")
+    page.wait_for_selector("#w-report:not([hidden])")
+    assert "sales: mean 20" in page.text_content("#w-output")
+    report = page.frame_locator("#w-report").locator("body").inner_text()
+    assert "Statistics" in report and "Beijing" in report  # quoted CSV field parsed; the top city named
+
+
 def test_training_run_loss_curve(page, site):
     import json
 

@@ -318,21 +318,61 @@ $("kb-handoffs-load").addEventListener("click", () => run(async () => {
 }));
 
 // ---- writing ------------------------------------------------------------------------------
+function csvRows(text) { // simple CSV (quoted fields allowed) -> list of objects
+  const rows = [];
+  let field = "", row = [], quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = false; else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") { if (c === "\r" && text[i + 1] === "\n") i++; row.push(field); rows.push(row); row = []; field = ""; }
+    else field += c;
+  }
+  if (field || row.length) { row.push(field); rows.push(row); }
+  const [header, ...body] = rows.filter((r) => r.some((v) => v.trim()));
+  return body.map((r) => Object.fromEntries(header.map((h, j) => [h, r[j] === undefined ? null : r[j]])));
+}
+function glossary() {
+  const terms = {};
+  for (const line of $("w-glossary").value.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const parts = line.split(",");
+    if (parts.length !== 2 || !parts[0].trim() || !parts[1].trim()) throw new Error(t("bad_glossary"));
+    terms[parts[0].trim()] = parts[1].trim();
+  }
+  return terms;
+}
 $("w-run").addEventListener("click", () => run(async () => {
-  const input = $("w-input").value.trim();
-  if (!input) { showError(t("empty")); return; }
   const task = $("w-task").value;
   const model = $("w-model").value || undefined;
   const out = $("w-output");
   out.textContent = "";
+  $("w-report").hidden = true;
+  if (task === "report") {
+    const file = $("w-data").files[0];
+    if (!file) { showError(t("need_data")); return; }
+    const text = await file.text();
+    let rows;
+    try { rows = file.name.toLowerCase().endsWith(".json") ? JSON.parse(text) : csvRows(text); } catch (e) { throw new Error(`${file.name}: ${e.message}`); }
+    const rep = await api("/v1/report", { data: rows, title: file.name, model });
+    out.textContent = rep.narrative;
+    $("w-report").srcdoc = rep.html;
+    $("w-report").hidden = false;
+    return;
+  }
+  const input = $("w-input").value.trim();
+  if (!input) { showError(t("empty")); return; }
   let body;
-  if (task === "summarize") body = { input, mode: $("w-mode").value, sentences: Number($("w-sentences").value), model };
-  else if (task === "translate") body = { input, to: $("w-to").value, model };
-  else body = { kind: $("w-kind").value, topic: input, model };
+  if (task === "summarize") body = { input, mode: $("w-mode").value, method: $("w-method").value, sentences: Number($("w-sentences").value), model };
+  else if (task === "translate") body = { input, to: $("w-to").value, glossary: glossary(), model };
+  else body = { kind: $("w-kind").value, topic: input, tone: $("w-tone").value || undefined, length: $("w-length").value,
+                keywords: $("w-keywords").value.split(/[,，]/).map((k) => k.trim()).filter(Boolean), model };
   if (task === "summarize" && body.mode === "extractive") { out.textContent = (await api("/v1/summarize", body)).summary; return; }
   await streamSSE("/v1/" + task, Object.assign(body, { stream: true }), (ev) => {
     if (ev.text) out.textContent += ev.text;
     if (ev.done && ev.problems && ev.problems.length) showError(ev.problems.join("; "));
+    if (ev.done && ev.glossary_missing && ev.glossary_missing.length) showError(ev.glossary_missing.map((g) => `${g.source} -> ${g.target}`).join("; "));
   });
 }));
 

@@ -18,7 +18,9 @@ const STRINGS = {
     train_loss: "train loss", val_loss: "validation loss", explained: "Words that pushed the decision (green: for, red: against):",
     tab_keys: "Keys", admin_only: "Managing keys needs an admin key: enter one above.", key_name: "Name", admin: "Admin",
     revoke: "Revoke", revoked: "revoked", active: "active", requests: "Requests", tokens: "Tokens",
-    new_key: "New key (shown once, copy it now):",
+    new_key: "New key (shown once, copy it now):", report: "Report", method: "Method", tone: "Tone", length: "Length",
+    keywords: "Keywords", glossary: 'Glossary (translate): one "source,target" per line', report_file: "Data for a report (.csv or .json)",
+    need_data: "Choose a .csv or .json data file first.", bad_glossary: "Glossary lines must look like: source,target",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -37,7 +39,9 @@ const STRINGS = {
     train_loss: "训练损失", val_loss: "验证损失", explained: "影响判断的词（绿色：支持，红色：反对）：",
     tab_keys: "密钥", admin_only: "管理密钥需要管理员密钥：请在上方输入。", key_name: "名称", admin: "管理员",
     revoke: "吊销", revoked: "已吊销", active: "有效", requests: "请求数", tokens: "词元数",
-    new_key: "新密钥（只显示这一次，请立即复制）：",
+    new_key: "新密钥（只显示这一次，请立即复制）：", report: "报告", method: "方法", tone: "语气", length: "长度",
+    keywords: "关键词", glossary: "术语表（翻译用）：每行“原文,译文”", report_file: "报告数据（.csv 或 .json）",
+    need_data: "请先选择 .csv 或 .json 数据文件。", bad_glossary: "术语表每行应为：原文,译文",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
