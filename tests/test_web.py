@@ -84,6 +84,9 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     doc.write_text(POLICY, encoding="utf-8")
     page.set_input_files("#kb-files", str(doc))
     page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 uploaded')", timeout=60_000)
+    page.click("#kb-docs button")  # the file's chunks, as indexed
+    page.wait_for_selector("#kb-chunks li")
+    assert "Returns > Damaged items: If an item arrives damaged" in page.text_content("#kb-chunks")
     page.fill("#kb-query", "parcel arrived broken")
     page.click("#kb-search-form button")
     page.wait_for_selector("#kb-hits li")
@@ -151,6 +154,23 @@ def test_training_run_loss_curve(page, site):
     page.wait_for_selector("#run-chart polyline")
     assert page.locator("#run-chart polyline").count() == 2 and "demo" in page.text_content("#run-caption")
     page.screenshot(path=str(ARTIFACTS / "runs.png"))
+
+
+def test_evaluation_report_with_confusion_matrix(page, site, tmp_path):
+    data = tmp_path / "test.csv"
+    data.write_text("text,label\nlovely great room,pos\nawful dirty room,neg\ngreat room but dirty,neg\n", encoding="utf-8")
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(site.home)
+    try:
+        loom_cli("eval", "classify", "reviews", "--data", str(data))
+    finally:
+        os.environ["LOOM_HOME"] = old or ""
+    page.click("[data-tab=models]")
+    page.click("#models-refresh")
+    page.click("#evals-table button")
+    page.wait_for_function("document.getElementById('eval-confusion').naturalWidth > 0")
+    assert "pos" in page.text_content("#eval-classes") and "neg" in page.text_content("#eval-classes")
+    page.screenshot(path=str(ARTIFACTS / "eval.png"))
 
 
 def test_language_switch_and_phone_width(page):

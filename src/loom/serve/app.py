@@ -128,9 +128,10 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     from loom.serve.writing_routes import router as writing_router
 
     app.include_router(writing_router(authorize, server))
-    from loom.serve.runs_routes import router as runs_router
+    from loom.serve.runs_routes import evals_router, router as runs_router
 
     app.include_router(runs_router(authorize))
+    app.include_router(evals_router(authorize))
     from loom.serve.keys_routes import router as keys_router
 
     app.include_router(keys_router(authorize, server))

@@ -92,6 +92,10 @@ def router(authorize, kbs: dict) -> APIRouter:
     async def delete_doc(name: str, source: str):
         return {"source": source, "removed_chunks": kb(name).delete_document(source)}
 
+    @api.get("/{name}/chunks")
+    async def chunks(name: str, source: str):
+        return {"object": "list", "source": source, "data": kb(name).chunks_of(source)}
+
     @api.get("/{name}/handoffs")
     async def handoffs(name: str):
         return {"object": "list", "data": kb(name).handoffs()}

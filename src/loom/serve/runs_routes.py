@@ -1,4 +1,5 @@
-"""/v1/runs: training runs and their metrics (what the web page draws as live loss curves)."""
+"""/v1/runs: training runs and their metrics (what the web page draws as live loss curves);
+/v1/evals: the reports `loom eval classify` wrote (metrics, per-class table, confusion matrix)."""
 
 from __future__ import annotations
 
@@ -41,5 +42,39 @@ def router(authorize) -> APIRouter:
         rows = _read_jsonl(run / "metrics.jsonl")
         return {"name": name, "train": [{"step": r["step"], "loss": r["loss"]} for r in rows if "loss" in r],
                 "val": [{"step": r["step"], "loss": r["val_loss"]} for r in rows if "val_loss" in r]}
+
+    return api
+
+
+def evals_router(authorize) -> APIRouter:
+    from fastapi.responses import FileResponse
+
+    api = APIRouter(prefix="/v1/evals", dependencies=[Depends(authorize)])
+
+    def folder(name: str):
+        path = home.home() / "evals" / name
+        if "/" in name or name.startswith(".") or not (path / "report.json").is_file():
+            raise NotFoundError(f"evaluation report {name!r} not found", "see GET /v1/evals")
+        return path
+
+    @api.get("")
+    async def evals():
+        root = home.home() / "evals"
+        data = []
+        for path in sorted(p for p in root.iterdir() if (p / "report.json").is_file()) if root.is_dir() else []:
+            rep = json.loads((path / "report.json").read_text(encoding="utf-8"))
+            data.append({"name": path.name, "examples": rep.get("examples"), "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1")})
+        return {"object": "list", "data": data}
+
+    @api.get("/{name}")
+    async def report(name: str):
+        return json.loads((folder(name) / "report.json").read_text(encoding="utf-8"))
+
+    @api.get("/{name}/confusion.png")
+    async def confusion(name: str):
+        png = folder(name) / "confusion.png"
+        if not png.is_file():
+            raise NotFoundError(f"report {name!r} has no confusion matrix (multi-label)", "see its per-class table")
+        return FileResponse(png, media_type="image/png")
 
     return api

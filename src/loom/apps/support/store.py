@@ -276,6 +276,15 @@ class KnowledgeBase:
             rows = db.execute("SELECT source, kind, chunks, bytes, added FROM documents ORDER BY source").fetchall()
         return [{"source": r[0], "kind": r[1], "chunks": r[2], "bytes": r[3], "added": r[4]} for r in rows]
 
+    def chunks_of(self, source: str) -> list[dict]:
+        """A document's chunks in order (what the web page shows for a file)."""
+        with self.connect() as db:
+            rows = db.execute("SELECT c.ordinal, c.title, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                              "WHERE d.source = ? ORDER BY c.ordinal", (source,)).fetchall()
+        if not rows:
+            raise NotFoundError(f"{source!r} is not in knowledge base {self.name!r}", f"see `loom kb show {self.name}`")
+        return [{"ordinal": r[0], "title": r[1], "text": r[2]} for r in rows]
+
     def stats(self) -> dict:
         with self.connect() as db:
             docs, chunks = db.execute("SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM documents").fetchone()

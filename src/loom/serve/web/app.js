@@ -88,7 +88,35 @@ async function loadModels() {
     table.innerHTML = "<tr><th>id</th><th>task</th><th>backend</th></tr>";
     MODELS.forEach((m) => { const r = table.insertRow(); [m.id, m.task, m.backend].forEach((v) => { r.insertCell().textContent = v; }); });
     await loadRuns();
+    await loadEvals();
   });
+}
+
+async function loadEvals() {
+  const reports = (await api("/v1/evals")).data;
+  const table = $("evals-table");
+  table.innerHTML = `<tr><th>${t("evals")}</th><th>${t("examples")}</th><th>${t("accuracy")}</th><th>${t("macro_f1")}</th></tr>`;
+  reports.forEach((r) => {
+    const row = table.insertRow();
+    const b = document.createElement("button");
+    b.textContent = r.name; b.className = "cite"; b.type = "button";
+    b.addEventListener("click", () => run(() => showEval(r.name)));
+    row.insertCell().appendChild(b);
+    [r.examples, (r.accuracy || 0).toFixed(4), (r.macro_f1 || 0).toFixed(4)].forEach((v) => { row.insertCell().textContent = v; });
+  });
+}
+async function showEval(name) {
+  const rep = await api(`/v1/evals/${encodeURIComponent(name)}`);
+  const table = $("eval-classes");
+  table.innerHTML = `<tr><th>${t("klass")}</th><th>${t("precision")}</th><th>${t("recall")}</th><th>F1</th><th>${t("support")}</th></tr>`;
+  Object.entries(rep.per_class || {}).forEach(([label, m]) => {
+    const row = table.insertRow();
+    [label, m.precision.toFixed(3), m.recall.toFixed(3), m.f1.toFixed(3), m.support].forEach((v) => { row.insertCell().textContent = v; });
+  });
+  const img = await fetch(`/v1/evals/${encodeURIComponent(name)}/confusion.png`, { headers: headers() });
+  $("eval-confusion").hidden = !img.ok;
+  if (img.ok) $("eval-confusion").src = URL.createObjectURL(await img.blob());
+  $("eval-detail").hidden = false;
 }
 
 // ---- training runs: a table, and a loss chart that refreshes while a run is going ----------
@@ -266,7 +294,33 @@ async function upload(files) {
   }
   $("kb-status").textContent = `${files.length} ${t("uploaded")}, ${chunks} ${t("chunks")}` + (problems.length ? `; ${t("failed")}: ${problems.join("; ")}` : "");
   if (problems.length) showError(problems.join("; "));
+  await loadDocs();
 }
+async function loadDocs() {
+  const name = $("kb-name").value;
+  if (!name) return;
+  const info = await api(`/v1/kb/${encodeURIComponent(name)}`);
+  const table = $("kb-docs");
+  table.innerHTML = `<tr><th>${t("file")}</th><th>${t("chunks")}</th><th></th></tr>`;
+  info.files.forEach((f) => {
+    const row = table.insertRow();
+    row.insertCell().textContent = f.source;
+    row.insertCell().textContent = f.chunks;
+    const b = document.createElement("button");
+    b.textContent = t("show_chunks"); b.type = "button";
+    b.addEventListener("click", () => run(async () => {
+      const list = $("kb-chunks");
+      list.innerHTML = "";
+      (await api(`/v1/kb/${encodeURIComponent(name)}/chunks?source=${encodeURIComponent(f.source)}`)).data.forEach((c) => {
+        const li = document.createElement("li");
+        li.textContent = (c.title ? c.title + ": " : "") + c.text;
+        list.appendChild(li);
+      });
+    }));
+    row.insertCell().appendChild(b);
+  });
+}
+$("kb-name").addEventListener("change", () => run(loadDocs));
 $("kb-files").addEventListener("change", () => run(() => upload([...$("kb-files").files])));
 const drop = $("kb-drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
