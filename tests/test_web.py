@@ -214,3 +214,20 @@ def _home_copy(home, tmp_path):
     copy.mkdir()
     shutil.copy(home / "models.json", copy / "models.json")
     return copy
+
+
+def test_forms_explain_bad_input(page, tmp_path):
+    page.click("[data-tab=classify]")
+    page.click("#cls-run")
+    assert page.text_content("#error") == "Please type something first."
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"word " * (6 * 1024 * 1024 // 5))  # over the 5 MB upload limit
+    page.set_input_files("#cls-file", str(huge))
+    page.wait_for_function("document.getElementById('error').textContent.includes('too large')")
+    page.click("[data-tab=writing]")
+    page.fill("#w-input", "hello")
+    page.select_option("#w-task", "translate")
+    page.fill("#w-glossary", "only-one-column")
+    page.click("#w-run")
+    assert "source,target" in page.text_content("#error")
+    assert "Traceback" not in page.content()
