@@ -96,6 +96,10 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
     page.click("#kb-answer button.cite")
     assert "photo" in page.text_content("#kb-cited-text") and page.is_visible("#kb-cited-text")
+    page.fill("#kb-question", "how many hours do I have for that?")  # a follow-up, understood through the history
+    page.click("#kb-ask-form button")
+    page.wait_for_function("kbHistory.length === 4")  # both turns went to the assistant, with the first answer
+    assert "48 hours" in page.text_content("#kb-answer")
     page.screenshot(path=str(ARTIFACTS / "kb.png"))
     bad = tmp_path / "image.png"
     bad.write_bytes(b"\x89PNG")

@@ -171,7 +171,8 @@ function addMessage(role, text) {
 }
 function chatBody(stream) {
   const system = $("chat-system").value.trim();
-  return { model: $("chat-model").value, stream, temperature: Number($("chat-temp").value), max_tokens: Number($("chat-max").value),
+  return { model: $("chat-model").value, stream, temperature: Number($("chat-temp").value), top_p: Number($("chat-top-p").value),
+           max_tokens: Number($("chat-max").value),
            messages: (system ? [{ role: "system", content: system }] : []).concat(history) };
 }
 $("chat-form").addEventListener("submit", (e) => {
@@ -344,13 +345,19 @@ $("kb-search-form").addEventListener("submit", (e) => {
     });
   });
 });
+let kbHistory = [];
+$("kb-new-conversation").addEventListener("click", () => { kbHistory = []; $("kb-answer").textContent = ""; });
+$("kb-name").addEventListener("change", () => { kbHistory = []; });
 $("kb-ask-form").addEventListener("submit", (e) => {
   e.preventDefault();
   run(async () => {
     const question = $("kb-question").value.trim();
     if (!question) { showError(t("empty")); return; }
-    const reply = await api("/v1/chat/completions", { model: "support:" + $("kb-name").value, messages: [{ role: "user", content: question }] });
+    // Multi-turn: earlier turns go along, so follow-ups ("and for that?") are understood.
+    kbHistory.push({ role: "user", content: question });
+    const reply = await api("/v1/chat/completions", { model: "support:" + $("kb-name").value, messages: kbHistory });
     const message = reply.choices[0].message;
+    kbHistory.push({ role: "assistant", content: message.content });
     const box = $("kb-answer");
     box.textContent = "";
     // Citation markers [n] become buttons that open the cited passage.

@@ -22,7 +22,7 @@ const STRINGS = {
     keywords: "Keywords", glossary: 'Glossary (translate): one "source,target" per line', report_file: "Data for a report (.csv or .json)",
     need_data: "Choose a .csv or .json data file first.", bad_glossary: "Glossary lines must look like: source,target",
     evals: "Evaluation reports", accuracy: "Accuracy", macro_f1: "Macro F1", examples: "Examples", file: "File",
-    show_chunks: "Show chunks", klass: "Class", precision: "Precision", recall: "Recall", support: "Support",
+    show_chunks: "Show chunks", new_conversation: "New conversation", klass: "Class", precision: "Precision", recall: "Recall", support: "Support",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -45,7 +45,7 @@ const STRINGS = {
     keywords: "关键词", glossary: "术语表（翻译用）：每行“原文,译文”", report_file: "报告数据（.csv 或 .json）",
     need_data: "请先选择 .csv 或 .json 数据文件。", bad_glossary: "术语表每行应为：原文,译文",
     evals: "评测报告", accuracy: "准确率", macro_f1: "宏平均 F1", examples: "样本数", file: "文件",
-    show_chunks: "查看片段", klass: "类别", precision: "精确率", recall: "召回率", support: "样本数",
+    show_chunks: "查看片段", new_conversation: "新对话", klass: "类别", precision: "精确率", recall: "召回率", support: "样本数",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
