@@ -12,19 +12,26 @@ import base64
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import anyio
 import numpy as np
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from loom import registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
-from loom.serve import errors
+from loom.serve import errors, kb_routes, keys_routes, runs_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.metrics import Metrics
-from loom.serve.schema import ChatRequest, ClassifyRequest, CompletionRequest, EmbeddingRequest
+from loom.serve.schema import (
+    ChatRequest,
+    ClassifyRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 from loom.serve.streaming import collect_choices, sse_events
 
 log = logging.getLogger(__name__)
@@ -92,16 +99,18 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
-        endpoint = request.url.path
+        start = time.perf_counter()
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > server.settings.max_body_bytes:
             reply = errors.response(errors.APIError(
                 413, f"request body is {declared} bytes; the limit is {server.settings.max_body_bytes}",
                 code="request_too_large"))
         else:
-            start = time.perf_counter()
             reply = await call_next(request)
-            server.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        # Label by route template (/v1/kb/{name}/search), never the raw path: scanners and KB names
+        # must not grow the metric set without bound.
+        endpoint = getattr(request.scope.get("route"), "path", "unmatched")
+        server.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
         server.metrics.requests.labels(endpoint, str(reply.status_code)).inc()
         return reply
 
@@ -122,24 +131,11 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
                                   "rate_limit_error", "rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait)))})
         return key
 
-    from loom.serve.kb_routes import router as kb_router
-
-    app.include_router(kb_router(authorize, server.kbs))
-    from loom.serve.writing_routes import router as writing_router
-
-    app.include_router(writing_router(authorize, server))
-    from loom.serve.runs_routes import evals_router, router as runs_router
-
-    app.include_router(runs_router(authorize))
-    app.include_router(evals_router(authorize))
-    from loom.serve.keys_routes import router as keys_router
-
-    app.include_router(keys_router(authorize, server))
-
-    from pathlib import Path
-
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
+    app.include_router(kb_routes.router(authorize, server.kbs))
+    app.include_router(writing_routes.router(authorize, server))
+    app.include_router(runs_routes.router(authorize))
+    app.include_router(runs_routes.evals_router(authorize))
+    app.include_router(keys_routes.router(authorize, server))
 
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below
