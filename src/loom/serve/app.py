@@ -54,11 +54,15 @@ class Server:
         if name in self.backends:
             return self.backends[name]
         lock = self._loading.setdefault(name, asyncio.Lock())
-        async with lock:
+        try:
+            async with lock:
+                if name not in self.backends:
+                    s = self.settings
+                    self.backends[name] = await anyio.to_thread.run_sync(
+                        lambda: registry.open_backend(name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue))
+        finally:
             if name not in self.backends:
-                s = self.settings
-                self.backends[name] = await anyio.to_thread.run_sync(
-                    lambda: registry.open_backend(name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue))
+                self._loading.pop(name, None)  # unknown names (404s) must not pile up locks
         return self.backends[name]
 
     def keys_required(self) -> bool:
