@@ -109,11 +109,13 @@ def test_report_numbers_all_come_from_the_data(tmp_path):
     assert (tmp_path / "sales_files" / "chart1.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_report_with_a_model_never_keeps_invented_numbers(tmp_path, served_home, monkeypatch):
+def test_report_falls_back_to_the_template_when_the_facts_do_not_fit_the_model(tmp_path, served_home, monkeypatch):
     monkeypatch.setenv("LOOM_HOME", str(served_home))
     data = tmp_path / "sales.csv"
     data.write_text(SALES, encoding="utf-8")
-    result = json.loads(loom_cli("report", str(data), "--out", str(tmp_path / "r.html"), "--model", "nano", "--json").stdout)
+    proc = loom_cli("report", str(data), "--out", str(tmp_path / "r.html"), "--model", "nano", "--json")
+    result = json.loads(proc.stdout)
+    assert result["narrative_source"] == "template" and "do not fit the model's context" in proc.stderr  # nano: 128 tokens
     from loom.apps.report import numbers_in
 
     stated = {n.replace(",", "") for fact in result["facts"] for n in fact["numbers"]}

@@ -67,9 +67,14 @@ def load_table(path: Path) -> tuple[list[str], list[list[str]]]:
             raise InputError(f"{path.name} is not valid JSON ({e.msg}, line {e.lineno})", "fix the file") from e
         if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
             raise InputError(f"{path.name} must hold a list of objects (one per row)", 'e.g. [{"city": "Beijing", "sales": 120}, ...]')
-        header = list(dict.fromkeys(k for r in records for k in r))
-        return header, [["" if r.get(h) is None else str(r.get(h)) for h in header] for r in records[:MAX_ROWS]]
+        return records_to_table(records[:MAX_ROWS])
     raise InputError(f"unsupported data file type {suffix or '(none)'}", "use .csv, .json or .jsonl")
+
+
+def records_to_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Objects -> (header: every key in first-seen order, rows of strings; missing/null = "")."""
+    header = list(dict.fromkeys(k for r in records for k in r))
+    return header, [["" if r.get(h) is None else str(r.get(h)) for h in header] for r in records]
 
 
 def columns_of(header: list[str], rows: list[list[str]]) -> list[Column]:

@@ -70,9 +70,13 @@ class LocalLM(Backend):
         return _drain_sync(inbox, cancel)
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        import anyio
+
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
-        cancel = self.engine.submit(self._state(request), lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item))
+        # Tokenising (and, on the first JSON-mode request, the ~1 s vocabulary table) stays off the event loop.
+        state = await anyio.to_thread.run_sync(self._state, request)
+        cancel = self.engine.submit(state, lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item))
         try:
             while True:
                 item = await inbox.get()

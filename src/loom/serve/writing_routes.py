@@ -71,6 +71,34 @@ async def _iterate(sync_iterable):
         yield item
 
 
+async def _respond(items, stream: bool, shape):
+    """`items` (a sync generator) yields text pieces, then one result object; shape(result) is the
+    JSON answer. Streams the pieces as SSE, or drains them and answers once."""
+    result: dict = {}
+
+    async def pieces():
+        async for item in _iterate(items):
+            if isinstance(item, str):
+                yield item
+            else:
+                result.update(shape(item))
+
+    if stream:
+        return _sse(pieces(), lambda: result)
+    async for _ in pieces():
+        pass
+    return result
+
+
+def _joined(pieces):
+    """Pieces, then their concatenation as the result."""
+    seen = []
+    for piece in pieces:
+        seen.append(piece)
+        yield piece
+    yield {"text": "".join(seen).strip()}
+
+
 def router(authorize, server) -> APIRouter:
     from loom import registry
 
@@ -88,18 +116,8 @@ def router(authorize, server) -> APIRouter:
             return {"summary": summary, "mode": "extractive", "method": body.method}
         backend = await chat_backend(body.model, "abstractive summarisation")
         s.split(body.input)  # empty or binary input: a 400 before any streaming starts
-        pieces: list[str] = []
-
-        async def produce():
-            async for piece in _iterate(s.abstractive(body.input, backend, body.sentences, body.ratio)):
-                pieces.append(piece)
-                yield piece
-
-        if body.stream:
-            return _sse(produce(), lambda: {"summary": "".join(pieces).strip(), "mode": "abstractive", "model": backend.name})
-        async for _ in produce():
-            pass
-        return {"summary": "".join(pieces).strip(), "mode": "abstractive", "model": backend.name}
+        return await _respond(_joined(s.abstractive(body.input, backend, body.sentences, body.ratio)), body.stream,
+                              lambda done: {"summary": done["text"], "mode": "abstractive", "model": backend.name})
 
     @api.post("/translate")
     async def translate(body: TranslateBody):
@@ -107,21 +125,9 @@ def router(authorize, server) -> APIRouter:
 
         t.check_pair(body.input, body.to)
         backend = await chat_backend(body.model, "translation")
-        result: dict = {}
-
-        async def produce():
-            async for item in _iterate(t.translate_stream(body.input, body.to, backend, body.glossary)):
-                if isinstance(item, str):
-                    yield item
-                else:
-                    result.update(translation=item.text, glossary_checked=item.glossary_checked,
-                                  glossary_missing=[{"source": s, "target": d} for s, d in item.glossary_missing])
-
-        if body.stream:
-            return _sse(produce(), lambda: result)
-        async for _ in produce():
-            pass
-        return result
+        return await _respond(t.translate_stream(body.input, body.to, backend, body.glossary), body.stream, lambda o: {
+            "translation": o.text, "glossary_checked": o.glossary_checked,
+            "glossary_missing": [{"source": src, "target": dst} for src, dst in o.glossary_missing]})
 
     @api.post("/write")
     async def write(body: WriteBody):
@@ -129,29 +135,15 @@ def router(authorize, server) -> APIRouter:
 
         w.prompt(body.kind, body.topic, body.tone, w.target_length(body.length), [], "en")  # 400 on bad kind/length
         backend = await chat_backend(body.model, "content generation")
-        result: dict = {}
-
-        async def produce():
-            async for item in _iterate(w.write(body.kind, body.topic, backend, body.tone, body.length, body.keywords,
-                                               body.retries, body.seed)):
-                if isinstance(item, str):
-                    yield item
-                else:
-                    result.update(text=item.text, drafts=item.drafts, best_draft=item.attempt, problems=item.problems, ok=not item.problems)
-
-        if body.stream:
-            return _sse(produce(), lambda: result)
-        async for _ in produce():
-            pass
-        return result
+        drafts = w.write(body.kind, body.topic, backend, body.tone, body.length, body.keywords, body.retries, body.seed)
+        return await _respond(drafts, body.stream, lambda d: {
+            "text": d.text, "drafts": d.drafts, "best_draft": d.attempt, "problems": d.problems, "ok": not d.problems})
 
     @api.post("/report")
     async def report(body: ReportBody):
         from loom.apps import report as r
 
-        header = list(dict.fromkeys(k for row in body.data for k in row))
-        rows = [["" if row.get(h) is None else str(row.get(h)) for h in header] for row in body.data]
-        rep = r.compute_facts(body.title, header, rows)
+        rep = r.compute_facts(body.title, *r.records_to_table(body.data))
         rep.narrative = r.template_narrative(rep)
         if body.model:
             backend = await server.backend(body.model)

@@ -84,9 +84,9 @@ class KnowledgeBase:
         if not self.path.is_file():
             raise NotFoundError(f"knowledge base {name!r} does not exist",
                                 f"create it with `loom kb create {name}`; existing: {', '.join(list_kbs()) or '(none)'}")
-        self._dense: tuple[int, DenseIndex] | None = None  # (generation it was built at, index)
-        self._faq: tuple[int, DenseIndex] | None = None
-        self._df: tuple[int, dict[str, int]] = (-1, {})  # BM25 term document frequencies, per generation
+        # What search derives from the content (vector indexes, term counts), valid for one generation.
+        self._derived_gen, self._derived_cache = -1, {}
+        self._encoder = ""
 
     @classmethod
     def create(cls, name: str, encoder: str = "auto") -> "KnowledgeBase":
@@ -125,7 +125,10 @@ class KnowledgeBase:
 
     @property
     def encoder_name(self) -> str:
-        return self.meta("encoder")
+        # Fixed once settled (only 'auto' still changes, at the first file): read it once, not per query.
+        if self._encoder in ("", "auto"):
+            self._encoder = self.meta("encoder")
+        return self._encoder
 
     def generation(self) -> int:
         return int(self.meta("generation") or 0)
@@ -292,45 +295,44 @@ class KnowledgeBase:
         return {"name": self.name, "path": str(self.path), "encoder": self.encoder_name, "documents": docs,
                 "chunks": chunks, "faqs": faqs, "bytes_on_disk": self.path.stat().st_size}
 
-    def dense_index(self) -> DenseIndex:
-        """The chunks' vectors, rebuilt when the KB has changed since the last call."""
+    def _derived(self) -> dict:
+        """The cache of derived data, emptied whenever the KB has changed since it was filled."""
         gen = self.generation()
-        if self._dense is None or self._dense[0] != gen:
+        if gen != self._derived_gen:
+            self._derived_gen, self._derived_cache = gen, {}
+        return self._derived_cache
+
+    def _vectors(self, key: str, sql: str) -> DenseIndex:
+        cache = self._derived()
+        if key not in cache:
             with self.connect() as db:
-                rows = db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
-            self._dense = (gen, DenseIndex(*_stack(rows)))
-        return self._dense[1]
+                cache[key] = DenseIndex(*_stack(db.execute(sql).fetchall()))
+        return cache[key]
+
+    def dense_index(self) -> DenseIndex:
+        """The chunks' vectors."""
+        return self._vectors("dense", "SELECT id, embedding FROM chunks ORDER BY id")
 
     def faq_index(self) -> DenseIndex:
         """FAQ question vectors, searched by chunk id of their pair."""
-        gen = self.generation()
-        if self._faq is None or self._faq[0] != gen:
-            with self.connect() as db:
-                rows = db.execute("SELECT chunk_id, embedding FROM faqs ORDER BY id").fetchall()
-            self._faq = (gen, DenseIndex(*_stack(rows)))
-        return self._faq[1]
+        return self._vectors("faq", "SELECT chunk_id, embedding FROM faqs ORDER BY id")
 
     def term_frequencies(self, terms: list[str]) -> dict[str, int]:
-        """How many chunks contain each term (FTS5 counts, cached until the KB changes)."""
-        gen = self.generation()
-        if self._df[0] != gen:
-            self._df = (gen, {})
-        cache = self._df[1]
-        missing = [t for t in terms if t not in cache]
+        """How many chunks contain each term (FTS5 counts)."""
+        counts = self._derived().setdefault("df", {})
+        missing = [t for t in terms if t not in counts]
         if missing:
             with self.connect() as db:
                 for t in missing:
-                    cache[t] = db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (_fts_phrase(t),)).fetchone()[0]
-        return {t: cache[t] for t in terms}
+                    counts[t] = db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (_fts_phrase(t),)).fetchone()[0]
+        return {t: counts[t] for t in terms}
 
     def chunk_count(self) -> int:
-        gen = self.generation()
-        if self._df[0] != gen:
-            self._df = (gen, {})
-        if "\0count" not in self._df[1]:  # a key no search term can be
+        cache = self._derived()
+        if "count" not in cache:
             with self.connect() as db:
-                self._df[1]["\0count"] = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return self._df[1]["\0count"]
+                cache["count"] = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return cache["count"]
 
     def chunk_rows(self, ids: list[int]) -> dict[int, dict]:
         if not ids:
