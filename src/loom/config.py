@@ -132,7 +132,7 @@ class PretrainConfig(_Strict):
 class ClassifyConfig(_Strict):
     """`loom finetune classify`: which base, and how to train it."""
 
-    base: str = Field("tfidf", description="tfidf | minilm | a Loom run, registered model or HF folder")
+    base: str = Field("tfidf", description="tfidf | minilm (English) | e5 (multilingual, Chinese) | a Loom run, registered model or HF folder")
     epochs: int = Field(4, ge=1, le=1000, description="neural: passes over the training data (early stopping may end sooner)")
     min_steps: int = Field(60, ge=0, description="neural: at least this many steps, so tiny datasets are learnt")
     batch_size: int = Field(16, ge=1, le=4096)
@@ -141,6 +141,9 @@ class ClassifyConfig(_Strict):
     patience: int = Field(2, ge=1, description="neural: epochs without a better val macro-F1 before stopping")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="stratified validation split when no --val file is given")
     class_weights: bool = Field(True, description="weigh classes by inverse frequency (imbalanced data)")
+    freeze_embeddings: bool = Field(
+        True, description="neural: keep the input word embeddings fixed. With e5's 250k-piece vocabulary they are 96M of "
+                          "118M weights: freezing trains 1.7x faster, and rows unseen in small data stay aligned")
     lora: bool = Field(False, description="neural: train LoRA adapters (peft) instead of all weights")
     lora_r: int = Field(8, ge=1, le=256)
     c: float = Field(10.0, gt=0, description="tfidf: inverse regularisation strength of the linear model")

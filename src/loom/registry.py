@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from loom import atomic, home
 from loom.errors import ExistsError, InputError, NotFoundError
 
-Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf"]
+Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf", "ensemble"]
 Task = Literal["generate", "classify", "embed"]
 Engine = Literal["auto", "transformers", "llama.cpp"]
 
@@ -27,8 +27,9 @@ Engine = Literal["auto", "transformers", "llama.cpp"]
 class ModelEntry(BaseModel):
     name: str
     backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file; openai: a remote "
-                             "OpenAI-compatible engine; embedding: a sentence-encoder folder; tfidf: a tf-idf classifier")
-    path: str = Field(description="folder (hf, embedding, tfidf), file (gguf) or base URL ending in /v1 (openai)")
+                             "OpenAI-compatible engine; embedding: a sentence-encoder folder; tfidf: a tf-idf classifier; "
+                             "ensemble: a soft-voting classifier ensemble")
+    path: str = Field(description="folder (hf, embedding, tfidf, ensemble), file (gguf) or base URL ending in /v1 (openai)")
     chat: bool = Field(False, description="instruction-tuned: prompts go through the chat template")
     task: Task = Field("generate", description="generate (causal LM) or classify (a fine-tuned classifier)")
     description: str = ""
@@ -141,7 +142,8 @@ def _guess_backend(p: Path) -> Backend:
     if p.suffix.lower() == ".gguf":
         return "gguf"
     meta = p / "loom_classifier.json"
-    return "tfidf" if meta.is_file() and json.loads(meta.read_text(encoding="utf-8"))["kind"] == "tfidf" else "hf"
+    kind = json.loads(meta.read_text(encoding="utf-8"))["kind"] if meta.is_file() else "hf"
+    return kind if kind in ("tfidf", "ensemble") else "hf"
 
 
 def _guess_task(p: Path) -> Task:
@@ -158,6 +160,9 @@ def _check_location(p: Path, backend: str) -> None:
     elif backend == "tfidf":
         if not (p / "model.joblib").is_file():
             raise InputError(f"{p} is not a tf-idf classifier folder (no model.joblib)", "pass a folder saved by `loom finetune classify --base tfidf`")
+    elif backend == "ensemble":
+        if not (p / "loom_classifier.json").is_file():
+            raise InputError(f"{p} is not a classifier ensemble folder (no loom_classifier.json)", "pass a folder saved by `loom finetune classify --base tfidf+e5`")
     elif not (p / "config.json").is_file():
         raise InputError(f"{p} is not a Hugging Face model folder (no config.json)", "pass a folder saved by save_pretrained or a Loom run")
 

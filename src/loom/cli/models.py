@@ -52,7 +52,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
 def add(
     name: str = typer.Argument(..., help="name to register"),
     path: str = typer.Argument(..., help="model folder, .gguf file, or base URL of an OpenAI-compatible engine"),
-    backend: str = typer.Option(None, help="hf | gguf | openai | embedding | tfidf (default: from the path)"),
+    backend: str = typer.Option(None, help="hf | gguf | openai | embedding | tfidf | ensemble (default: from the path)"),
     chat: bool = typer.Option(False, "--chat", help="instruction-tuned: prompts use its chat template"),
     description: str = typer.Option("", help="a note shown in `loom models list`"),
     remote_model: str = typer.Option("", help="openai backend: the model's name on the remote engine (default: NAME)"),
