@@ -55,6 +55,7 @@ def test_tfidf_train_eval_classify_explain(tmp_path, loom_home):
     test = write_csv(tmp_path / "test.csv", rows[160:])
     summary = json.loads(run_loom("finetune", "classify", "--data", str(train), "--name", "tf", "--json", env_home=loom_home).stdout)
     assert summary["val_examples"] == 16 and summary["accuracy"] >= 0.9 and summary["warning"] is None
+    assert summary["train_accuracy_examples"] == 144 and summary["train_accuracy"] >= 0.9
     run = loom_home / "runs" / "tf"
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG" and (run / "model" / "loom_classifier.json").is_file()
 
@@ -177,8 +178,10 @@ def test_ensemble_soft_votes_with_validation_weights(tmp_path, loom_home):
     assert {h["member"] for h in summary["history"][:-1]} == {"minilm"}  # the neural member's epochs
     model_dir = loom_home / "runs" / "duo" / "model"
     meta = json.loads((model_dir / "loom_classifier.json").read_text())
-    assert meta["kind"] == "ensemble" and [m["base"] for m in meta["members"]] == ["tfidf", "minilm"]
-    assert (model_dir / meta["members"][1]["path"] / "config.json").is_file()  # the member is a plain HF folder
+    assert meta["kind"] == "ensemble"
+    assert [m["base"] for m in meta["members"]] == [b for b in ("tfidf", "minilm") if weights[b] > 0]  # zero weight: not saved
+    if weights["minilm"] > 0:
+        assert (model_dir / meta["members"][-1]["path"] / "config.json").is_file()  # the member is a plain HF folder
     report = json.loads(run_loom("eval", "classify", "duo", "--data", str(test), "--json", env_home=loom_home).stdout)
     assert report["accuracy"] >= 0.9
     out = json.loads(run_loom("classify", "duo", "the room was wonderful", "--explain", "--json", env_home=loom_home).stdout)[0]
