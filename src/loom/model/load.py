@@ -51,6 +51,14 @@ def _load_gguf(path: Path):
     return model.eval(), tokenizer
 
 
+def gguf_hf_folder(path: Path) -> Path:
+    """The dequantised HF copy of a GGUF file (built on first use): what fine-tuning starts from."""
+    cache = _gguf_cache_dir(path)
+    if not (cache / "config.json").is_file():
+        _load_gguf(path)
+    return cache
+
+
 def load_tokenizer(entry: ModelEntry):
     """Only the tokenizer (fast: lets callers validate inputs before loading weights)."""
     from transformers import AutoTokenizer
