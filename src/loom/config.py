@@ -132,7 +132,8 @@ class PretrainConfig(_Strict):
 class ClassifyConfig(_Strict):
     """`loom finetune classify`: which base, and how to train it."""
 
-    base: str = Field("tfidf", description="tfidf | minilm (English) | e5 (multilingual, Chinese) | a Loom run, registered model or HF folder")
+    base: str = Field("tfidf", description="tfidf | minilm (English) | e5 (multilingual, Chinese) | a Loom run, registered model, HF folder "
+                      "or GGUF model; a+b (e.g. tfidf+e5) is a soft-voting ensemble of those")
     epochs: int = Field(4, ge=1, le=1000, description="neural: passes over the training data (early stopping may end sooner)")
     min_steps: int = Field(60, ge=0, description="neural: at least this many steps, so tiny datasets are learnt")
     batch_size: int = Field(16, ge=1, le=4096)

@@ -16,7 +16,7 @@ datasets_app = typer.Typer(help="Ready labelled datasets shipped inside installe
 def finetune_classify(
     data: Path = typer.Option(..., "--data", "-d", help="training file (.csv/.tsv/.jsonl)"),
     name: str = typer.Option(..., "--name", "-n", help="run and model name"),
-    base: str = typer.Option(None, help="tfidf | minilm (English) | e5 (multilingual incl. Chinese) | a Loom run / registered model / HF folder"),
+    base: str = typer.Option(None, help="tfidf | minilm (English) | e5 (multilingual incl. Chinese) | a Loom run / registered model / HF folder / GGUF model; a+b (e.g. tfidf+e5) trains a soft-voting ensemble"),
     text_col: str = typer.Option("text", help="column holding the text"),
     label_col: str = typer.Option("label", help="column holding the label(s)"),
     val: Path = typer.Option(None, "--val", help="validation file (default: a stratified split)"),

