@@ -12,7 +12,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import LiveServer
+from conftest import REPO, LiveServer
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,17 @@ def test_classifier_served(served_home, tmp_path, server, client):
     r = client.post("/classify", cast_to=object, body={"model": "reviews", "input": ["lovely great room", "dirty awful room"]})
     assert [d["label"] for d in r["data"]] == ["pos", "neg"]
     assert math.isclose(sum(r["data"][0]["probabilities"].values()), 1.0, rel_tol=1e-6)
+
+
+def test_ui_strings_have_each_key_once_in_both_languages():
+    """A key written twice in one language silently keeps the last value (the Chinese writing
+    button once read 训练 "training" instead of 运行 "run")."""
+    import collections
+    import re
+
+    source = (REPO / "src" / "loom" / "serve" / "web" / "i18n.js").read_text(encoding="utf-8")
+    en, zh = source[source.index("en: {"):source.index("zh: {")], source[source.index("zh: {"):source.index("};")]
+    keys = [re.findall(r"(?:^|[{,])\s*(\w+):\s*[\"']", part, re.M) for part in (en, zh)]
+    for found in keys:
+        assert [k for k, n in collections.Counter(found).items() if n > 1] == []
+    assert sorted(keys[0]) == sorted(keys[1])

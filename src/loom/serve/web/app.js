@@ -124,7 +124,7 @@ let runTimer = null;
 async function loadRuns() {
   const runs = (await api("/v1/runs")).data;
   const table = $("runs-table");
-  table.innerHTML = `<tr><th>${t("run")}</th><th>${t("steps")}</th><th>${t("status")}</th></tr>`;
+  table.innerHTML = `<tr><th>${t("run_name")}</th><th>${t("steps")}</th><th>${t("status")}</th></tr>`;
   runs.forEach((r) => {
     const row = table.insertRow();
     const b = document.createElement("button");
