@@ -133,3 +133,42 @@ def loom_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and code != 0:
         raise AssertionError(f"loom {' '.join(args)} exited {code}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def api_home(served_home, tmp_path_factory):
+    """A LOOM_HOME with something behind every /v1 route: the served catalog (nano, slow), a tf-idf
+    classifier 'reviews', a knowledge base 'shop' holding 'policy.md', a run 'nano' with metrics and an
+    evaluation report 'demo'. Tests copy it (copy_home) before starting a server on it."""
+    import json
+    import shutil
+
+    home = tmp_path_factory.mktemp("api_home")
+    shutil.copy(served_home / "models.json", home / "models.json")
+    data = home / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f"great lovely room {i},pos\nawful dirty room {i},neg\n" for i in range(10)),
+                    encoding="utf-8")
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(home)
+    try:
+        loom_cli("finetune", "classify", "--data", str(data), "--base", "tfidf", "--name", "reviews")
+        from loom.apps.support.store import KnowledgeBase
+
+        KnowledgeBase.create("shop", "minilm").add_text("policy.md", "# Returns\n\nReturns are free within 30 days.\n")
+    finally:
+        os.environ["LOOM_HOME"] = old or ""
+    run = home / "runs" / "nano"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 5.0}\n{"step": 1, "val_loss": 5.1}\n', encoding="utf-8")
+    report = home / "evals" / "demo"
+    report.mkdir(parents=True)
+    (report / "report.json").write_text(json.dumps({"examples": 2, "accuracy": 1.0, "macro_f1": 1.0}), encoding="utf-8")
+    (report / "confusion.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return home
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(template, dest, ignore=shutil.ignore_patterns("server-*.log"))
+    return dest

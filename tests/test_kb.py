@@ -194,9 +194,14 @@ def test_kb_over_http_and_support_as_a_chat_model(tmp_path, docs):
         api = server.url + "/v1/kb"
         assert httpx.post(api, json={"name": "shop", "encoder": "minilm"}).status_code == 200
         added = httpx.post(f"{api}/shop/documents", timeout=120, json={
-            "documents": [{"source": "policy.md", "text": POLICY}, {"source": "faq.csv", "text": FAQ}],
-            "paths": [str(docs / "warranty.html")]}).json()
-        assert len(added["added"]) == 3 and added["chunks"] > 4 and added["failed"] == []
+            "documents": [{"source": "policy.md", "text": POLICY}, {"source": "faq.csv", "text": FAQ}]}).json()
+        assert len(added["added"]) == 2 and added["chunks"] > 4 and added["failed"] == []
+        pdf = _minimal_pdf(["Every laptop comes with a two year warranty."])  # bytes, so PDFs work over HTTP
+        uploaded = httpx.post(f"{api}/shop/files", timeout=120, files=[
+            ("files", ("warranty.html", (docs / "warranty.html").read_bytes(), "text/html")),
+            ("files", ("laptops.pdf", pdf, "application/pdf"))]).json()
+        assert uploaded["added"] == ["warranty.html", "laptops.pdf"] and uploaded["failed"] == []
+        assert "path" not in httpx.get(f"{api}/shop").json()  # the server's folders are not shown
         hits = httpx.post(f"{api}/shop/search", json={"query": "parcel arrived broken", "k": 2}).json()["data"]
         assert hits[0]["source"] == "policy.md" and "dense" in hits[0]["scores"]
         assert [k["name"] for k in httpx.get(api).json()["data"]] == ["shop"]

@@ -87,6 +87,14 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     page.click("#kb-docs button")  # the file's chunks, as indexed
     page.wait_for_selector("#kb-chunks li")
     assert "Returns > Damaged items: If an item arrives damaged" in page.text_content("#kb-chunks")
+    import docx  # a Word file goes up as bytes (multipart) and is read on the server
+
+    word = docx.Document()
+    word.add_paragraph("Gift cards never expire and can be used in every store.")
+    word.save(tmp_path / "gifts.docx")
+    page.set_input_files("#kb-files", str(tmp_path / "gifts.docx"))
+    page.wait_for_function("[...document.querySelectorAll('#kb-docs tr')].some((li) => li.textContent.includes('gifts.docx'))",
+                           timeout=60_000)
     page.fill("#kb-query", "parcel arrived broken")
     page.click("#kb-search-form button")
     page.wait_for_selector("#kb-hits li")
@@ -225,7 +233,7 @@ def test_forms_explain_bad_input(page, tmp_path):
     page.click("#cls-run")
     assert page.text_content("#error") == "Please type something first."
     huge = tmp_path / "huge.txt"
-    huge.write_bytes(b"word " * (6 * 1024 * 1024 // 5))  # over the 5 MB upload limit
+    huge.write_bytes(b"word " * (6 * 1024 * 1024 // 5))  # over the 4 MB upload limit
     page.set_input_files("#cls-file", str(huge))
     page.wait_for_function("document.getElementById('error').textContent.includes('too large')")
     page.click("[data-tab=writing]")

@@ -176,6 +176,9 @@ class ServeConfig(_Strict):
     max_queue: int = Field(64, ge=1, description="waiting requests per local model before answering 503")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     default_max_tokens: int = Field(512, ge=1, description="when a request sets neither max_tokens nor max_completion_tokens")
+    kb_import_dirs: list[str] = Field(
+        default_factory=list, description="folders on this machine from which admin keys may import files into knowledge "
+        "bases by path (POST /v1/kb/NAME/documents {\"paths\": [...]}); empty = the API never reads server files")
 
 
 class SupportConfig(_Strict):

@@ -5,6 +5,15 @@
       tokenizers/NAME/    a Hugging Face tokenizer folder
       runs/NAME/          checkpoints/, model/ (final HF folder), metrics.jsonl, loss.png, config.yaml
       models.json         the model catalog (see loom.registry)
+      settings.json       user settings (the default chat model)
+      kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
+      evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
+      loom.db             API keys (hashed) and usage
+      cache/              rebuilt copies of packaged models (gguf/, e5/)
+      tmp/                scratch files of running commands (uploads being read); safe to empty
+
+Names that arrive from users (CLI arguments, HTTP paths) become paths only through check_name or
+child(): a single path component, never `..`, a separator or a NUL byte.
 """
 
 from __future__ import annotations
@@ -35,6 +44,16 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def child(root: Path, name: str, what: str = "name") -> Path:
+    """root / name for a name that must stay one entry inside root. Looser than check_name (existing
+    report folders may hold spaces or Chinese), but never a separator, `..`, a leading dot or NUL."""
+    bad = (not name or len(name) > 255 or name.startswith(".") or any(c in name for c in "/\\\x00")
+           or any(ord(c) < 32 for c in name))
+    if bad:
+        raise InputError(f"invalid {what} {name!r}", "pass the name as listed, without folders, '..' or control characters")
+    return root / name
+
+
 def datasets_dir() -> Path:
     return home() / "datasets"
 
@@ -61,3 +80,30 @@ def run_dir(name: str) -> Path:
 
 def catalog_path() -> Path:
     return home() / "models.json"
+
+
+def kb_dir() -> Path:
+    return home() / "kb"
+
+
+def kb_path(name: str) -> Path:
+    return kb_dir() / f"{check_name(name, 'knowledge-base name')}.sqlite"
+
+
+def evals_dir() -> Path:
+    return home() / "evals"
+
+
+def eval_dir(name: str) -> Path:
+    return child(evals_dir(), name, "evaluation report name")
+
+
+def keys_db() -> Path:
+    return home() / "loom.db"
+
+
+def tmp_dir() -> Path:
+    """Scratch space inside LOOM_HOME (uploads are written here while they are read), created on use."""
+    path = home() / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -167,8 +167,10 @@ def _check_location(p: Path, backend: str) -> None:
         raise InputError(f"{p} is not a Hugging Face model folder (no config.json)", "pass a folder saved by save_pretrained or a Loom run")
 
 
-def resolve(name_or_path: str) -> ModelEntry:
-    """Registered name, built-in, run name, HF folder or .gguf path -> entry."""
+def resolve(name_or_path: str, allow_paths: bool = True) -> ModelEntry:
+    """Registered name, built-in, run name, HF folder or .gguf path -> entry. allow_paths=False
+    (names that arrive over HTTP) accepts only registered, built-in and run names: a client must never
+    make the server open a file of its choosing, nor learn whether a path exists."""
     if name_or_path in BUILTINS or name_or_path in _read_catalog():
         return get(name_or_path)
     try:
@@ -177,6 +179,9 @@ def resolve(name_or_path: str) -> ModelEntry:
         run_model = None
     if run_model is not None and ((run_model / "config.json").is_file() or (run_model / "loom_classifier.json").is_file()):
         return ModelEntry(name=name_or_path, backend=_guess_backend(run_model), path=str(run_model), task=_guess_task(run_model))
+    if not allow_paths:
+        raise NotFoundError(f"model {name_or_path[:200]!r} not found",
+                            "see GET /v1/models for the models this server offers; an operator adds more with `loom models add`")
     p = Path(name_or_path).expanduser()
     if p.exists():
         backend = _guess_backend(p)
@@ -188,15 +193,17 @@ def resolve(name_or_path: str) -> ModelEntry:
     )
 
 
-def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64):
+def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64,
+                 allow_paths: bool = True):
     """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
     engine applies to GGUF files: transformers (batched, always there) or llama.cpp (fastest
-    single stream, needs llama-cpp-python); auto picks transformers."""
+    single stream, needs llama-cpp-python); auto picks transformers. The server passes
+    allow_paths=False (see resolve)."""
     if name_or_path.startswith("support:"):
         from loom.apps.support.backend import SupportBackend
 
         return SupportBackend(name_or_path.split(":", 1)[1])
-    entry = resolve(name_or_path)
+    entry = resolve(name_or_path, allow_paths)
     if entry.task == "classify":
         from loom.backends.classifier import Classifier
 

@@ -19,7 +19,7 @@ def evaluate_classifier(model: str, data: str, text_col: str = "text", label_col
     probs = clf.predict_proba(labelled.texts)
     seconds = time.perf_counter() - t0
     rep = metrics.report(labelled.texts, labelled.labels, probs, clf.labels, clf.multi_label)
-    out_dir = home.home() / "evals" / f"{Path(model).name}--{Path(data).stem}"
+    out_dir = home.eval_dir(f"{Path(model).name}--{Path(data).stem}")
     rep = {"model": model, "data": str(data)} | rep | {"seconds": round(seconds, 3),
                                                       "docs_per_s": round(len(labelled) / max(seconds, 1e-9), 1),
                                                       "report_dir": str(out_dir)}

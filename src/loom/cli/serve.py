@@ -21,6 +21,9 @@ def serve(
     max_batch: int = typer.Option(None, help="sequences decoded together per local model [16]"),
     max_queue: int = typer.Option(None, help="waiting requests per model before answering 503 [64]"),
     max_tokens: int = typer.Option(None, help="default max_tokens when a request sets none [512]"),
+    kb_import_dir: list[str] = typer.Option(
+        None, "--kb-import-dir", help="folder from which admin keys may import files into knowledge bases by server path "
+        "(repeatable); without one the API reads no server files"),
     log_level: str = typer.Option("warning", help="uvicorn log level: debug, info, warning, error"),
 ) -> None:
     """Serve every model in the catalog over an OpenAI-compatible HTTP API."""
@@ -31,9 +34,13 @@ def serve(
     from loom.serve.auth import KeyStore
 
     settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload or None, "engine": engine,
-                                          "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens})
+                                          "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
+                                          "kb_import_dirs": kb_import_dir or None})
     host, port = settings.host, settings.port
     _check_port_free(host, port)
+    from loom.serve.imports import import_roots
+
+    roots = import_roots(settings.kb_import_dirs)  # a missing folder stops here, before anything is announced
     keyed = KeyStore().any_active()
     if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         console.print(f"[bold red]WARNING: binding {host} with no API keys: anyone who can reach this machine can use "
@@ -46,6 +53,8 @@ def serve(
         f"    -d '{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}]}}'\n"
         f"  curl {url}/v1/embeddings{auth} -H 'Content-Type: application/json' -d '{{\"model\": \"minilm\", \"input\": \"hello\"}}'\n"
         f"stop with Ctrl+C", soft_wrap=True)
+    if roots:
+        console.print(f"[dim]admin keys may import knowledge-base files from: {', '.join(map(str, roots))}[/dim]")
     if settings.preload:
         console.print(f"[dim]loading {', '.join(settings.preload)} (the first start converts GGUF files: ~30 s)[/dim]")
     app = create_app(settings, announce=lambda text: console.print(f"[dim]{text}[/dim]"))

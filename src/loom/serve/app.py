@@ -25,6 +25,8 @@ from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
 from loom.serve import errors, kb_routes, keys_routes, runs_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
+from loom.serve.imports import import_roots
+from loom.serve.limits import BodyLimit
 from loom.serve.metrics import Metrics
 from loom.serve.schema import (
     ChatRequest,
@@ -46,11 +48,14 @@ class Server:
         self.kbs: dict = {}  # knowledge bases opened by /v1/kb (each caches its dense matrix)
         self._loading: dict[str, asyncio.Lock] = {}
         self.keys = KeyStore()
+        self.import_roots = import_roots(settings.kb_import_dirs)  # where admin keys may import server files from
         self.limiter = RateLimiter()
         self.metrics = Metrics(self.backends)
         self._keys_checked, self._keys_exist = 0.0, False
 
-    async def backend(self, name: str) -> Backend:
+    async def backend(self, name: str, trusted: bool = False) -> Backend:
+        """The loaded backend for a model name from a request; `trusted` (the operator's --preload list)
+        may also name a folder or file, which a client never can."""
         if name in self.backends:
             return self.backends[name]
         lock = self._loading.setdefault(name, asyncio.Lock())
@@ -58,8 +63,8 @@ class Server:
             async with lock:
                 if name not in self.backends:
                     s = self.settings
-                    self.backends[name] = await anyio.to_thread.run_sync(
-                        lambda: registry.open_backend(name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue))
+                    self.backends[name] = await anyio.to_thread.run_sync(lambda: registry.open_backend(
+                        name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue, allow_paths=trusted))
         finally:
             if name not in self.backends:
                 self._loading.pop(name, None)  # unknown names (404s) must not pile up locks
@@ -70,6 +75,10 @@ class Server:
         if now - self._keys_checked > 1.0:  # re-read at most once a second: keys made by the CLI apply quickly
             self._keys_exist, self._keys_checked = self.keys.any_active(), now
         return self._keys_exist
+
+    def is_admin(self, key: Key | None) -> bool:
+        """May manage keys and delete knowledge bases: an admin key, or anyone on a server without keys."""
+        return not self.keys_required() or (key is not None and key.admin)
 
     def forget_key_state(self) -> None:
         """Keys changed through the API: re-read at the next request instead of within a second."""
@@ -90,7 +99,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     async def startup() -> None:
         for name in server.settings.preload:
             started = time.perf_counter()
-            await server.backend(name)
+            await server.backend(name, trusted=True)
             if announce:
                 announce(f"loaded {name} in {time.perf_counter() - started:.1f} s")
         if announce:
@@ -100,17 +109,13 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
                   on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()]])
     app.state.server = server
     errors.install(app)
+    # Under the metrics middleware below (which sees its 413s); holds for chunked bodies too.
+    app.add_middleware(BodyLimit, max_bytes=server.settings.max_body_bytes)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
         start = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > server.settings.max_body_bytes:
-            reply = errors.response(errors.APIError(
-                413, f"request body is {declared} bytes; the limit is {server.settings.max_body_bytes}",
-                code="request_too_large"))
-        else:
-            reply = await call_next(request)
+        reply = await call_next(request)
         # Label by route template (/v1/kb/{name}/search), never the raw path: scanners and KB names
         # must not grow the metric set without bound.
         endpoint = getattr(request.scope.get("route"), "path", "unmatched")
@@ -135,7 +140,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
                                   "rate_limit_error", "rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait)))})
         return key
 
-    app.include_router(kb_routes.router(authorize, server.kbs))
+    app.include_router(kb_routes.router(authorize, server))
     app.include_router(writing_routes.router(authorize, server))
     app.include_router(runs_routes.router(authorize))
     app.include_router(runs_routes.evals_router(authorize))

@@ -48,7 +48,7 @@ def _digest(key: str) -> str:
 
 class KeyStore:
     def __init__(self, path=None) -> None:
-        self.path = path or home.home() / "loom.db"
+        self.path = path or home.keys_db()
         self._lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_SCHEMA)

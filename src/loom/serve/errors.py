@@ -30,8 +30,11 @@ def body(message: str, type_: str, code: str | None = None, param: str | None = 
 def from_loom(e: LoomError) -> APIError:
     """Map the internal exception tree to HTTP."""
     from loom.backends.remote import RemoteError
+    from loom.serve.imports import Forbidden
 
     text = f"{e.message} ({e.hint})" if e.hint else e.message
+    if isinstance(e, Forbidden):
+        return APIError(403, text, "permission_error", "forbidden")
     if isinstance(e, NotFoundError):
         return APIError(404, text, code="model_not_found", param="model")
     if isinstance(e, Overloaded):
@@ -69,7 +72,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, e: HTTPException):
         type_ = "invalid_request_error" if e.status_code < 500 else "server_error"
-        return response(APIError(e.status_code, str(e.detail), type_, headers=getattr(e, "headers", None)))
+        code = "request_too_large" if e.status_code == 413 else None
+        return response(APIError(e.status_code, str(e.detail), type_, code, headers=getattr(e, "headers", None)))
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, e: Exception):

@@ -1,12 +1,17 @@
 """/v1/kb: manage and search knowledge bases over HTTP (the support app's API; answering itself
-goes through /v1/chat/completions with model "support:NAME")."""
+goes through /v1/chat/completions with model "support:NAME").
+
+Content arrives from the client: text (`documents`) or file bytes (a multipart upload to
+/v1/kb/NAME/files, so PDF and .docx work too). `paths` on the server's disk are read only for admin
+keys and only inside the folders the operator allowed (`loom serve --kb-import-dir DIR`); see
+loom.serve.imports. Deleting a whole knowledge base needs an admin key once keys exist."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -27,7 +32,8 @@ class TextDocument(_Body):
 
 class AddDocuments(_Body):
     documents: list[TextDocument] = Field(default_factory=list)
-    paths: list[str] = Field(default_factory=list, description="files or folders on the server's disk")
+    paths: list[str] = Field(default_factory=list, description="files or folders on the server's disk: admin keys "
+                             "only, inside a folder named by `loom serve --kb-import-dir`")
 
 
 class SearchKB(_Body):
@@ -36,9 +42,13 @@ class SearchKB(_Body):
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
 
 
-def router(authorize, kbs: dict) -> APIRouter:
+def router(authorize, server) -> APIRouter:
+    from loom import registry
+    from loom.apps.support.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES
     from loom.apps.support.store import KnowledgeBase, list_kbs
+    from loom.serve.imports import Forbidden, allowed_files
 
+    kbs = server.kbs
     api = APIRouter(prefix="/v1/kb", dependencies=[Depends(authorize)])
 
     def kb(name: str) -> KnowledgeBase:
@@ -46,45 +56,83 @@ def router(authorize, kbs: dict) -> APIRouter:
             kbs[name] = KnowledgeBase(name)  # NotFoundError -> 404
         return kbs[name]
 
+    def public_stats(target: KnowledgeBase) -> dict:
+        return {k: v for k, v in target.stats().items() if k != "path"}  # the server's folders stay private
+
     def report_dict(r) -> dict:
         return {"added": r.added, "replaced": r.replaced, "unchanged": r.unchanged,
                 "failed": [{"source": s, "error": e} for s, e in r.failed], "chunks": r.chunks}
 
+    def merged(reports) -> dict:
+        total = {"added": [], "replaced": [], "unchanged": [], "failed": [], "chunks": 0}
+        for r in map(report_dict, reports):
+            for key in total:
+                total[key] += r[key]
+        return total
+
     @api.get("")
     async def list_all():
-        return {"object": "list", "data": [kb(n).stats() for n in list_kbs()]}
+        return {"object": "list", "data": [public_stats(kb(n)) for n in list_kbs()]}
 
     @api.post("")
     async def create(body: CreateKB):
+        if body.model:  # a model name the server knows; never a path a client picks
+            await anyio.to_thread.run_sync(lambda: registry.resolve(body.model, allow_paths=False))
         created = KnowledgeBase.create(body.name, body.encoder)
         if body.model:
             created.set_meta("model", body.model)
-        return created.stats()
+        return public_stats(created)
 
     @api.get("/{name}")
     async def show(name: str):
         target = kb(name)
-        return target.stats() | {"files": target.documents()}
+        return public_stats(target) | {"files": target.documents()}
 
     @api.delete("/{name}")
-    async def remove(name: str):
+    async def remove(name: str, key=Depends(authorize)):
+        if not server.is_admin(key):
+            raise Forbidden("deleting a knowledge base needs an admin key", "ask an admin (loom keys create NAME --admin)")
         kb(name).remove()
         kbs.pop(name, None)
         return {"name": name, "deleted": True}
 
     @api.post("/{name}/documents")
-    async def add(name: str, body: AddDocuments):
+    async def add(name: str, body: AddDocuments, key=Depends(authorize)):
         target = kb(name)
+        files, skipped = [], []
+        if body.paths:
+            if key is None or not key.admin:
+                raise Forbidden("importing files from the server's disk needs an admin key",
+                                "send the content instead (documents, or an upload to /v1/kb/NAME/files)")
+            files, skipped = allowed_files(body.paths, server.import_roots, DOC_TYPES | FAQ_TYPES)
 
         def work() -> dict:
-            total = {"added": [], "replaced": [], "unchanged": [], "failed": [], "chunks": 0}
             reports = [target.add_text(d.source, d.text) for d in body.documents]
-            if body.paths:
-                reports.append(target.add_paths(body.paths, progress=False))
-            for r in map(report_dict, reports):
-                for key in total:
-                    total[key] += r[key]
+            if files:
+                reports.append(target.add_paths([str(f) for f in files], progress=False))
+            total = merged(reports)
+            total["failed"] += [{"source": s, "error": e} for s, e in skipped]
             return total
+
+        return await anyio.to_thread.run_sync(work)
+
+    @api.post("/{name}/files")
+    async def upload(name: str, files: list[UploadFile] = File(..., description="documents (.txt .md .html .pdf .docx) "
+                                                                                 "or FAQ tables (.csv .jsonl)")):
+        target = kb(name)
+        received = []
+        for f in files:
+            data = await f.read(MAX_FILE_BYTES + 1)
+            received.append((_source_name(f.filename), data))
+
+        def work() -> dict:
+            reports = []
+            for source, data in received:
+                if len(data) > MAX_FILE_BYTES:
+                    reports.append(_failed(source, f"over the {MAX_FILE_BYTES:,}-byte limit"))
+                else:
+                    reports.append(target.add_bytes(source, data))
+            return merged(reports)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -108,3 +156,16 @@ def router(authorize, kbs: dict) -> APIRouter:
         return {"object": "list", "data": [h.to_dict() for h in hits]}
 
     return api
+
+
+def _source_name(filename: str | None) -> str:
+    """An uploaded file's name as a label: its last component, without control characters."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()[:200]
+    return name if name not in ("", ".", "..") else "upload.txt"
+
+
+def _failed(source: str, why: str):
+    from loom.apps.support.store import AddReport
+
+    return AddReport(failed=[(source, why)])

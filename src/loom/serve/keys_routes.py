@@ -22,7 +22,7 @@ class CreateKey(BaseModel):
 
 def router(authorize, server) -> APIRouter:
     async def admin_only(key=Depends(authorize)):
-        if server.keys_required() and (key is None or not key.admin):
+        if not server.is_admin(key):
             raise APIError(403, "managing keys needs an admin key (loom keys create NAME --admin)", "permission_error", "admin_required")
         return key
 

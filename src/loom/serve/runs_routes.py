@@ -52,14 +52,14 @@ def evals_router(authorize) -> APIRouter:
     api = APIRouter(prefix="/v1/evals", dependencies=[Depends(authorize)])
 
     def folder(name: str):
-        path = home.home() / "evals" / name
-        if "/" in name or name.startswith(".") or not (path / "report.json").is_file():
+        path = home.eval_dir(name)  # one folder inside evals/, never a path (400 otherwise)
+        if not (path / "report.json").is_file():
             raise NotFoundError(f"evaluation report {name!r} not found", "see GET /v1/evals")
         return path
 
     @api.get("")
     async def evals():
-        root = home.home() / "evals"
+        root = home.evals_dir()
         data = []
         for path in sorted(p for p in root.iterdir() if (p / "report.json").is_file()) if root.is_dir() else []:
             rep = json.loads((path / "report.json").read_text(encoding="utf-8"))

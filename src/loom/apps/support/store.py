@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -55,12 +56,7 @@ class KBLocked(LoomError):
     """Another process holds the KB's write lock for too long."""
 
 
-def kb_dir() -> Path:
-    return home.home() / "kb"
-
-
-def kb_path(name: str) -> Path:
-    return kb_dir() / f"{home.check_name(name, 'knowledge-base name')}.sqlite"
+kb_dir, kb_path = home.kb_dir, home.kb_path
 
 
 def list_kbs() -> list[str]:
@@ -155,16 +151,28 @@ class KnowledgeBase:
 
     def add_text(self, source: str, text: str) -> AddReport:
         """Add content sent as text (the HTTP API): `source` names it and its suffix picks the reader
-        (.md, .txt, .html, .csv/.jsonl FAQ); re-sending the same source replaces it."""
+        (.md, .txt, .html, .csv/.jsonl FAQ; .pdf/.docx names are read as plain text); re-sending the
+        same source replaces it."""
+        suffix = Path(source).suffix.lower()
+        as_text = suffix not in DOC_TYPES | FAQ_TYPES or suffix in (".pdf", ".docx")
+        return self.add_bytes(source, text.encode("utf-8"), read_as=".txt" if as_text else suffix)
+
+    def add_bytes(self, source: str, data: bytes, read_as: str | None = None) -> AddReport:
+        """Add an uploaded file's bytes under the label `source` (never a path: only its suffix is
+        used, to pick the reader, unless `read_as` names one). The bytes are written to a private
+        scratch file in LOOM_HOME/tmp while they are read."""
         import tempfile
 
-        name = Path(source).name or "document.txt"
-        if Path(name).suffix.lower() not in DOC_TYPES | FAQ_TYPES or Path(name).suffix.lower() in (".pdf", ".docx"):
-            name += ".txt"
+        suffix = (read_as or Path(source).suffix).lower()
         report = AddReport()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_text(text, encoding="utf-8")
+        if suffix not in DOC_TYPES | FAQ_TYPES:
+            report.failed.append((source, f"unsupported file type {suffix or '(none)'!r}; supported: "
+                                          f"{', '.join(sorted(DOC_TYPES | FAQ_TYPES))}"))
+            return report
+        with tempfile.TemporaryDirectory(dir=home.tmp_dir()) as tmp:
+            stem = re.sub(r"[^\w\-]+", "_", Path(source.replace("\\", "/")).stem)[:80].strip("_") or "upload"
+            path = Path(tmp) / f"{stem}{suffix}"  # read_* name the file in their messages
+            path.write_bytes(data)
             try:
                 self._add_file(path, report, source=source)
             except InputError as e:

@@ -1,7 +1,7 @@
 // Loom's web pages: plain JS written here, calling only the public HTTP API (/v1/...).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const MAX_UPLOAD = 5 * 1024 * 1024; // bytes; larger files are refused with a message
+const MAX_UPLOAD = 4 * 1024 * 1024 - 16 * 1024; // bytes: the server's 4 MiB body limit less multipart framing
 const TEXT_TYPES = [".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".jsonl"];
 
 function headers() {
@@ -279,6 +279,20 @@ $("kb-create").addEventListener("click", () => run(async () => {
   await loadModels();
   $("kb-name").value = name;
 }));
+const KB_TYPES = [...TEXT_TYPES, ".pdf", ".docx"];
+async function uploadFile(kb, file) { // multipart: the server reads the bytes (PDF and .docx included)
+  const dot = file.name.lastIndexOf(".");
+  if (dot < 0 || !KB_TYPES.includes(file.name.slice(dot).toLowerCase())) throw new Error(`${file.name}: ${t("bad_type")}`);
+  if (file.size > MAX_UPLOAD) throw new Error(`${file.name}: ${t("too_big")}`);
+  const form = new FormData();
+  form.append("files", file, file.name);
+  const h = headers();
+  delete h["Content-Type"]; // the browser sets multipart/form-data with its boundary
+  const res = await fetch(`/v1/kb/${encodeURIComponent(kb)}/files`, { method: "POST", headers: h, body: form });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error((data.error && data.error.message) || res.status + " " + res.statusText);
+  return data;
+}
 async function upload(files) {
   const name = $("kb-name").value;
   const bar = $("kb-progress");
@@ -287,7 +301,7 @@ async function upload(files) {
   const problems = [];
   for (const file of files) {
     try {
-      const report = await api(`/v1/kb/${encodeURIComponent(name)}/documents`, { documents: [{ source: file.name, text: await readUpload(file) }] });
+      const report = await uploadFile(name, file);
       chunks += report.chunks;
       report.failed.forEach((f) => problems.push(`${f.source}: ${f.error}`));
     } catch (e) { problems.push(e.message); }
