@@ -5,7 +5,8 @@
     ├── ConfigError           a YAML/CLI config has unknown keys or out-of-range values
     ├── NotFoundError         a dataset, tokenizer, run or model name that does not exist
     ├── ExistsError           something would be overwritten (a run without --resume)
-    └── MismatchError         two artefacts that must agree do not (tokenizer vs model/dataset)
+    ├── MismatchError         two artefacts that must agree do not (tokenizer vs model/dataset)
+    └── StorageError          LOOM_HOME's disk is full or read-only (the write was undone; HTTP 507)
 
 The CLI prints `error: <message>` and `hint: <hint>` and exits non-zero; it never shows a traceback
 for a LoomError.
@@ -45,4 +46,8 @@ class ExistsError(LoomError):
 
 
 class MismatchError(LoomError):
+    pass
+
+
+class StorageError(LoomError):
     pass

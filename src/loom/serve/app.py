@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from loom import registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
+from loom.errors import StorageError
 from loom.serve import errors, kb_routes, keys_routes, runs_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
@@ -89,7 +90,10 @@ class Server:
         self.metrics.completion_tokens.labels(model).inc(completion_tokens)
         if key is not None:
             self.limiter.spend(key, prompt_tokens + completion_tokens)
-            self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens)
+            try:
+                self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens)
+            except StorageError as e:  # the answer is already made: lose the usage row, not the answer
+                log.warning("usage not recorded: %s", e.message)
 
 
 def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from loom import home
+from loom import atomic, home
 from loom.errors import InputError, NotFoundError
 
 _SCHEMA = """
@@ -50,7 +50,7 @@ class KeyStore:
     def __init__(self, path=None) -> None:
         self.path = path or home.keys_db()
         self._lock = threading.Lock()
-        with self._connect() as db:
+        with atomic.guarded(self.path), self._connect() as db:
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
@@ -68,7 +68,7 @@ class KeyStore:
         if not name.strip():
             raise InputError("the key needs a name", "say who or what it is for, e.g. `loom keys create alice`")
         record = Key(key_id, name, time.time(), None, rpm, tpm, admin)
-        with self._lock, self._connect() as db:
+        with self._lock, atomic.guarded(self.path), self._connect() as db:
             db.execute("INSERT INTO api_keys (id, name, digest, created, revoked, rpm, tpm, admin) VALUES (?,?,?,?,?,?,?,?)",
                        (key_id, name, _digest(secret), record.created, None, rpm, tpm, int(admin)))
         return record, secret
@@ -83,7 +83,7 @@ class KeyStore:
             return db.execute("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
 
     def revoke(self, key_id_or_name: str) -> Key:
-        with self._lock, self._connect() as db:
+        with self._lock, atomic.guarded(self.path), self._connect() as db:
             rows = db.execute("SELECT id FROM api_keys WHERE (id = ? OR name = ?) AND revoked IS NULL",
                               (key_id_or_name, key_id_or_name)).fetchall()
             if not rows:
@@ -105,7 +105,7 @@ class KeyStore:
         return Key(*row[:6], bool(row[6])) if hmac.compare_digest(row[7], _digest(presented)) else None
 
     def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        with self._lock, self._connect() as db:
+        with self._lock, atomic.guarded(self.path), self._connect() as db:
             db.execute("INSERT INTO usage VALUES (?,?,?,?,?,?)", (key_id, time.time(), endpoint, model, prompt_tokens, completion_tokens))
 
     def usage(self, since: float = 0.0) -> list[dict]:

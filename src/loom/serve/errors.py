@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from loom.backends.base import Overloaded, Unsupported
-from loom.errors import LoomError, NotFoundError
+from loom.errors import LoomError, NotFoundError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def from_loom(e: LoomError) -> APIError:
     from loom.serve.imports import Forbidden
 
     text = f"{e.message} ({e.hint})" if e.hint else e.message
+    if isinstance(e, StorageError):
+        return APIError(507, text, "server_error", "insufficient_storage")
     if isinstance(e, Forbidden):
         return APIError(403, text, "permission_error", "forbidden")
     if isinstance(e, NotFoundError):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loom import home
+from loom import atomic, home
 from loom.apps.support.chunking import Chunk, chunk_blocks
 from loom.apps.support.readers import DOC_TYPES, FAQ_TYPES, FaqPair, read_document, read_faq
 from loom.apps.support.vectors import DenseIndex
@@ -94,13 +94,22 @@ class KnowledgeBase:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".creating")
         tmp.unlink(missing_ok=True)
-        db = sqlite3.connect(tmp)
-        db.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block on a writer
-        db.executescript(_SCHEMA)
-        db.executemany("INSERT INTO meta VALUES (?, ?)", [("encoder", encoder), ("created", str(time.time())), ("generation", "0")])
-        db.commit()
-        db.close()  # checkpoints the WAL into the main file before the rename
-        tmp.rename(path)  # atomic: a KB file either does not exist or has its full schema
+        try:
+            with atomic.guarded(path):
+                db = sqlite3.connect(tmp)
+                try:
+                    db.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block on a writer
+                    db.executescript(_SCHEMA)
+                    db.executemany("INSERT INTO meta VALUES (?, ?)",
+                                   [("encoder", encoder), ("created", str(time.time())), ("generation", "0")])
+                    db.commit()
+                finally:
+                    db.close()  # checkpoints the WAL into the main file before the rename
+                tmp.rename(path)  # atomic: a KB file either does not exist or has its full schema
+        except BaseException:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
+            raise
         return cls(name)
 
     def connect(self) -> sqlite3.Connection:
@@ -116,7 +125,7 @@ class KnowledgeBase:
         return row[0] if row else ""
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.connect() as db:
+        with atomic.guarded(self.path), self.connect() as db:
             db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     @property
@@ -206,6 +215,10 @@ class KnowledgeBase:
         self._settle_encoder([c.text for c in chunks])
         vectors = self.embed([c.indexed for c in chunks])
         questions = self.embed([p.question for p in pairs]) if pairs else np.zeros((0, 1), np.float32)
+        with atomic.guarded(self.path):
+            self._insert_document(source, digest, size, chunks, pairs, vectors, questions)
+
+    def _insert_document(self, source, digest, size, chunks, pairs, vectors, questions) -> None:
         db = self.connect()
         try:
             db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
@@ -233,6 +246,10 @@ class KnowledgeBase:
 
     def delete_document(self, source: str) -> int:
         """Remove a document (by its path as added, or any path that resolves to it); chunks removed."""
+        with atomic.guarded(self.path):
+            return self._delete_document(source)
+
+    def _delete_document(self, source: str) -> int:
         db = self.connect()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -267,7 +284,7 @@ class KnowledgeBase:
             return
         cjk = sum(1 for t in texts if any("\u4e00" <= ch <= "\u9fff" for ch in t))
         chosen = "e5" if cjk >= 0.2 * max(1, len(texts)) else "minilm"
-        with self.connect() as db:
+        with atomic.guarded(self.path), self.connect() as db:
             db.execute("UPDATE meta SET value = ? WHERE key = 'encoder' AND value = 'auto'", (chosen,))
 
     def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
@@ -354,7 +371,7 @@ class KnowledgeBase:
 
     def log_turn(self, conversation: str, role: str, content: str, citations: list | None = None,
                  confidence: float | None = None, handoff: bool = False) -> None:
-        with self.connect() as db:
+        with atomic.guarded(self.path), self.connect() as db:
             db.execute("INSERT INTO turns (conversation, ts, role, content, citations, confidence, handoff) VALUES (?,?,?,?,?,?,?)",
                        (conversation, time.time(), role, content, json.dumps(citations, ensure_ascii=False) if citations else None,
                         confidence, int(handoff)))
