@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/classify.py
 	$(PY) bench/serve_load.py
 	$(PY) bench/serve_overhead.py
+	$(PY) bench/soak.py --minutes 10
 	$(PY) bench/kb_retrieval.py
 	$(PY) bench/writing.py
 	# The decode benchmark compares against llama.cpp: build the optional extra (~7-12 min, cached after).

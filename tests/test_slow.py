@@ -150,3 +150,14 @@ def test_default_server_serves_bundled_models(loom_home):
         assert "Loom is serving at" in server.output() and "curl" in server.output()
     finally:
         server.stop()
+
+
+def test_soak_two_minutes_of_mixed_traffic(tmp_path):
+    """bench/soak.py --minutes 2: chat streams (some hung up), embeddings, KB search, classify and
+    support answers against one server; no request may fail unexpectedly and the server must live."""
+    env = dict(os.environ, LOOM_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", "2", "--clients", "6"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "unexpected errors 0" in proc.stdout and "server alive at the end: True" in proc.stdout
+    assert "intended disconnects" in proc.stdout and " 0 requests" not in proc.stdout

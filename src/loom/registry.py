@@ -36,7 +36,8 @@ class ModelEntry(BaseModel):
     remote_model: str = Field("", description="openai backend: the model name on the remote engine (default: name)")
     api_key_env: str = Field("", description="openai backend: environment variable holding the remote key")
     timeout: float = Field(600.0, gt=0, description="openai backend: seconds one request may take in all (connect, "
-                           "wait and stream); past it the request fails with a timeout")
+                           "wait and stream; checked after every network read, and no single read waits longer); "
+                           "past it the client gets 504")
     builtin: bool = False
 
 
