@@ -1,6 +1,7 @@
 """`loom data prepare` end to end through the CLI, and its bad inputs."""
 
 import json
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -134,3 +135,55 @@ def test_worker_processes_give_identical_output(tmp_path, monkeypatch):
     from loom import home
 
     assert (home.dataset_dir("serial") / "documents.jsonl").read_bytes() == (home.dataset_dir("parallel") / "documents.jsonl").read_bytes()
+
+
+ZH_SUBJECTS = ["我", "他们", "老师", "孩子们", "我的朋友", "这家店", "北京", "妈妈", "公司", "医生"]
+ZH_PREDICATES = ["喜欢喝茶", "明天去上海", "正在看书", "很早就起床了", "买了新电脑", "下午开会", "在公园散步", "刚刚回家",
+                 "想学中文", "每天跑步"]
+ZH_TAILS = ["。", "吗？", "，真好。", "，对吧？", "了。", "呢。", "！", "，我知道。", "，没错。", "，很开心。"]
+
+
+def stranger_corpus(path, zh_lines: int = 1000, en_lines: int = 300):
+    """What a new user has: one sentence a line, no blank lines, short Chinese sentences (6-20
+    characters) among English ones, plus a few real fragments that should go."""
+    zh = [s + p + t for s in ZH_SUBJECTS for p in ZH_PREDICATES for t in ZH_TAILS][:zh_lines]
+    en = [f"Line {i}: the {w} walked slowly to the station before the rain started." for i, w in
+          enumerate(["farmer", "teacher", "driver", "painter", "doctor", "writer"] * (en_lines // 6))]
+    fragments = ["好的", "嗯", "ok", "yes!"]
+    lines = [x for i in range(max(len(zh), len(en))) for x in (zh[i:i + 1] + en[i:i + 1])] + fragments
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return zh, en, fragments
+
+
+def test_short_chinese_lines_are_kept_and_removals_reported_by_script(tmp_path, loom_home):
+    from conftest import loom_cli
+
+    zh, en, fragments = stranger_corpus(tmp_path / "corpus.txt")
+    assert min(map(len, zh)) >= 4 and max(map(len, zh)) <= 20
+    loom_cli("data", "prepare", str(tmp_path / "corpus.txt"), "--name", "lines", "--split", "line", "--no-near-dedup")
+    report = _report(loom_home, "lines")
+    kept = set(_docs(loom_home, "lines"))
+    zh = [unicodedata.normalize("NFKC", s) for s in zh]  # full-width ？！， become ASCII in cleaning
+    assert sum(1 for s in zh if s in kept) == len(zh)  # every short Chinese sentence survives
+    assert sum(1 for s in en if s in kept) == len(en)
+    assert report["removed"]["too_short"] == len(fragments)  # 好的, 嗯, ok, yes! do not
+    assert report["removed_by_script"]["too_short"] == {"Han": 2, "Latin": 2}
+
+
+def test_a_one_document_text_file_trains_end_to_end(tmp_path, loom_home):
+    """3,000+ lines without a blank line are one paragraph-split document: prepare says so, tokenize
+    still gives both splits (cut through the token stream) and pretrain finishes."""
+    from conftest import REPO, loom_cli
+
+    stranger_corpus(tmp_path / "corpus.txt", zh_lines=1000, en_lines=2400)
+    out = loom_cli("data", "prepare", str(tmp_path / "corpus.txt"), "--name", "one")
+    assert _report(loom_home, "one")["documents_out"] == 1
+    assert "--split line" in out.stdout + out.stderr
+    loom_cli("tokenizer", "train", "--data", "one", "--vocab-size", "400", "--name", "t")
+    loom_cli("data", "tokenize", "one", "--tokenizer", "t")
+    meta = json.loads((loom_home / "datasets" / "one" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["train_tokens"] > 10 * meta["val_tokens"] > 0 and meta["split_by"].startswith("token stream")
+    loom_cli("pretrain", "--data", "one", "--name", "p", "--config", str(REPO / "configs/pretrain/nano.yaml"),
+             "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--quiet")
+    result = json.loads((loom_home / "runs" / "p" / "result.json").read_text(encoding="utf-8"))
+    assert result["steps"] == 4

@@ -33,7 +33,9 @@ class DataConfig(_Strict):
         "paragraph", description=".txt/.md: one document per blank-line-separated block, per line, or per file"
     )
     encoding: str = Field("utf-8", description="encoding of text inputs (a BOM is accepted); e.g. gb18030")
-    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning")
+    min_chars: int = Field(20, ge=0, description="drop documents shorter than this after cleaning, in Latin-letter "
+                           "units: a Han, Kana or Hangul character counts as 4 (about one English word with its space), "
+                           "so a 5-character Chinese sentence passes the default 20 while a 3-letter fragment does not")
     max_chars: int = Field(1_000_000, ge=1, description="drop documents longer than this (likely dumps)")
     min_letter_ratio: float = Field(
         0.5, ge=0.0, le=1.0, description="junk filter: share of letters/CJK among non-space characters"
@@ -147,7 +149,13 @@ class ClassifyConfig(_Strict):
                           "118M weights: freezing trains 1.7x faster, and rows unseen in small data stay aligned")
     lora: bool = Field(False, description="neural: train LoRA adapters (peft) instead of all weights")
     lora_r: int = Field(8, ge=1, le=256)
-    c: float = Field(10.0, gt=0, description="tfidf: inverse regularisation strength of the linear model")
+    c: float = Field(10.0, gt=0, description="tfidf: inverse regularisation strength of the linear model (when not tuned)")
+    tune: bool = Field(True, description="tfidf on small single-label data (no --val file, at most cv_max_examples rows): "
+                       "choose features, C and class weighting by cross-validation on the whole file, then train on all "
+                       "of it; c and class_weights above are then candidates, not fixed")
+    cv_folds: int = Field(5, ge=2, le=20, description="tfidf tuning: stratified folds (fewer when a class is rarer)")
+    cv_max_examples: int = Field(2000, ge=0, description="tfidf tuning: larger files use the fixed settings and a "
+                                 "validation split (a held-out split of thousands is a fine estimate by itself)")
     seed: int = Field(0)
     threads: int = Field(0, ge=0, description="torch threads (0 = free cores)")
 

@@ -41,7 +41,9 @@ def prepare(
     if json_out:
         print_json(report)
         return
-    kv_table(f"dataset {name}", {k: v for k, v in report.items() if k not in ("config", "files", "name")})
+    kv_table(f"dataset {name}", {k: v for k, v in report.items() if k not in ("config", "files", "name", "notes")})
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     from loom import home
 
     console.print(f"saved: {home.dataset_dir(name)}  (documents.jsonl, report.json)")
@@ -63,7 +65,8 @@ def tokenize(
     if json_out:
         print_json(meta)
         return
-    kv_table(f"tokenized {name}", {k: meta[k] for k in ("vocab_size", "dtype", "train_documents", "train_tokens", "val_documents", "val_tokens")})
+    kv_table(f"tokenized {name}", {k: meta[k] for k in ("vocab_size", "dtype", "train_documents", "train_tokens", "val_documents",
+                                                      "val_tokens", "split_by")})
 
 
 @app.command("list")

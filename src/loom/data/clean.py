@@ -72,6 +72,17 @@ def script_counts(cps: np.ndarray) -> np.ndarray:
     return counts
 
 
+# One CJK character carries about what an English word and its space do (~4-6 Latin characters):
+# length limits count it as CJK_WEIGHT units, so `min_chars` means the same in Chinese and English.
+CJK_WEIGHT = 4
+_CJK_SCRIPTS = np.array([s in ("Han", "Kana", "Hangul") for s in SCRIPTS])
+
+
+def length_units(text: str, counts: np.ndarray) -> int:
+    """len(text) with each Han/Kana/Hangul character counted CJK_WEIGHT times (counts: script_counts)."""
+    return len(text) + (CJK_WEIGHT - 1) * int(counts[_CJK_SCRIPTS].sum())
+
+
 def letter_ratio(counts: np.ndarray) -> float:
     """Share of letters (any script) among non-space characters: low for tables, logs, markup."""
     total = int(counts.sum())

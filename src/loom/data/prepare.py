@@ -71,14 +71,16 @@ def clean_one(raw: str, cfg: DataConfig, hasher: dedup.BandHasher | None = None)
     if not text:
         out.reason = "empty"
         return out
-    if len(text) < cfg.min_chars:
-        out.reason = "too_short"
-        return out
     if len(text) > cfg.max_chars:
         out.reason = "too_long"
         return out
     cps = clean.codepoints(text)
     scripts = clean.script_counts(cps)
+    letters = scripts[_LETTER_SCRIPTS]
+    out.main_script = clean.SCRIPTS[_LETTER_SCRIPTS[int(letters.argmax())]] if letters.any() else "Common"
+    if clean.length_units(text, scripts) < cfg.min_chars:  # script-aware: a Han character is not one Latin letter
+        out.reason = "too_short"
+        return out
     if clean.letter_ratio(scripts) < cfg.min_letter_ratio:
         out.reason = "junk_few_letters"
         return out
@@ -90,8 +92,6 @@ def clean_one(raw: str, cfg: DataConfig, hasher: dedup.BandHasher | None = None)
     out.line = (json.dumps({"text": text}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
     out.chars_out = len(text)
     out.scripts = scripts
-    letters = scripts[_LETTER_SCRIPTS]
-    out.main_script = clean.SCRIPTS[_LETTER_SCRIPTS[int(letters.argmax())]] if letters.any() else "Common"
     if hasher is not None:
         out.sig = dedup.signature(cps, cfg.shingle_size, cfg.num_perm)
         out.band_keys = hasher.keys(out.sig)
@@ -109,6 +109,8 @@ class Report:
     chars_out: int = 0
     chars_by_script: np.ndarray = field(default_factory=lambda: np.zeros(len(clean.SCRIPTS), dtype=np.int64))
     documents_by_main_script: Counter = field(default_factory=Counter)
+    removed_by_script: Counter = field(default_factory=Counter)  # (reason, main script) -> documents
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -123,15 +125,24 @@ class Report:
             "chars_out": self.chars_out,
             "chars_by_script": {clean.SCRIPTS[i]: int(self.chars_by_script[i]) for i in np.argsort(-self.chars_by_script) if self.chars_by_script[i]},
             "documents_by_main_script": dict(self.documents_by_main_script.most_common()),
+            "removed_by_script": {reason: {script: n for (r, script), n in self.removed_by_script.most_common() if r == reason}
+                                  for reason in sorted(self.removed)},
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
             "mb_per_s": round(mb / self.seconds, 2) if self.seconds > 0 else None,
         }
 
 
-def _batches(paths: list[Path], cfg: DataConfig) -> Iterator[list[str]]:
+def _batches(paths: list[Path], cfg: DataConfig, shapes: dict | None = None) -> Iterator[list[str]]:
+    """Batches of raw documents; `shapes`, if given, gets [documents, lines] per plain-text file."""
     batch: list[str] = []
     for path in paths:
+        shape = [0, 0]
+        if shapes is not None and path.suffix.lower() in (".txt", ".md", ".markdown", ".text", ""):
+            shapes[path] = shape
         for text in read_documents(path, cfg.text_field, cfg.split, cfg.encoding):
+            shape[0] += 1
+            shape[1] += text.count("\n") + (not text.endswith("\n"))
             batch.append(text)
             if len(batch) == BATCH_DOCS:
                 yield batch
@@ -149,8 +160,8 @@ def _worker_count(cfg: DataConfig, total_bytes: int) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def _cleaned_stream(paths: list[Path], cfg: DataConfig, workers: int) -> Iterator[list[Cleaned]]:
-    batches = _batches(paths, cfg)
+def _cleaned_stream(paths: list[Path], cfg: DataConfig, workers: int, shapes: dict | None = None) -> Iterator[list[Cleaned]]:
+    batches = _batches(paths, cfg, shapes)
     if workers == 0:
         for b in batches:
             yield clean_batch(b, cfg)
@@ -196,11 +207,13 @@ def prepare(inputs: list[str], name: str, cfg: DataConfig, overwrite: bool = Fal
     start = time.perf_counter()
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"prepare {name}", disable=not progress, dynamic_ncols=True)
     with atomic.folder_writer(out_dir, replace=overwrite) as tmp, open(tmp / "documents.jsonl", "wb") as out:
-        for batch in _cleaned_stream(paths, cfg, _worker_count(cfg, total_bytes)):
+        shapes: dict[Path, list[int]] = {}
+        for batch in _cleaned_stream(paths, cfg, _worker_count(cfg, total_bytes), shapes):
             for doc in batch:
                 _account(doc, report, exact_seen, near, cfg, out)
             bar.update(sum(d.bytes_in for d in batch))
         bar.close()
+        report.notes += _shape_notes(shapes, cfg)
         if report.documents_out == 0:
             raise InputError(
                 f"no documents left after cleaning ({report.documents_in} read; removed: {dict(report.removed) or 'none'})",
@@ -212,6 +225,21 @@ def prepare(inputs: list[str], name: str, cfg: DataConfig, overwrite: bool = Fal
         result["config"] = cfg.model_dump()
         atomic.write_json(tmp / "report.json", result)
     return result
+
+
+# A plain-text file whose lines average more than this per document was probably meant line by line.
+_LINES_PER_DOC_HINT = 50
+
+
+def _shape_notes(shapes: dict[Path, list[int]], cfg: DataConfig) -> list[str]:
+    """Warnings for .txt files that became a handful of huge documents (no blank lines between them)."""
+    notes = []
+    for path, (docs, lines) in shapes.items():
+        if cfg.split == "paragraph" and docs and lines >= 2 * _LINES_PER_DOC_HINT and lines / docs > _LINES_PER_DOC_HINT:
+            notes.append(f"{path.name}: {lines:,} lines became {docs:,} document{'s' if docs > 1 else ''} (split={cfg.split}: "
+                         "documents end at blank lines, and this file has few). For one sentence or record per line, "
+                         "re-run with --split line; training still works either way (tokenize splits the token stream)")
+    return notes
 
 
 def _account(doc: Cleaned, report: Report, exact_seen: set[int], near, cfg: DataConfig, out) -> None:
@@ -227,6 +255,7 @@ def _account(doc: Cleaned, report: Report, exact_seen: set[int], near, cfg: Data
         doc.reason = "near_duplicate"
     if doc.reason is not None:
         report.removed[doc.reason] += 1
+        report.removed_by_script[(doc.reason, doc.main_script or "none")] += 1
         return
     report.documents_out += 1
     report.chars_out += doc.chars_out

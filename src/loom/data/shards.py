@@ -6,6 +6,7 @@ Layout inside the dataset folder:
     meta.json            tokenizer (name, path, sha256 of tokenizer.json), dtype, counts; written last,
                          so its presence means the shards are complete
 Documents go to validation by a seeded hash of their index, so the split is stable and streams.
+When that leaves a split empty (a corpus of one or a few documents), the token stream is cut instead.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def tokenize_dataset(name: str, tokenizer: str, cfg: TokenizeConfig, progress: b
             _write_batch(tok, batch, index, eos, dtype, cfg, train_f, val_f, counts)
             bar.update(len(batch))
     bar.close()
-    if cfg.val_fraction > 0 and counts["val"][1] < 2:
-        _carve_val(ds_dir, dtype, cfg.val_fraction, counts)
+    split_by = "documents"
+    if cfg.val_fraction > 0 and (counts["val"][1] < 2 or counts["train"][1] == 0):
+        split_by = _split_stream(ds_dir, dtype, cfg.val_fraction, counts)
     meta = {
         "dataset": name,
         "tokenizer": {"name": tok_dir.name, "path": str(tok_dir.resolve()), "sha256": tokenizer_fingerprint(tok)},
@@ -67,6 +69,7 @@ def tokenize_dataset(name: str, tokenizer: str, cfg: TokenizeConfig, progress: b
         "train_tokens": counts["train"][1],
         "val_documents": counts["val"][0],
         "val_tokens": counts["val"][1],
+        "split_by": split_by,
         "config": cfg.model_dump(),
     }
     atomic.write_json(ds_dir / "meta.json", meta)
@@ -86,16 +89,19 @@ def _write_batch(tok, batch, index, eos, dtype, cfg, train_f, val_f, counts) -> 
     return index
 
 
-def _carve_val(ds_dir: Path, dtype, fraction: float, counts: dict) -> None:
-    """Tiny datasets may hash no document into validation: move the tail of train instead."""
-    train = np.fromfile(ds_dir / "train.bin", dtype=dtype)
-    n_val = max(2, int(len(train) * fraction))
-    if len(train) < 2 * n_val:
-        return
-    atomic.write_bytes(ds_dir / "val.bin", train[-n_val:].tobytes())
-    atomic.write_bytes(ds_dir / "train.bin", train[:-n_val].tobytes())
-    counts["train"][1] -= n_val
-    counts["val"][1] = n_val
+def _split_stream(ds_dir: Path, dtype, fraction: float, counts: dict) -> str:
+    """Too few documents to split by document (a one-document .txt hashes wholly into train or into
+    val): split the token stream instead, the last `fraction` of tokens becoming validation."""
+    stream = np.concatenate([np.fromfile(ds_dir / f"{s}.bin", dtype=dtype) for s in ("train", "val")])
+    n_val = max(2, int(len(stream) * fraction))
+    if len(stream) < 2 * n_val:
+        return "documents"  # a handful of tokens: nothing sensible to hold out (pretrain says so)
+    atomic.write_bytes(ds_dir / "val.bin", stream[-n_val:].tobytes())
+    atomic.write_bytes(ds_dir / "train.bin", stream[:-n_val].tobytes())
+    docs = counts["train"][0] + counts["val"][0]
+    counts["train"] = [docs, len(stream) - n_val]
+    counts["val"] = [0, n_val]  # a cut through the token stream, not whole documents
+    return "token stream (too few documents to hold whole ones out)"
 
 
 def load_meta(name: str) -> dict:
