@@ -39,6 +39,14 @@ def split(data: Labelled, fraction: float, seed: int, multi_label: bool) -> tupl
     return data.subset(train_idx), data.subset(val_idx), None
 
 
+def cv_folds(cfg: ClassifyConfig, data: Labelled, multi_label: bool) -> int:
+    """Folds for tuning tf-idf on a small file, or 0 when the fixed settings and a split apply."""
+    if cfg.base != "tfidf" or not cfg.tune or multi_label or len(data) > cfg.cv_max_examples or len(data) < SMALL_DATA:
+        return 0
+    rarest = min(label_counts(data).values())
+    return min(cfg.cv_folds, rarest) if rarest >= 2 else 0
+
+
 def resolve_base(base: str, progress: bool = True) -> Path:
     if base == "e5":  # multilingual-e5-small: the bundled encoder that knows Chinese
         from loom.model.e5_folder import e5_folder
@@ -78,21 +86,30 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
                              f"training labels are: {', '.join(names)}")
     else:
         train, val, warning = split(data, cfg.val_fraction, cfg.seed, multi_label)
+    folds = cv_folds(cfg, data, multi_label) if not val_path else 0
     t0 = time.perf_counter()
     bases = cfg.base.split("+")
-    if len(bases) == 1:
+    if folds:  # small data: nothing held out of the final model; the estimate comes from the folds
+        from loom.classify.tfidf import TfidfClassifier
+
+        train, val, warning = data, None, None
+        clf, choice, oof = TfidfClassifier.tune(data.texts, data.labels, names, folds, cfg.seed)
+        history = [{"cross_validation": choice}]
+    elif len(bases) == 1:
         clf, history = fit_base(cfg, train, val, names, multi_label, progress)
     else:
         clf, history = fit_ensemble(bases, cfg, train, val, names, multi_label, progress)
     train_seconds = time.perf_counter() - t0
     scored = val or train
-    rep = metrics.report(scored.texts, scored.labels, clf.predict_proba(scored.texts), names, multi_label)
+    rep = metrics.report(scored.texts, scored.labels, oof if folds else clf.predict_proba(scored.texts), names, multi_label)
     seen = train if len(train) <= TRAIN_REPORT_MAX else train.subset(
         np.random.default_rng(cfg.seed).choice(len(train), TRAIN_REPORT_MAX, replace=False))
-    train_rep = rep if val is None else metrics.report(seen.texts, seen.labels, clf.predict_proba(seen.texts), names, multi_label)
+    held_out = val is not None or folds
+    train_rep = metrics.report(seen.texts, seen.labels, clf.predict_proba(seen.texts), names, multi_label) if held_out else rep
+    evaluated_on = f"{folds}-fold cross-validation" if folds else "val" if val else "train"
     summary = {"name": name, "base": cfg.base, "labels": names, "multi_label": multi_label, "train_examples": len(train),
-               "val_examples": len(val) if val else 0, "evaluated_on": "val" if val else "train",
-               "train_accuracy": train_rep["accuracy"], "train_accuracy_examples": len(seen) if val else len(train),
+               "val_examples": len(val) if val else 0, "evaluated_on": evaluated_on,
+               "train_accuracy": train_rep["accuracy"], "train_accuracy_examples": len(seen) if held_out else len(train),
                "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
                "train_seconds": round(train_seconds, 2), "warning": warning, "history": history, "config": cfg.model_dump()}
     with atomic.folder_writer(run, replace=overwrite) as tmp:

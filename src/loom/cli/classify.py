@@ -40,8 +40,14 @@ def finetune_classify(
     if json_out:
         print_json(summary)
         return
-    kv_table(f"classifier {name}", {k: summary[k] for k in ("base", "labels", "train_examples", "val_examples",
+    kv_table(f"classifier {name}", {k: summary[k] for k in ("base", "labels", "train_examples", "val_examples", "evaluated_on",
                                                              "train_accuracy", "accuracy", "macro_f1", "train_seconds", "path")})
+    cv = next((h["cross_validation"] for h in summary["history"] if "cross_validation" in h), None)
+    if cv:
+        chosen = cv["chosen"]
+        console.print(f"chosen by {cv['folds']}-fold cross-validation over {len(cv['candidates'])} settings, then trained on all "
+                      f"{summary['train_examples']} examples: features {chosen['features']}, C={chosen['c']:g}, "
+                      f"class weights {chosen['class_weight']}")
 
 
 def classify(
