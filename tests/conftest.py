@@ -45,6 +45,17 @@ def run_loom(*args: str, env_home: Path, check: bool = True, timeout: float = 60
     return proc
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One clear line when the browser tests could not run here (not only a quiet 's' among dots)."""
+    import shutil
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "test_web.py" in r.nodeid]
+    if skipped and not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        terminalreporter.write_line(f"browser tests: {len(skipped)} SKIPPED because Debian's chromium is not installed; "
+                                    "`make browser-deps` installs it (root + apt-get), and `make test` tries that first",
+                                    yellow=True, bold=True)
+
+
 @pytest.fixture(autouse=True)
 def loom_home(tmp_path, monkeypatch) -> Path:
     """Every test starts with an empty LOOM_HOME of its own."""

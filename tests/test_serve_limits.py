@@ -241,3 +241,9 @@ def test_key_management_over_http_needs_an_admin_key(served_home, tmp_path):
         assert httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {made['key']}"}).status_code == 401
     finally:
         server.stop()
+
+
+def test_default_config_without_the_pull_says_how(tmp_path):
+    """configs/serve/default.yaml preloads qwen2.5-0.5b, which `make run` pulls first; started bare it says how."""
+    proc = run_loom("serve", "--config", str(REPO / "configs/serve/default.yaml"), env_home=tmp_path / "h", check=False, timeout=120)
+    assert proc.returncode == 2 and "loom models pull qwen2.5-0.5b" in proc.stderr

