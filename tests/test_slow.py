@@ -140,7 +140,7 @@ def test_default_server_answers_chinese(loom_home):
     pulled = run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", "--default", env_home=loom_home, timeout=3600)
     assert "qwen2.5-0.5b" in pulled.stdout + pulled.stderr
     again = run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", env_home=loom_home, timeout=120)
-    assert "is ready at" in again.stdout  # the second `make run` does not assemble it again
+    assert "is ready at" in again.stdout + again.stderr  # the second `make run` does not assemble it again
     server = LiveServer(loom_home, "--config", str(REPO / "configs/serve/default.yaml"), start_timeout=900)
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
