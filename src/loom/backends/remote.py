@@ -167,7 +167,7 @@ def _sse_data(response, deadline: float) -> Iterator[str | None]:
     import codecs
 
     decoder, buffer = codecs.getincrementaldecoder("utf-8")(errors="replace"), ""
-    for piece in response.iter_raw():
+    for piece in response.iter_bytes():  # content-decoded (gzip proxies), one network read at a time
         if time.monotonic() > deadline:
             yield None
             return

@@ -45,7 +45,9 @@ PULLABLE = {
 
 def pulled(name: str) -> registry.ModelEntry | None:
     """The registered entry when `name` was pulled into this LOOM_HOME and its file is whole, else None."""
-    spec = PULLABLE[name]
+    spec = PULLABLE.get(name)
+    if spec is None:
+        return None
     try:
         entry = registry.get(name)
     except NotFoundError:

@@ -178,7 +178,7 @@ class KnowledgeBase:
             report.failed.append((source, f"unsupported file type {suffix or '(none)'!r}; supported: "
                                           f"{', '.join(sorted(DOC_TYPES | FAQ_TYPES))}"))
             return report
-        with tempfile.TemporaryDirectory(dir=home.tmp_dir()) as tmp:
+        with atomic.guarded(home.home() / "tmp"), tempfile.TemporaryDirectory(dir=home.tmp_dir()) as tmp:
             stem = re.sub(r"[^\w\-]+", "_", Path(source.replace("\\", "/")).stem)[:80].strip("_") or "upload"
             path = Path(tmp) / f"{stem}{suffix}"  # read_* name the file in their messages
             path.write_bytes(data)
