@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from loom import registry
+from loom import catalog, registry
 from loom.backends.base import Request, Sampling
 
 PROMPT = [{"role": "user", "content": "Write a short story about a fox who learns to sail."}]
@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     from llama_cpp import Llama
 
-    entry = registry.resolve(args.model)
+    entry = catalog.resolve(args.model)
     reference = Llama(model_path=entry.path, n_ctx=4096, n_threads=os.cpu_count(), verbose=False)
     loom = registry.open_backend(args.model, engine="llama.cpp")
     loom_rate(loom, 8), llama_cpp_rate(reference, 8)  # warm-up

@@ -69,7 +69,7 @@ def main() -> None:
     from loom.data.shards import open_split, tokenize_dataset
     from loom.model.build import count_params, resolve_shape
     from loom.model.load import load_model
-    from loom.registry import resolve
+    from loom.catalog import resolve
     from loom.tokenizer.train import train_tokenizer
     from loom.train.batches import WindowSampler
     from loom.train.loop import lr_at

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from loom import registry
+from loom import catalog, registry
 from loom.apps.translate import read_glossary, translate
 from loom.eval.summaries import evaluate
 from loom.eval.text import rouge, translation_scores
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--abstractive", type=int, default=20)
     ap.add_argument("--models", default="", help="comma-separated chat models (default: smollm2, plus qwen2.5-0.5b if pulled)")
     args = ap.parse_args()
-    names = {e.name for e in registry.list_models()}
+    names = {e.name for e in catalog.list_models()}
     models = [m for m in args.models.split(",") if m] or [m for m in ("smollm2", "qwen2.5-0.5b") if m in names]
     summaries(models, args.articles, args.abstractive)
     translations(models)

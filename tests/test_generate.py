@@ -5,7 +5,7 @@ import torch
 
 from conftest import run_loom
 from loom.config import GenerateConfig
-from loom.model.generate import apply_sampling
+from loom.model.decode import apply_sampling
 
 
 def test_generate_streams_and_is_reproducible_with_seed(pipeline):
@@ -21,7 +21,7 @@ def test_generate_streams_and_is_reproducible_with_seed(pipeline):
 def test_generate_respects_max_new_tokens_and_stop(in_pipeline):
     from loom.model.generate import generate
     from loom.model.load import load_model
-    from loom.registry import resolve
+    from loom.catalog import resolve
 
     model, tok = load_model(resolve("nano"))
     gen = generate(model, tok, "the", GenerateConfig(max_new_tokens=7, temperature=0, seed=0))

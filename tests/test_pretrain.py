@@ -65,7 +65,7 @@ def test_checkpoint_loads_in_plain_transformers_with_same_logits(tokenized):
     import torch
 
     from loom.model.load import load_model
-    from loom.registry import resolve
+    from loom.catalog import resolve
 
     model, tok = load_model(resolve("r"))
     ids = torch.tensor([tok.encode("the river 春眠", add_special_tokens=False)])

@@ -7,7 +7,7 @@ Public API (heavy dependencies load lazily, inside the functions):
     pretrain         loom.train.pretrain.pretrain
     load_model       loom.model.load.load_model         (model, tokenizer) for a catalog entry
     generate         loom.model.generate.generate       streaming generation
-    resolve_model    loom.registry.resolve              name / run / folder / .gguf -> entry
+    resolve_model    loom.catalog.resolve              name / run / folder / .gguf -> entry
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def __getattr__(name: str):
         "pretrain": ("loom.train.pretrain", "pretrain"),
         "load_model": ("loom.model.load", "load_model"),
         "generate": ("loom.model.generate", "generate"),
-        "resolve_model": ("loom.registry", "resolve"),
+        "resolve_model": ("loom.catalog", "resolve"),
     }
     if name not in targets:
         raise AttributeError(name)

@@ -4,7 +4,7 @@
       datasets/NAME/      documents.jsonl, report.json, train.bin, val.bin, meta.json
       tokenizers/NAME/    a Hugging Face tokenizer folder
       runs/NAME/          checkpoints/, model/ (final HF folder), metrics.jsonl, loss.png, config.yaml
-      models.json         the model catalog (see loom.registry)
+      models.json         the model catalog (see loom.catalog)
       settings.json       user settings (the default chat model)
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)

@@ -6,7 +6,7 @@ import threading
 
 from loom.backends.base import Backend, Info
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 class Classifier(Backend):

@@ -8,7 +8,7 @@ import threading
 
 from loom.backends.base import Backend, Embeddings, Info
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 class E5(Backend):

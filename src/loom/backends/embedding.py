@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loom.backends.base import Backend, Embeddings, Info
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 _BATCH = 32
 

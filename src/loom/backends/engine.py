@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from loom.backends.base import Chunk, Overloaded
-from loom.backends.sequence import SequenceState
+from loom.model.decode import SequenceState
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, check_messages
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 def available() -> bool:

@@ -8,9 +8,9 @@ import queue
 from collections.abc import AsyncIterator, Iterator
 
 from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, check_messages
-from loom.backends.sequence import SequenceState, token_texts
+from loom.model.decode import SequenceState, token_texts
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 class LocalLM(Backend):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from loom.backends.base import Backend, Chunk, Embeddings, Info, Overloaded, Request, check_messages
 from loom.errors import InputError, LoomError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 class RemoteError(LoomError):

@@ -53,9 +53,9 @@ class EnsembleClassifier:
                                                             "multi_label": self.multi_label, "members": entries})
 
     @classmethod
-    def load(cls, path: Path) -> "EnsembleClassifier":
-        from loom.classify.model import load_folder
-
+    def load(cls, path: Path, load_folder) -> "EnsembleClassifier":
+        """load_folder(path) loads one member (loom.classify.model.load_folder, passed in: that module
+        dispatches to this one, so importing it back would close a circle)."""
         meta = json.loads((path / "loom_classifier.json").read_text(encoding="utf-8"))
         members = [load_folder(path / m["path"]) for m in meta["members"]]
         return cls(members, [m["weight"] for m in meta["members"]], [m["base"] for m in meta["members"]],

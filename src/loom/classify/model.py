@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loom import registry
+from loom import catalog
 from loom.errors import InputError
 
 
 def load_classifier(name_or_path: str):
     """A TfidfClassifier, NeuralClassifier or EnsembleClassifier; all offer .labels, .multi_label,
     predict_proba and explain."""
-    entry = registry.resolve(name_or_path)
+    entry = catalog.resolve(name_or_path)
     path = Path(entry.path)
     if entry.task != "classify" or not (path / "loom_classifier.json").is_file():
         raise InputError(f"{name_or_path!r} is not a classifier (it is a {entry.task} model)",
@@ -30,7 +30,7 @@ def load_folder(path: Path):
     if kind == "ensemble":
         from loom.classify.ensemble import EnsembleClassifier
 
-        return EnsembleClassifier.load(path)
+        return EnsembleClassifier.load(path, load_folder)
     from loom.classify.neural import NeuralClassifier
 
     return NeuralClassifier.load(path)

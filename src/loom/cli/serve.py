@@ -48,9 +48,9 @@ def serve(
                       "every model. Create a key first: loom keys create NAME[/bold red]")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     auth = ' -H "Authorization: Bearer $LOOM_KEY"' if keyed else ""
-    from loom import registry
+    from loom import catalog
 
-    chat_model = registry.default_chat_model() or next((m for m in settings.preload if m not in ("minilm", "e5")), "smollm2")
+    chat_model = catalog.default_chat_model() or next((m for m in settings.preload if m not in ("minilm", "e5")), "smollm2")
     ask = "Say hello" if chat_model == "smollm2" else "用一句话介绍北京。"  # smollm2 knows English only
     stdout_console().print(
         f"Loom is serving at {url}/v1  (OpenAI-compatible; models: loom models list)\n"
@@ -76,6 +76,7 @@ def chat(
     """Chat in the terminal: answers stream as they are generated; /reset clears the history, /exit quits."""
     import sys
 
+    import loom.apps.support.backend  # noqa: F401  registers `support:NAME`, so a KB can be chatted with
     from loom import registry
     from loom.backends.base import Request, Sampling
     from loom.backends.llamacpp import available
@@ -143,7 +144,7 @@ def _check_engine(engine: str) -> None:
     from typing import get_args
 
     from loom.errors import InputError
-    from loom.registry import Engine
+    from loom.catalog import Engine
 
     if engine not in get_args(Engine):
         raise InputError(f"unknown engine {engine!r}", f"use one of: {', '.join(get_args(Engine))}")

@@ -32,9 +32,9 @@ def read_input(value: str) -> str:
 
 
 def _open_chat(model: str | None, purpose: str):
-    from loom import registry
+    from loom import catalog, registry
 
-    name = registry.chat_model_for(model, purpose)
+    name = catalog.chat_model_for(model, purpose)
     with console.status(f"loading {name}"):
         return registry.open_backend(name, max_batch=4)
 

@@ -73,10 +73,10 @@ def perplexity(model, tokens: np.ndarray, seq_len: int, batch_size: int = 8, max
 
 def evaluate_perplexity(model_name: str, data: str, split: str = "val", seq_len: int = 512, batch_size: int = 8,
                         max_tokens: int = 0, progress: bool = True) -> dict:
-    from loom import registry
+    from loom import catalog
     from loom.model.load import load_model, load_tokenizer
 
-    entry = registry.resolve(model_name)
+    entry = catalog.resolve(model_name)
     tokenizer = load_tokenizer(entry)  # validate the data against it before loading weights
     is_file = Path(data).exists()
     tokens = file_tokens(data, tokenizer) if is_file else dataset_tokens(data, split, tokenizer)

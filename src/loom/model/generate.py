@@ -2,7 +2,7 @@
 (`loom generate`; the server batches many prompts in loom.backends.engine instead).
 
 Sampling order per step: repetition penalty -> temperature -> top-k -> top-p -> draw. Turning
-tokens into safe text pieces (stop strings, split UTF-8 characters) is loom.backends.sequence's job.
+tokens into safe text pieces (stop strings, split UTF-8 characters) is loom.model.decode's job.
 """
 
 from __future__ import annotations
@@ -14,33 +14,7 @@ import torch
 
 from loom.config import GenerateConfig
 from loom.errors import InputError
-
-
-def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig) -> torch.Tensor:
-    """Next-token logits [V] -> probabilities [V] (one-hot when greedy)."""
-    logits = logits.float().clone()
-    if cfg.repetition_penalty != 1.0 and context:
-        idx = torch.tensor(sorted(set(context)), dtype=torch.long)
-        seen = logits[idx]
-        # CTRL penalty: push seen tokens' logits toward -inf whatever their sign.
-        logits[idx] = torch.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty)
-    if cfg.temperature == 0:
-        probs = torch.zeros_like(logits)
-        probs[int(torch.argmax(logits))] = 1.0
-        return probs
-    logits = logits / cfg.temperature
-    if cfg.top_k and cfg.top_k < logits.numel():
-        kth = torch.topk(logits, cfg.top_k).values[-1]
-        logits[logits < kth] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)
-    if cfg.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # Drop tokens whose preceding mass already reaches top_p; the first token always stays.
-        drop = (torch.cumsum(sorted_probs, 0) - sorted_probs) >= cfg.top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        probs = probs / probs.sum()
-    return probs
+from loom.model.decode import SequenceState
 
 
 @dataclass
@@ -64,8 +38,6 @@ class Generation:
         return len(self.completion_ids)
 
     def __iter__(self) -> Iterator[str]:
-        from loom.backends.sequence import SequenceState
-
         context_limit = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
         if len(self.prompt_ids) >= context_limit:
             raise InputError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loom import atomic, home
 from loom.errors import InputError
-from loom.registry import ModelEntry
+from loom.catalog import ModelEntry
 
 
 def _gguf_cache_dir(path: Path) -> Path:

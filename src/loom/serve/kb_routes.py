@@ -43,7 +43,7 @@ class SearchKB(_Body):
 
 
 def router(authorize, server) -> APIRouter:
-    from loom import registry
+    from loom import catalog
     from loom.apps.support.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES
     from loom.apps.support.store import KnowledgeBase, list_kbs
     from loom.serve.imports import Forbidden, allowed_files
@@ -77,7 +77,7 @@ def router(authorize, server) -> APIRouter:
     @api.post("")
     async def create(body: CreateKB):
         if body.model:  # a model name the server knows; never a path a client picks
-            await anyio.to_thread.run_sync(lambda: registry.resolve(body.model, allow_paths=False))
+            await anyio.to_thread.run_sync(lambda: catalog.resolve(body.model, allow_paths=False))
         created = KnowledgeBase.create(body.name, body.encoder)
         if body.model:
             created.set_meta("model", body.model)

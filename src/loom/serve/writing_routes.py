@@ -100,12 +100,12 @@ def _joined(pieces):
 
 
 def router(authorize, server) -> APIRouter:
-    from loom import registry
+    from loom import catalog
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 
     async def chat_backend(model: str | None, purpose: str):
-        return await server.backend(registry.chat_model_for(model, purpose))
+        return await server.backend(catalog.chat_model_for(model, purpose))
 
     @api.post("/summarize")
     async def summarize(body: SummarizeBody):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from loom import atomic, home, registry
+from loom import atomic, catalog, home
 from loom.config import PretrainConfig, load
 from loom.data.shards import check_tokenizer_matches, open_split
 from loom.errors import ExistsError, InputError, NotFoundError
@@ -144,7 +144,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
     if rank == 0:
         with atomic.folder_writer(run / "model", replace=True) as tmp:
             save_hf(raw_model, tokenizer, tmp)
-        registry.add(name, str(run / "model"), backend="hf", description=f"pretrained on {data}", replace=True)
+        catalog.add(name, str(run / "model"), backend="hf", description=f"pretrained on {data}", replace=True)
         atomic.write_json(run / "result.json", result)
     if world > 1:
         torch.distributed.barrier()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+from loom import registry
 from loom.backends.base import Backend, Chunk, Info, Request, check_messages
 from loom.config import SupportConfig
 from loom.errors import InputError
@@ -24,8 +25,6 @@ class SupportBackend(Backend):
         self.generator = None
         model = self.cfg.model or self.kb.meta("model")  # `loom kb create NAME --model M` sets the KB's default
         if model:
-            from loom import registry
-
             self.cfg = self.cfg.model_copy(update={"model": model})
             self.generator = registry.open_backend(model)
 
@@ -67,3 +66,6 @@ def sources_footer(citations: list[dict], lang: str) -> str:
     label = "来源" if lang == "zh" else "Sources"
     lines = [f"[{c['n']}] {Path(c['source']).name}" + (f" ({c['title']})" if c["title"] and c["title"] != "FAQ" else "") for c in citations]
     return f"\n\n{label}:\n" + "\n".join(lines)
+
+
+registry.register_prefix(PREFIX, SupportBackend)  # `support:NAME` opens this app's backend

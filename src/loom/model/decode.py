@@ -1,6 +1,6 @@
 """One generation's decoding state: pick the next token, turn tokens into safe text pieces.
 
-Shared by every local transformers path (the batched server engine and `loom generate`). Text is
+The one decode path, shared by every local transformers path (the batched server engine and `loom generate`). Text is
 decoded incrementally; a piece is held back while it ends in an incomplete UTF-8 sequence (byte
 tokens decode to U+FFFD until the character is complete) or could be the start of a stop string,
 so stop strings never leak into the output.
@@ -10,11 +10,37 @@ from __future__ import annotations
 
 import torch
 
-from loom.backends.base import Sampling
-from loom.backends.jsonmode import JsonPrefix
 from loom.config import GenerateConfig
+from loom.model.jsonmode import JsonPrefix
 
 _JSON_DRAWS = 64  # rejected draws before scanning candidates in logit order
+
+
+def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig) -> torch.Tensor:
+    """Next-token logits [V] -> probabilities [V] (one-hot when greedy)."""
+    logits = logits.float().clone()
+    if cfg.repetition_penalty != 1.0 and context:
+        idx = torch.tensor(sorted(set(context)), dtype=torch.long)
+        seen = logits[idx]
+        # CTRL penalty: push seen tokens' logits toward -inf whatever their sign.
+        logits[idx] = torch.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty)
+    if cfg.temperature == 0:
+        probs = torch.zeros_like(logits)
+        probs[int(torch.argmax(logits))] = 1.0
+        return probs
+    logits = logits / cfg.temperature
+    if cfg.top_k and cfg.top_k < logits.numel():
+        kth = torch.topk(logits, cfg.top_k).values[-1]
+        logits[logits < kth] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Drop tokens whose preceding mass already reaches top_p; the first token always stays.
+        drop = (torch.cumsum(sorted_probs, 0) - sorted_probs) >= cfg.top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        probs = probs / probs.sum()
+    return probs
 
 
 def token_texts(tokenizer) -> list[str]:
@@ -47,15 +73,14 @@ class SequenceState:
         self.finish_reason: str | None = None
 
     @classmethod
-    def from_sampling(cls, tokenizer, prompt_ids, sampling: Sampling, stop_ids, context_limit, vocab_texts=None):
+    def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit, vocab_texts=None):
+        """From a request's loom.backends.base.Sampling (read by attribute: the model layer sits below backends)."""
         cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=0,
                              top_p=sampling.top_p, stop=sampling.stop, seed=sampling.seed)
         return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts)
 
     def choose(self, logits: torch.Tensor) -> int:
         """Next token id from last-position logits [V]."""
-        from loom.model.generate import apply_sampling
-
         probs = apply_sampling(logits, self.prompt_ids + self.completion_ids, self.cfg)
         if self.json is None:
             return self._draw(probs)
