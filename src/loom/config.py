@@ -195,12 +195,15 @@ class SupportConfig(_Strict):
 
     k: int = Field(4, ge=1, le=20, description="passages retrieved per question")
     model: str | None = Field(None, description="chat model that writes answers from the passages; None = extractive answers")
+    min_z: float = Field(
+        2.0, description="hand over to a person unless the best evidence is this many standard deviations more similar "
+        "to the question than the KB's passages are to off-topic questions (calibrated per KB; see docs/support.md)")
     handoff_below: float | None = Field(
-        None, ge=-1.0, le=1.0, description="hand over to a person when the best passage's cosine similarity is below this "
-        "(default per encoder: minilm 0.35, e5 0.80)")
+        None, ge=-1.0, le=1.0, description="override: hand over when the best passage's raw cosine similarity is below "
+        "this (None = use the calibrated min_z)")
     faq_above: float | None = Field(
-        None, ge=-1.0, le=1.0, description="answer with the FAQ answer when a FAQ question is at least this similar "
-        "(default per encoder: minilm 0.75, e5 0.90)")
+        None, ge=-1.0, le=1.0, description="override: answer with the FAQ answer when a FAQ question's raw cosine "
+        "similarity is at least this (None = calibrated: 3 standard deviations above off-topic questions)")
     max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
 
 

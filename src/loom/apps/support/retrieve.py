@@ -74,6 +74,13 @@ _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-bm25")  # BM2
 
 
 def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", candidates: int = 50) -> list[Hit]:
+    return search_detailed(kb, query, k, mode, candidates)[0]
+
+
+def search_detailed(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid",
+                    candidates: int = 50) -> tuple[list[Hit], dict[str, float]]:
+    """The hits, and each signal's best over the whole KB ({"dense": cosine, "faq": cosine, -1.0 when
+    absent, "dense_id": that chunk}): what answerability is judged on, in the top k or not."""
     if mode not in MODES:
         from loom.errors import InputError
 
@@ -83,14 +90,19 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", cand
 
         raise InputError("the query is empty", "type a question")
     lists: dict[str, list[tuple[int, float]]] = {}
+    best: dict = {"dense": -1.0, "faq": -1.0, "dense_id": None}
     # SQLite and torch both release the GIL, so BM25 and the query embedding overlap on 2 cores.
     lexical = _POOL.submit(bm25, kb, query, candidates) if mode in ("hybrid", "bm25") else None
     if mode in ("hybrid", "dense"):
         q = kb.embed([query[:_MAX_QUERY_CHARS]], query=True)[0]
         lists["dense"] = kb.dense_index().search(q, candidates)
+        if lists["dense"]:
+            best["dense_id"], best["dense"] = lists["dense"][0]
         if mode == "hybrid":
             floor = FAQ_VOTE_MIN.get(kb.encoder_name, 0.5)
-            lists["faq"] = [(c, s) for c, s in kb.faq_index().search(q, candidates) if s >= floor]
+            faq = kb.faq_index().search(q, candidates)
+            best["faq"] = faq[0][1] if faq else -1.0
+            lists["faq"] = [(c, s) for c, s in faq if s >= floor]
     if lexical is not None:
         lists = {"bm25": lexical.result(), **lists}
     fused: dict[int, float] = {}
@@ -103,6 +115,16 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", cand
             entry[signal], entry[f"{signal}_rank"] = round(raw, 6), rank
             fused[cid] = fused.get(cid, 0.0) + (1.0 / (RRF_K + rank) if mode == "hybrid" else raw)
     order = sorted(fused, key=lambda c: -fused[c])[:k]
+    return _hits(kb, order, fused, scores), best
+
+
+def _hits(kb: KnowledgeBase, order: list[int], fused: dict[int, float], scores: dict[int, dict]) -> list[Hit]:
     rows = kb.chunk_rows(order)
-    return [Hit(c, rows[c]["source"], rows[c]["title"], rows[c]["text"], rows[c]["ordinal"], round(fused[c], 6),
+    return [Hit(c, rows[c]["source"], rows[c]["title"], rows[c]["text"], rows[c]["ordinal"], round(fused.get(c, 0.0), 6),
                 scores[c], rows[c]["faq"]) for c in order if c in rows]
+
+
+def hit(kb: KnowledgeBase, chunk_id: int, scores: dict) -> Hit | None:
+    """One chunk as a Hit (a passage found by one signal outside the fused top k)."""
+    found = _hits(kb, [chunk_id], {}, {chunk_id: scores})
+    return found[0] if found else None
