@@ -161,6 +161,32 @@ def test_default_server_answers_chinese(loom_home):
         server.stop()
 
 
+def test_support_answers_written_by_qwen_over_the_api(loom_home):
+    """Issue 14 with the real small model: `support:lumio` (its KB's model qwen2.5-0.5b) answers through
+    the OpenAI client with one checked sentence, or the extractive answer; never "1" or "[1]"; an
+    out-of-scope question is handed off without asking the model."""
+    import openai
+
+    from conftest import LiveServer
+
+    run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", env_home=loom_home, timeout=3600)
+    run_loom("kb", "create", "lumio", "--model", "qwen2.5-0.5b", env_home=loom_home)
+    run_loom("kb", "add", "lumio", str(REPO / "bench/data/support/kb"), env_home=loom_home)
+    server = LiveServer(loom_home, start_timeout=900)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+        for question, phrase in [("音箱连不上网怎么办？", "2.4GHz"), ("音箱的唤醒词是什么？", "你好小鹿"),
+                                 ("How often should I replace the filter?", "3 months"), ("What does error E2 mean?", "wheel")]:
+            choice = client.chat.completions.create(model="support:lumio", messages=[{"role": "user", "content": question}]).choices[0]
+            how = choice.model_extra["loom"]
+            assert phrase.lower() in choice.message.content.lower() and how["mode"] in ("generated", "extractive"), (question, choice)
+            assert choice.message.content.strip() not in ("1", "[1]") and len(choice.message.model_extra["citations"]) == 1
+        stock = client.chat.completions.create(model="support:lumio", messages=[{"role": "user", "content": "你们公司的股票代码是多少？"}])
+        assert stock.choices[0].model_extra["loom"]["handoff"] and "人工" in stock.choices[0].message.content
+    finally:
+        server.stop()
+
+
 def test_soak_two_minutes_of_mixed_traffic(tmp_path):
     """bench/soak.py --minutes 2: chat streams (some hung up), embeddings, KB search, classify and
     support answers against one server; no request may fail unexpectedly and the server must live."""

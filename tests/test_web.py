@@ -108,7 +108,12 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     page.click("#kb-ask-form button")
     page.wait_for_function("kbHistory.length === 4")  # both turns went to the assistant, with the first answer
     assert "48 hours" in page.text_content("#kb-answer")
+    assert "best passage" in page.text_content("#kb-answer-meta")  # how the answer was made, with its confidence
     page.screenshot(path=str(ARTIFACTS / "kb.png"))
+    page.click("#kb-new-conversation")
+    page.fill("#kb-question", "What is the capital of Australia?")  # nothing in the KB: said plainly, not answered
+    page.click("#kb-ask-form button")
+    page.wait_for_function("document.getElementById('kb-answer-meta').textContent.includes('Handed off to a person')")
     bad = tmp_path / "image.png"
     bad.write_bytes(b"\x89PNG")
     page.set_input_files("#kb-files", str(bad))

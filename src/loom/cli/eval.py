@@ -1,4 +1,4 @@
-"""`loom eval perplexity`."""
+"""`loom eval perplexity | classify | retrieval | support | summarize | translate`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,49 @@ def retrieval(
     for mode, values in report["results"].items():
         table.add_row(mode, *(f"{values[m]:.3f}" for m in metrics))
     stdout_console().print(table)
+
+
+@app.command()
+def support(
+    kb: str = typer.Argument(..., help="knowledge base name"),
+    qa: str = typer.Option(..., "--qa", help=".jsonl/.csv with question and answer (the phrase a right answer contains)"),
+    oos: str = typer.Option(None, "--oos", help=".jsonl/.csv of questions the KB cannot answer (should be handed off)"),
+    model: str = typer.Option(None, "--model", help="chat model that writes the answers (default: extractive answers)"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Answer accuracy, citation correctness and hand-off precision/recall, Chinese and English apart."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from loom import registry
+    from loom.apps.support.evaluate import evaluate, read_questions
+    from loom.apps.support.store import KnowledgeBase
+
+    base = KnowledgeBase(kb)
+    questions = read_questions(Path(qa), need_answer=True)
+    unanswerable = read_questions(Path(oos), need_answer=False) if oos else []
+    generator = registry.open_backend(model) if model else None
+    try:
+        report = evaluate(base, questions, unanswerable, generator, progress=not json_out)
+    finally:
+        if generator is not None:
+            generator.close()
+    if json_out:
+        print_json(report)
+        return
+    console = stdout_console()
+    columns = ("accuracy", "citation_correct", "handoff_rate", "oos_handoff_recall", "handoff_precision")
+    table = Table("questions", "in-scope", "out-of-scope", *(c.replace("_", " ") for c in columns), "s/answer",
+                  title=f"{kb}: {report['model'] or 'extractive'} answers, encoder {report['encoder']}")
+    for label, s in [("all", report["overall"]), *report["by_language"].items()]:
+        table.add_row(label, str(s["in_scope"]), str(s["out_of_scope"]), *("-" if s[c] is None else f"{s[c]:.3f}" for c in columns),
+                      f"{s['seconds_per_answer']['mean']:.2f}")
+    console.print(table)
+    for e in report["errors"][:10]:
+        got = e["answer"].replace("\n", " ")[:90]
+        want = f"expected {e['expected']!r}" if e["in_scope"] else "expected a hand-off"
+        console.print(f"[red]x[/red] {e['question']} ({want}; {e['mode']}): {got}", soft_wrap=True, highlight=False)
 
 
 @app.command()

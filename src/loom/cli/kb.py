@@ -122,7 +122,10 @@ def search(
         out.print("no hits")
 
 
-def _answer(name: str, question: str, history: list, model: str | None, conversation: str):
+_MIN_Z_HELP = "hand off unless the evidence is this many standard deviations above the KB's off-topic background"
+
+
+def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_z: float = 2.0):
     from loom.apps.support.answer import SupportTurn
     from loom.apps.support.backend import sources_footer
     from loom.apps.support.store import KnowledgeBase
@@ -136,7 +139,7 @@ def _answer(name: str, question: str, history: list, model: str | None, conversa
 
         with console.status(f"loading {model}"):
             generator = registry.open_backend(model)
-    turn = SupportTurn(kb, question, history, SupportConfig(model=model), generator)
+    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_z=min_z), generator)
     for piece in turn:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -152,26 +155,28 @@ def ask(
     kb: str = typer.Argument(..., help="knowledge base"),
     question: str = typer.Argument(...),
     model: str = typer.Option(None, help="chat model that writes the answer (default: the KB's, else extractive)"),
+    min_z: float = typer.Option(2.0, "--min-z", help=_MIN_Z_HELP),
     json_out: bool = typer.Option(False, "--json", help="print answer, citations, confidence and hand-off as JSON"),
 ) -> None:
-    """Answer one question, with citations."""
+    """Answer one question, with citations, or hand it to a person when the KB does not cover it."""
     import contextlib
     import io
     import uuid
 
     if json_out:
         with contextlib.redirect_stdout(io.StringIO()):
-            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16])
+            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_z)
         print_json({"answer": turn.text, "citations": turn.citations, "confidence": turn.confidence,
-                    "handoff": turn.handoff, "mode": turn.mode})
+                    "handoff": turn.handoff, "mode": turn.mode, "z": round(turn.verdict.z, 3), "fallback": turn.fallback})
         return
-    _answer(kb, question, [], model, uuid.uuid4().hex[:16])
+    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_z)
 
 
 @support_app.command()
 def chat(
     kb: str = typer.Argument(..., help="knowledge base"),
     model: str = typer.Option(None, help="chat model that writes answers (default: the KB's, else extractive)"),
+    min_z: float = typer.Option(2.0, "--min-z", help=_MIN_Z_HELP),
 ) -> None:
     """Multi-turn support chat: follow-ups are understood with the history; /reset starts over."""
     import uuid
@@ -189,7 +194,7 @@ def chat(
             conversation, history = uuid.uuid4().hex[:16], []
             continue
         if line:
-            turn = _answer(kb, line, history, model, conversation)
+            turn = _answer(kb, line, history, model, conversation, min_z)
             history += [{"role": "user", "content": line}, {"role": "assistant", "content": turn.text}]
 
 

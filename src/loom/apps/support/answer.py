@@ -38,10 +38,16 @@ TEXT = {
     "en": {"handoff": "I'm not sure about this one, so I've passed your question to a colleague who will get back to you shortly.",
            "system": "You are a customer-service assistant. Answer the customer's question in one short sentence, "
                      "using only the facts in the passage.",
-           "passage": "Passage", "question": "Question"},
+           "passage": "Passage", "question": "Question",
+           # One worked example (not from any KB): small models copy the shape, the relevant facts kept verbatim.
+           "example": ("Descale the coffee machine every 3 months. Pour the descaler into the water tank and hold the "
+                       "Clean button for 3 seconds.", "How do I descale it?",
+                       "Pour the descaler into the water tank and hold the Clean button for 3 seconds.")},
     "zh": {"handoff": "这个问题我不太确定，已为您转接人工客服，请稍候。",
            "system": "你是客服助手。请只根据资料里的信息，用一句简短的话回答顾客的问题。",
-           "passage": "资料", "question": "问题"},
+           "passage": "资料", "question": "问题",
+           "example": ("咖啡机需要每3个月除垢一次。除垢时把除垢剂倒入水箱，然后按住清洁键3秒。", "咖啡机多久除一次垢？",
+                       "咖啡机需要每3个月除垢一次。")},
 }
 
 
@@ -82,6 +88,7 @@ class SupportTurn:
         self.text = ""
         self.mode = ""
         self.fallback = ""  # why a generated answer was replaced by the extractive one
+        self.draft = ""  # the chat model's own answer, shown or not
 
     def __iter__(self) -> Iterator[str]:
         faq = self._faq_match()
@@ -142,13 +149,18 @@ class SupportTurn:
 
         best, words = self.best, TEXT[self.lang]
         passage = f"{best.title}: {best.text}" if best.title and not best.faq else best.text
-        messages = [{"role": "system", "content": words["system"]}, *self.history[-4:],
-                    {"role": "user", "content": f"{words['passage']}：{passage}\n\n{words['question']}：{self.question}"
-                     if self.lang == "zh" else f"{words['passage']}: {passage}\n\n{words['question']}: {self.question}"}]
+        example_passage, example_question, example_answer = words["example"]
+        messages = [{"role": "system", "content": words["system"]},
+                    {"role": "user", "content": _prompt(self.lang, example_passage, example_question)},
+                    {"role": "assistant", "content": example_answer},
+                    *self.history[-4:],
+                    {"role": "user", "content": _prompt(self.lang, passage, self.question)}]
         sampling = Sampling(max_tokens=min(self.cfg.max_tokens, GENERATED_MAX_TOKENS), temperature=0)
         answer = "".join(c.text for c in self.generator.stream(Request(sampling, messages=messages))).strip()
         answer = answer.split("\n")[0].strip()  # one sentence was asked for; later lines are the model wandering
-        self.fallback = _problem(answer, passage)
+        self.draft = answer
+        body = best.faq["answer"] if best.faq else best.text
+        self.fallback = _problem(answer, passage, key_sentence(body, self.query, "" if best.faq else best.title), self.question)
         if self.fallback:
             self.mode = "extractive"
             yield from self._emit(self._extract(best) + " [1]", [best])
@@ -161,29 +173,75 @@ class SupportTurn:
         self.kb.log_turn(conversation, "assistant", self.text, self.citations, self.confidence, self.handoff)
 
 
-def _problem(answer: str, passage: str) -> str:
-    """Why a generated answer must not be shown ('' when it may)."""
+def _prompt(lang: str, passage: str, question: str) -> str:
+    words, colon = TEXT[lang], "：" if lang == "zh" else ": "
+    return f"{words['passage']}{colon}{passage}\n\n{words['question']}{colon}{question}"
+
+
+def _problem(answer: str, passage: str, key_sentence: str, question: str) -> str:
+    """Why a generated answer must not be shown ('' when it may). It is checked against the
+    extractive answer: it must keep every fact (number, quoted name, code such as E2) of the passage
+    sentence that best matches the question, its words must come from the passage, and it must add
+    something from the passage to the question ("Yes, you can put cleaner in the tank" adds nothing)."""
     if not answer:
         return "empty"
     if _BARE.match(answer):
         return "bare number"
     if any(p in answer.lower() for p in _IDK):
         return "the model found no answer in a passage judged to hold one"
-    return "" if support(answer, passage) >= SUPPORTED else "unsupported by the passage"
+    said = _fold(answer)
+    missing = [f for f in facts(key_sentence) if _fold(f) not in said]
+    if missing:
+        return f"leaves out {missing[0]!r} from the passage"
+    if support(answer, passage) < SUPPORTED:
+        return "unsupported by the passage"
+    if not (_units(answer) - _units(question)) & _units(passage):
+        return "adds nothing from the passage to the question"
+    return ""
+
+
+_FACT = re.compile(r"[“\"「『《]([^”\"」』》]{1,40})[”\"」』》]|\d+(?:[.,:\-–~]\d+)*")
+
+
+def facts(sentence: str) -> list[str]:
+    """Numbers (2.4, 3-5, 9:00, 4,000) and quoted names ("你好小鹿", "Schedule") in a sentence."""
+    return list(dict.fromkeys(m.group(1) or m.group(0) for m in _FACT.finditer(sentence)))
+
+
+def key_sentence(passage: str, query: str, title: str = "") -> str:
+    """The passage sentence sharing the most (non-stop) words with the query; the first on ties. When
+    the heading matches the query better than any sentence ("恢复出厂设置" for "怎么恢复出厂设置？"), the
+    section as a whole answers it and its opening sentence is the key one."""
+    from loom.apps.support.chunking import sentences
+
+    wanted = {t for t in search_terms(query) if t not in EN_STOPWORDS}
+    parts = [p for p in sentences(passage) if re.search(r"[^\W\d_]", p)] or [passage]  # list markers ("1.") out
+    overlap = [len(wanted & set(search_terms(s))) for s in parts]
+    best = max(range(len(parts)), key=lambda i: (overlap[i], -i))
+    heading = len(wanted & set(search_terms(title.split(" > ")[-1]))) if title else 0
+    return parts[0] if heading > overlap[best] else parts[best]
+
+
+def _fold(text: str) -> str:
+    import unicodedata
+
+    return re.sub(r"\s+", "", re.sub(r"[\u2010-\u2015~～]", "-", unicodedata.normalize("NFKC", text).lower()))
+
+
+def _units(text: str) -> set[str]:
+    """Chinese character pairs and other words, lowercased, stop words out."""
+    text = text.lower()
+    pairs = set()
+    for run in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+", text):
+        pairs |= {run[i:i + 2] for i in range(max(1, len(run) - 1))}
+    words = {w for w in re.findall(r"[^\W_]+", re.sub(r"[\u3400-\u9fff\uf900-\ufaff]", " ", text)) if w not in EN_STOPWORDS}
+    return pairs | words
 
 
 def support(answer: str, passage: str) -> float:
-    """Share of the answer's units found in the passage: Chinese character pairs, other words lowercased."""
-    def units(text: str) -> set[str]:
-        text = text.lower()
-        pairs = set()
-        for run in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+", text):
-            pairs |= {run[i:i + 2] for i in range(max(1, len(run) - 1))}
-        words = {w for w in re.findall(r"[^\W_]+", re.sub(r"[\u3400-\u9fff\uf900-\ufaff]", " ", text)) if w not in EN_STOPWORDS}
-        return pairs | words
-
-    wanted = units(answer)
-    return len(wanted & units(passage)) / len(wanted) if wanted else 0.0
+    """Share of the answer's units (Chinese character pairs, other words) found in the passage."""
+    wanted = _units(answer)
+    return len(wanted & _units(passage)) / len(wanted) if wanted else 0.0
 
 
 def _citation(n: int, hit: Hit) -> dict:

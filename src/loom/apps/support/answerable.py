@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from dataclasses import dataclass
 
 import numpy as np
 
 from loom.apps.support import offtopic
 from loom.apps.support.store import KnowledgeBase
+from loom.errors import StorageError
 
 MIN_Z = 2.0  # see the module docstring: two standard deviations above unanswerable questions
 LEXICAL_SLACK = 1.0  # how far below MIN_Z a question may be when its words are in the passage
@@ -37,6 +39,7 @@ MIN_COVERAGE = 0.5  # the share of the question's IDF mass the passage must hold
 FAQ_Z = 3.0  # a FAQ question this far above the background is the customer's question: answer with its answer
 _MIN_STD = 0.01  # similarities of a tiny or uniform KB can be nearly constant; keep z finite and meaningful
 _META_KEY = "answerability"
+NO_EVIDENCE_Z = -10.0  # finite, so it survives JSON
 SIGNALS = ("dense", "faq")
 
 
@@ -65,7 +68,10 @@ def background(kb: KnowledgeBase) -> dict:
     for lang, questions in (("zh", offtopic.ZH), ("en", offtopic.EN)):
         vectors = kb.embed(list(questions), query=True)
         stats[lang] = {signal: _mean_std([best for best in _best_similarities(kb, signal, vectors)]) for signal in SIGNALS}
-    kb.set_meta(_META_KEY, json.dumps({"stamp": stamp, "stats": stats}))
+    try:
+        kb.set_meta(_META_KEY, json.dumps({"stamp": stamp, "stats": stats}))
+    except (StorageError, sqlite3.OperationalError):  # a read-only or busy KB: measured again next time, still right
+        pass
     return stats
 
 
@@ -75,8 +81,8 @@ def judge(kb: KnowledgeBase, lang: str, dense: float, faq: float, min_z: float =
     stats = background(kb)[lang]
     scores = {"dense": dense, "faq": faq}
     zs = {s: (scores[s] - stats[s][0]) / stats[s][1] for s in SIGNALS if stats[s] is not None and scores[s] > -1.0}
-    if not zs:
-        return Verdict(-math.inf, "dense", dense, False)
+    if not zs:  # an empty KB: nothing can be answered
+        return Verdict(NO_EVIDENCE_Z, "dense", dense, False)
     signal = max(zs, key=zs.get)
     z = zs[signal]
     return Verdict(z, signal, scores[signal], z >= min_z or z >= min_z - LEXICAL_SLACK and coverage >= MIN_COVERAGE)
@@ -99,7 +105,7 @@ def coverage(kb: KnowledgeBase, question: str, passage: str) -> float:
 
 def faq_z(kb: KnowledgeBase, lang: str, similarity: float) -> float:
     stats = background(kb)[lang]["faq"]
-    return -math.inf if stats is None else (similarity - stats[0]) / stats[1]
+    return NO_EVIDENCE_Z if stats is None else (similarity - stats[0]) / stats[1]
 
 
 def _best_similarities(kb: KnowledgeBase, signal: str, vectors: np.ndarray) -> list[float]:

@@ -73,6 +73,7 @@ def evaluate(kb: KnowledgeBase, qa: list[dict], oos: list[dict] | None = None, g
     report["by_language"] = {lang: _summary([r for r in results if r["lang"] == lang]) for lang in ("zh", "en")
                              if any(r["lang"] == lang for r in results)}
     report["errors"] = [r for r in results if r["in_scope"] and not r["correct"] or not r["in_scope"] and not r["handoff"]]
+    report["results"] = results
     return report
 
 
@@ -80,7 +81,7 @@ def _score(row: dict, turn: SupportTurn, text: str, seconds: float) -> dict:
     in_scope = "answer" in row and bool(_phrases(row.get("answer")))
     out = {"question": row["question"], "lang": row["lang"], "in_scope": in_scope, "answer": text, "mode": turn.mode,
            "handoff": turn.handoff, "confidence": round(turn.confidence, 4), "seconds": round(seconds, 3),
-           "fallback": turn.fallback}
+           "fallback": turn.fallback, "draft": turn.draft}
     if in_scope:
         phrases = _phrases(row["answer"])
         evidence = _phrases(row.get("evidence")) or phrases

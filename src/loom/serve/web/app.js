@@ -360,7 +360,7 @@ $("kb-search-form").addEventListener("submit", (e) => {
   });
 });
 let kbHistory = [];
-$("kb-new-conversation").addEventListener("click", () => { kbHistory = []; $("kb-answer").textContent = ""; });
+$("kb-new-conversation").addEventListener("click", () => { kbHistory = []; $("kb-answer").textContent = ""; $("kb-answer-meta").textContent = ""; });
 $("kb-name").addEventListener("change", () => { kbHistory = []; });
 $("kb-ask-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -372,6 +372,10 @@ $("kb-ask-form").addEventListener("submit", (e) => {
     const reply = await api("/v1/chat/completions", { model: "support:" + $("kb-name").value, messages: kbHistory });
     const message = reply.choices[0].message;
     kbHistory.push({ role: "assistant", content: message.content });
+    // How the answer was made: a hand-off is said plainly, so nobody mistakes it for an answer.
+    const how = reply.choices[0].loom || {};
+    $("kb-answer-meta").textContent = how.handoff ? t("answer_handoff")
+      : how.mode ? `${t("answer_" + how.mode)} · ${t("confidence")} ${Number(how.confidence).toFixed(2)}` : "";
     const box = $("kb-answer");
     box.textContent = "";
     // Citation markers [n] become buttons that open the cited passage.

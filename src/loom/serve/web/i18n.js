@@ -23,6 +23,8 @@ const STRINGS = {
     need_data: "Choose a .csv or .json data file first.", bad_glossary: "Glossary lines must look like: source,target",
     evals: "Evaluation reports", accuracy: "Accuracy", macro_f1: "Macro F1", examples: "Examples", file: "File",
     show_chunks: "Show chunks", new_conversation: "New conversation", klass: "Class", precision: "Precision", recall: "Recall", support: "Support",
+    answer_faq: "Answered from the FAQ", answer_extractive: "Quoted from the best passage", answer_generated: "Written from the best passage",
+    answer_handoff: "Handed off to a person: the knowledge base does not cover this", confidence: "confidence",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -46,6 +48,8 @@ const STRINGS = {
     need_data: "请先选择 .csv 或 .json 数据文件。", bad_glossary: "术语表每行应为：原文,译文",
     evals: "评测报告", accuracy: "准确率", macro_f1: "宏平均 F1", examples: "样本数", file: "文件",
     show_chunks: "查看片段", new_conversation: "新对话", klass: "类别", precision: "精确率", recall: "召回率", support: "样本数",
+    answer_faq: "来自常见问题", answer_extractive: "摘自最相关的段落", answer_generated: "根据最相关的段落撰写",
+    answer_handoff: "已转人工：知识库里没有这方面的内容", confidence: "置信度",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
