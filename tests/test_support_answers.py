@@ -45,7 +45,7 @@ def ask(question: str, *extra: str) -> dict:
 
 def test_out_of_scope_questions_are_handed_off_and_answers_cite_one_passage(lumio):
     stock = ask("你们公司的股票代码是多少？")  # the example: was answered from two unrelated FAQ passages
-    assert stock["handoff"] and stock["mode"] == "handoff" and not stock["citations"] and stock["confidence"] < 0.977
+    assert stock["handoff"] and stock["mode"] == "handoff" and not stock["citations"] and stock["confidence"] < 0.5
     network = ask("音箱连不上网怎么办？")  # was the right paragraph plus the payment-methods FAQ
     assert not network["handoff"] and len(network["citations"]) == 1
     assert network["citations"][0]["source"].endswith("manual_zh.md") and "2.4GHz" in network["answer"]
@@ -53,7 +53,7 @@ def test_out_of_scope_questions_are_handed_off_and_answers_cite_one_passage(lumi
     english = ask("How often should I replace the filter?")
     assert "3 months" in english["answer"] and english["citations"][0]["source"].endswith("manual_en.md")
     assert ask("Can you recommend a good movie?")["handoff"]
-    strict = ask("How often should I replace the filter?", "--min-z", "50")  # the bar is the operator's to raise
+    strict = ask("How often should I replace the filter?", "--min-score", "5")  # the bar is the operator's to raise
     assert strict["handoff"]
     handed = json.loads(loom_cli("support", "handoffs", "lumio", "--json").stdout)
     assert {"你们公司的股票代码是多少？", "Can you recommend a good movie?"} <= {h["question"] for h in handed}
@@ -142,12 +142,14 @@ def test_calibration_is_per_kb_and_refreshed_when_content_changes(lumio, tmp_pat
     from loom.apps.support.store import KnowledgeBase
 
     kb = KnowledgeBase("lumio")
-    first = answerable.background(kb)
-    assert set(first) == {"zh", "en"} and first["zh"]["dense"][0] > first["en"]["dense"][0]  # e5 rates Chinese higher
-    assert json.loads(kb.meta("answerability"))["stats"] == first  # kept in the KB file
+    first = answerable.anchors(kb)
+    dense = first["dense"]
+    assert set(dense) == {"zh", "en"} and dense["zh"][0] > dense["en"][0]  # e5 rates Chinese off-topic questions higher
+    assert all(own > off + 0.05 for off, own in dense.values())  # the KB's own questions sit well above
+    assert json.loads(kb.meta("answerability"))["anchors"] == first  # kept in the KB file
     extra = tmp_path / "more.md"
     extra.write_text("# Gift cards\nGift cards never expire and work in every Lumio store.\n", encoding="utf-8")
     loom_cli("kb", "add", "lumio", str(extra))
-    assert json.loads(kb.meta("answerability"))["stamp"] != f"{kb.generation()}:e5"  # stale until the next question
-    answerable.background(kb)
-    assert json.loads(kb.meta("answerability"))["stamp"] == f"{kb.generation()}:e5"
+    assert json.loads(kb.meta("answerability"))["stamp"] != f"2:{kb.generation()}:e5"  # stale until the next question
+    answerable.anchors(kb)
+    assert json.loads(kb.meta("answerability"))["stamp"] == f"2:{kb.generation()}:e5"

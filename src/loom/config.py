@@ -195,15 +195,15 @@ class SupportConfig(_Strict):
 
     k: int = Field(4, ge=1, le=20, description="passages retrieved per question")
     model: str | None = Field(None, description="chat model that writes answers from the passages; None = extractive answers")
-    min_z: float = Field(
-        2.0, description="hand over to a person unless the best evidence is this many standard deviations more similar "
-        "to the question than the KB's passages are to off-topic questions (calibrated per KB; see docs/support.md)")
+    min_score: float = Field(
+        0.5, description="hand over to a person unless the best passage's similarity is at least this far from the KB's "
+        "off-topic level (0) towards the level of its own FAQ questions and headings (1); calibrated per KB, docs/support.md")
     handoff_below: float | None = Field(
         None, ge=-1.0, le=1.0, description="override: hand over when the best passage's raw cosine similarity is below "
-        "this (None = use the calibrated min_z)")
+        "this (None = use the calibrated min_score)")
     faq_above: float | None = Field(
         None, ge=-1.0, le=1.0, description="override: answer with the FAQ answer when a FAQ question's raw cosine "
-        "similarity is at least this (None = calibrated: 3 standard deviations above off-topic questions)")
+        "similarity is at least this (None = calibrated: halfway from off-topic questions to the FAQ question itself)")
     max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
 
 

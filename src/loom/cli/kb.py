@@ -122,10 +122,11 @@ def search(
         out.print("no hits")
 
 
-_MIN_Z_HELP = "hand off unless the evidence is this many standard deviations above the KB's off-topic background"
+_MIN_SCORE_HELP = ("hand off unless the best passage is at least this far from the KB's off-topic level (0) "
+                   "towards its own questions' level (1)")
 
 
-def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_z: float = 2.0):
+def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float = 0.5):
     from loom.apps.support.answer import SupportTurn
     from loom.apps.support.backend import sources_footer
     from loom.apps.support.store import KnowledgeBase
@@ -139,7 +140,7 @@ def _answer(name: str, question: str, history: list, model: str | None, conversa
 
         with console.status(f"loading {model}"):
             generator = registry.open_backend(model)
-    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_z=min_z), generator)
+    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_score=min_score), generator)
     for piece in turn:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -155,7 +156,7 @@ def ask(
     kb: str = typer.Argument(..., help="knowledge base"),
     question: str = typer.Argument(...),
     model: str = typer.Option(None, help="chat model that writes the answer (default: the KB's, else extractive)"),
-    min_z: float = typer.Option(2.0, "--min-z", help=_MIN_Z_HELP),
+    min_score: float = typer.Option(0.5, "--min-score", help=_MIN_SCORE_HELP),
     json_out: bool = typer.Option(False, "--json", help="print answer, citations, confidence and hand-off as JSON"),
 ) -> None:
     """Answer one question, with citations, or hand it to a person when the KB does not cover it."""
@@ -165,18 +166,18 @@ def ask(
 
     if json_out:
         with contextlib.redirect_stdout(io.StringIO()):
-            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_z)
+            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score)
         print_json({"answer": turn.text, "citations": turn.citations, "confidence": turn.confidence,
-                    "handoff": turn.handoff, "mode": turn.mode, "z": round(turn.verdict.z, 3), "fallback": turn.fallback})
+                    "handoff": turn.handoff, "mode": turn.mode, "score": round(turn.verdict.score, 3), "fallback": turn.fallback})
         return
-    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_z)
+    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score)
 
 
 @support_app.command()
 def chat(
     kb: str = typer.Argument(..., help="knowledge base"),
     model: str = typer.Option(None, help="chat model that writes answers (default: the KB's, else extractive)"),
-    min_z: float = typer.Option(2.0, "--min-z", help=_MIN_Z_HELP),
+    min_score: float = typer.Option(0.5, "--min-score", help=_MIN_SCORE_HELP),
 ) -> None:
     """Multi-turn support chat: follow-ups are understood with the history; /reset starts over."""
     import uuid
@@ -194,7 +195,7 @@ def chat(
             conversation, history = uuid.uuid4().hex[:16], []
             continue
         if line:
-            turn = _answer(kb, line, history, model, conversation, min_z)
+            turn = _answer(kb, line, history, model, conversation, min_score)
             history += [{"role": "user", "content": line}, {"role": "assistant", "content": turn.text}]
 
 

@@ -78,8 +78,9 @@ class SupportTurn:
         self.query = rewrite(question, self.history)
         self.hits, top = search_detailed(kb, self.query, k=self.cfg.k)
         self.best = self._evidence(top)
-        lexical = answerable.coverage(kb, self.query, f"{self.best.title} {self.best.text}") if self.best else 0.0
-        self.verdict = answerable.judge(kb, self.lang, top["dense"], top["faq"], self.cfg.min_z, lexical)
+        passage = f"{self.best.title} {self.best.text}" if self.best else ""
+        lexical = answerable.coverage(kb, self.query, passage) if self.best else 0.0
+        self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, self.cfg.min_score)
         if self.cfg.handoff_below is not None:  # an operator's explicit cosine threshold wins over calibration
             self.verdict.answerable = top["dense"] >= self.cfg.handoff_below
         self.confidence = self.verdict.confidence
@@ -124,7 +125,7 @@ class SupportTurn:
         similarity = top.scores["faq"]
         if self.cfg.faq_above is not None:
             return top if similarity >= self.cfg.faq_above else None
-        return top if answerable.faq_z(self.kb, self.lang, similarity) >= answerable.FAQ_Z else None
+        return top if answerable.faq_score(self.kb, self.lang, similarity) >= answerable.FAQ_MIN_SCORE else None
 
     def _emit(self, text: str, cited: list[Hit]) -> Iterator[str]:
         self.text = text
