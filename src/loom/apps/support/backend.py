@@ -52,7 +52,8 @@ class SupportBackend(Backend):
         if turn.citations:  # plain chat UIs show only the content: name the sources there too
             yield Chunk(sources_footer(turn.citations, turn.lang))
         turn.record(conversation=uuid.uuid4().hex[:16])
-        extra = {"citations": turn.citations, "confidence": round(turn.confidence, 4), "handoff": turn.handoff, "mode": turn.mode}
+        extra = {"citations": turn.citations, "confidence": round(turn.confidence, 4), "handoff": turn.handoff, "mode": turn.mode,
+                 "fallback": turn.fallback}  # why a chat model's sentence was replaced by the extractive answer ('' if not)
         yield Chunk("", "stop", self.count_tokens(turn.question), produced, extra)
 
     def close(self) -> None:
