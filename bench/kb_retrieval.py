@@ -34,7 +34,7 @@ import yaml
 from loom.apps.support.chunking import Chunk
 from loom.apps.support.retrieve import search
 from loom.apps.support.store import KnowledgeBase
-from loom.eval.retrieval import evaluate
+from loom.apps.support.eval_retrieval import evaluate
 
 
 def package_dir(name: str) -> Path:

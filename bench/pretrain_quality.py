@@ -66,7 +66,7 @@ def main() -> None:
     from loom import home
     from loom.config import DataConfig, PretrainConfig, TokenizeConfig, TokenizerConfig, load
     from loom.data.prepare import prepare
-    from loom.data.shards import open_split, tokenize_dataset
+    from loom.tokenizer.shards import open_split, tokenize_dataset
     from loom.model.build import count_params, resolve_shape
     from loom.model.load import load_model
     from loom.catalog import resolve

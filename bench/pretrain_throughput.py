@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_gpt import RefLlama, make_optimizer as ref_optimizer, train_step as ref_step  # noqa: E402
 
+from loom import runtime  # noqa: E402
 from loom.config import ModelConfig, TrainConfig  # noqa: E402
 from loom.model.build import build_model, count_params, resolve_shape  # noqa: E402
 from loom.train import loop  # noqa: E402
@@ -65,7 +66,8 @@ def main() -> None:
     loom_opt = loop.make_optimizer(loom_model, tcfg)
     loom_train = torch.compile(loom_model) if args.compile else loom_model
     the_loop = loop.Loop(model=loom_train, raw_model=loom_model, optimizer=loom_opt,
-                         train=WindowSampler(tokens, args.batch, args.seq, seed=1), val=None, cfg=tcfg, progress=False)
+                         train=WindowSampler(tokens, args.batch, args.seq, seed=1), val=None, cfg=tcfg,
+                         runtime=runtime.choose("cpu", "fp32", args.threads), progress=False)
 
     torch.manual_seed(0)
     ref = RefLlama(args.vocab, shape["n_layer"], shape["d_model"], shape["n_head"], shape["d_ff"], args.seq)

@@ -2,7 +2,7 @@
 English), a Chinese smart-speaker manual and an English robot-vacuum manual, with 68 in-scope
 questions (34 zh, 34 en; each with the phrase a right answer contains) and 32 out-of-scope ones.
 
-Rows, each scored by `loom eval support` (loom.apps.support.evaluate):
+Rows, each scored by `loom eval support` (loom.apps.support.eval_answers):
   loom extractive        calibrated hand-off (answerable.py), the one best passage
   fixed cosine (tuned)   the same answers with hand-off by one raw cosine threshold, the best of a grid
                          0.76..0.92 chosen on these very questions (so the peer is tuned on the test set:
@@ -45,7 +45,7 @@ def balanced(summary: dict) -> float:
 
 
 def tuned_fixed_threshold(kb, qa, oos) -> tuple[float, dict]:
-    from loom.apps.support.evaluate import evaluate
+    from loom.apps.support.eval_answers import evaluate
     from loom.config import SupportConfig
 
     best = None
@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from loom import registry
-    from loom.apps.support.evaluate import evaluate, read_questions
+    from loom.apps.support.eval_answers import evaluate, read_questions
 
     qa = read_questions(DATA / "qa.jsonl", need_answer=True)
     oos = read_questions(DATA / "oos.jsonl", need_answer=False)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from loom import catalog, registry
 from loom.apps.translate import read_glossary, translate
-from loom.eval.summaries import evaluate
+from loom.apps.eval_summaries import evaluate
 from loom.eval.text import rouge, translation_scores
 
 HERE = Path(__file__).parent

@@ -73,7 +73,7 @@ def pipeline(tmp_path_factory):
     try:
         from loom.config import DataConfig, TokenizeConfig, TokenizerConfig
         from loom.data.prepare import prepare
-        from loom.data.shards import tokenize_dataset
+        from loom.tokenizer.shards import tokenize_dataset
         from loom.tokenizer.train import train_tokenizer
         from loom.train.pretrain import pretrain
 

@@ -22,6 +22,18 @@ def test_every_shipped_preset_loads():
             assert shape["d_model"] % shape["n_head"] == 0
 
 
+def test_presets_are_found_in_the_package_from_any_folder(tmp_path, monkeypatch):
+    from loom.config import CONFIGS_DIR
+
+    assert (REPO / "configs").resolve() == CONFIGS_DIR  # the checkout's configs/ is the package's presets
+    monkeypatch.chdir(tmp_path)  # no configs/ here: an installed wheel's situation
+    for name in ("pretrain/tiny", "configs/pretrain/tiny.yaml", "pretrain/tiny.yaml"):
+        assert load(PretrainConfig, name).model.preset == "tiny"
+    with pytest.raises(InputError, match="config file not found") as e:
+        load(PretrainConfig, "pretrain/huge")
+    assert "pretrain/tiny" in e.value.hint
+
+
 def test_cli_overrides_beat_yaml():
     cfg = load(PretrainConfig, REPO / "configs/pretrain/tiny.yaml", {"train.max_steps": 7, "train.lr": None})
     assert cfg.train.max_steps == 7

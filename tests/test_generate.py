@@ -19,7 +19,7 @@ def test_generate_streams_and_is_reproducible_with_seed(pipeline):
 
 
 def test_generate_respects_max_new_tokens_and_stop(in_pipeline):
-    from loom.model.generate import generate
+    from loom.backends.local import generate
     from loom.model.load import load_model
     from loom.catalog import resolve
 

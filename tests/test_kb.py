@@ -282,7 +282,7 @@ def test_concurrent_writers_leave_a_consistent_kb(tmp_path, loom_home):
 
 
 def test_enormous_file_is_refused_by_name(tmp_path, loom_home, monkeypatch):
-    from loom.apps.support import readers
+    from loom.data import readers
 
     monkeypatch.setattr(readers, "MAX_FILE_BYTES", 10_000)  # the real limit is 200 MiB; the rule is the same
     (tmp_path / "huge.txt").write_text("word " * 5_000, encoding="utf-8")

@@ -1,5 +1,10 @@
-"""No import circles in src/loom, counting imports inside functions too (lazy imports still tie two
-modules together): a circle means two layers each need the other."""
+"""The house rules for src/loom, read from the source with `ast` (imports inside functions count too:
+a lazy import still ties two modules together):
+
+1. no import circle anywhere;
+2. no import from a lower layer to a higher one. The layers, lowest first, are written once, in
+   LAYERS below; docs/architecture.md says what each holds. Data flows up: a stage may use any
+   stage below it, never one above."""
 
 from __future__ import annotations
 
@@ -74,9 +79,49 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+LAYERS = [
+    ("ground", ["loom", "loom.errors", "loom.home", "loom.atomic", "loom.config", "loom.runtime", "loom.text", "loom.catalog"]),
+    ("data", ["loom.data", "loom.datasets"]),
+    ("tokenizer", ["loom.tokenizer"]),
+    ("model", ["loom.model"]),
+    ("train", ["loom.train", "loom.classify"]),
+    ("eval", ["loom.eval"]),
+    ("backends", ["loom.backends"]),
+    ("registry", ["loom.registry"]),
+    ("apps", ["loom.apps"]),
+    ("serve", ["loom.serve"]),
+    ("cli", ["loom.cli", "loom.__main__"]),
+]
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the longest prefix naming `module` (a module must belong to a layer)."""
+    best, length = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > length:
+                best, length = i, len(prefix)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS in tests/test_layers.py"
+    return best
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+            for m, deps in sorted(graph.items()) for d in sorted(deps) if layer_of(d) > layer_of(m)]
+
+
 def test_no_import_circles():
     assert _circles(_graph()) == []
 
 
-def test_the_check_sees_a_circle():
+def test_no_import_runs_up_a_layer():
+    assert upward(_graph()) == []
+
+
+def test_the_checks_see_a_circle_and_an_upward_import():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    planted = _graph()
+    planted["loom.model.decode"].add("loom.backends.base")  # what the old decode <-> sequence pair did
+    planted["loom.backends.base"].add("loom.model.decode")
+    assert ["loom.backends.base", "loom.model.decode"] in _circles(planted)
+    assert upward(planted) == ["loom.model.decode (model) imports loom.backends.base (backends)"]

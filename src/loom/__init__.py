@@ -2,11 +2,11 @@
 
 Public API (heavy dependencies load lazily, inside the functions):
     prepare          loom.data.prepare.prepare          clean + dedup raw files into a dataset
-    tokenize_dataset loom.data.shards.tokenize_dataset  pack a dataset into token shards
+    tokenize_dataset loom.tokenizer.shards.tokenize_dataset  pack a dataset into token shards
     train_tokenizer  loom.tokenizer.train.train_tokenizer
     pretrain         loom.train.pretrain.pretrain
     load_model       loom.model.load.load_model         (model, tokenizer) for a catalog entry
-    generate         loom.model.generate.generate       streaming generation
+    generate         loom.backends.local.generate       streaming generation (the serving engine, one row)
     resolve_model    loom.catalog.resolve              name / run / folder / .gguf -> entry
 """
 
@@ -23,11 +23,11 @@ def __getattr__(name: str):
 
     targets = {
         "prepare": ("loom.data.prepare", "prepare"),
-        "tokenize_dataset": ("loom.data.shards", "tokenize_dataset"),
+        "tokenize_dataset": ("loom.tokenizer.shards", "tokenize_dataset"),
         "train_tokenizer": ("loom.tokenizer.train", "train_tokenizer"),
         "pretrain": ("loom.train.pretrain", "pretrain"),
         "load_model": ("loom.model.load", "load_model"),
-        "generate": ("loom.model.generate", "generate"),
+        "generate": ("loom.backends.local", "generate"),
         "resolve_model": ("loom.catalog", "resolve"),
     }
     if name not in targets:

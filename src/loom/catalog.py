@@ -199,7 +199,7 @@ def resolve(name_or_path: str, allow_paths: bool = True) -> ModelEntry:
 
 
 def _settings_path() -> Path:
-    return home.home() / "settings.json"
+    return home.settings_path()
 
 
 def default_chat_model() -> str | None:

@@ -18,7 +18,8 @@ from loom.errors import ConfigError, InputError
 
 
 # The YAML presets live beside src/ in the repository (Loom installs editable from it).
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # package data: presets travel with an installed wheel
+# (the checkout's top-level configs/ is a link to this folder, so `--config configs/...` works there too)
 
 
 class _Strict(BaseModel):
@@ -99,7 +100,10 @@ class TrainConfig(_Strict):
     beta1: float = Field(0.9, gt=0, lt=1)
     beta2: float = Field(0.95, gt=0, lt=1)
     grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 disables clipping")
-    dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast is ~4x slower on CPUs without bf16 units")
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="autocast: auto = bf16 on GPUs that have it, fp32 elsewhere (bf16 is ~4x slower on CPUs "
+        "without bf16 units)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto = a GPU when there is one (loom.runtime)")
     compile: bool = Field(False, description="torch.compile the model (40-70 s cold start on CPU)")
     eval_every: int = Field(200, ge=1, description="steps between validation passes")
     eval_iters: int = Field(20, ge=1, description="validation batches per pass")
@@ -159,6 +163,8 @@ class ClassifyConfig(_Strict):
                                  "5 min for no gain)")
     seed: int = Field(0)
     threads: int = Field(0, ge=0, description="torch threads (0 = free cores)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="where neural bases fine-tune (loom.runtime): auto = a GPU when there is one; tfidf uses the CPU")
 
 
 class GenerateConfig(_Strict):
@@ -181,6 +187,8 @@ class ServeConfig(_Strict):
     preload: list[str] = Field(default_factory=list, description="models loaded at startup; others load on first use")
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         "auto", description="GGUF engine: transformers (batched; auto) or llama.cpp (fastest single stream)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="where local transformers models run (loom.runtime): auto = a GPU when there is one")
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per local model")
     max_queue: int = Field(64, ge=1, description="waiting requests per local model before answering 503")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
@@ -220,10 +228,22 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def preset_path(path: str | Path) -> Path:
+    """A YAML file, or a preset shipped with Loom named like "pretrain/tiny" or "configs/pretrain/tiny.yaml"
+    (found in the package, so it works from any folder and from an installed wheel)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"config file not found: {p}", "pass a YAML file, e.g. one under configs/")
+    if p.is_file():
+        return p
+    relative = Path(*[part for part in p.parts if part != "configs"]) if not p.is_absolute() else p
+    shipped = CONFIGS_DIR / relative.with_suffix(".yaml") if relative.suffix != ".yaml" else CONFIGS_DIR / relative
+    if not p.is_absolute() and shipped.is_file():
+        return shipped
+    presets = sorted(str(f.relative_to(CONFIGS_DIR).with_suffix("")) for f in CONFIGS_DIR.rglob("*.yaml"))
+    raise InputError(f"config file not found: {p}", f"pass a YAML file or a shipped preset: {', '.join(presets)}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = preset_path(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

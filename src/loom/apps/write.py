@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from loom.errors import InputError
-from loom.eval.text import is_chinese, units
+from loom.text import cjk_count, is_chinese
 
 KINDS = ("story", "poem", "blog", "copy")
 LENGTHS = {"short": 80, "medium": 200, "long": 450}  # words (English) or characters (Chinese)
@@ -53,7 +53,7 @@ def prompt(kind: str, topic: str, tone: str | None, length: int, keywords: list[
 
 def measure(text: str, lang: str) -> int:
     """Length in the unit the request used: characters for Chinese, words otherwise."""
-    return sum(1 for u in units(text) if len(u) == 1 and "\u3400" <= u <= "\u9fff") if lang == "zh" else len(text.split())
+    return cjk_count(text) if lang == "zh" else len(text.split())
 
 
 def problems(text: str, lang: str, length: int, keywords: list[str]) -> list[str]:

@@ -38,6 +38,8 @@ class Sampling:
     max_tokens: int = 256
     temperature: float = 1.0  # OpenAI's default; 0 = greedy
     top_p: float = 1.0
+    top_k: int = 0  # 0 = off (OpenAI has no top_k; vLLM-style servers accept it as an extra field)
+    repetition_penalty: float = 1.0  # 1 = off
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     json_object: bool = False  # constrain output to one JSON object that parses

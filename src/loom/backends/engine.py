@@ -12,12 +12,15 @@ to its) and concatenated on the batch axis; finished or cancelled rows are dropp
 are padding in every remaining row are trimmed.
 
 One worker thread owns the model. Callers get chunks through callbacks (`submit`), so the async
-server never parks a thread per request.
+server never parks a thread per request. The engine runs wherever the model's weights are (see
+loom.runtime): its tensors are made on that device, under the runtime's autocast; sampling reads the
+last-position logits back to the CPU (one [V] row per sequence per step).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -41,8 +44,10 @@ class _Seq:
 
 
 class BatchEngine:
-    def __init__(self, model, max_batch: int = 16, max_queue: int = 64) -> None:
+    def __init__(self, model, max_batch: int = 16, max_queue: int = 64, autocast=contextlib.nullcontext) -> None:
         self.model = model
+        self.device = next(model.parameters()).device
+        self.autocast = autocast  # a context-manager factory: the runtime's autocast (bf16 on GPUs that have it)
         self.max_batch = max_batch
         self.max_queue = max_queue
         self._waiting: collections.deque[_Seq] = collections.deque()
@@ -103,7 +108,7 @@ class BatchEngine:
                 while self._waiting and len(self._active) + len(joining) < self.max_batch:
                     joining.append(self._waiting.popleft())
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), self.autocast():
                     for seq in joining:
                         self._join(seq)
                     self._drop_done()
@@ -120,7 +125,7 @@ class BatchEngine:
         if seq.cancelled.is_set():
             return
         ids = seq.state.prompt_ids
-        out = self.model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
         seq.position = len(ids)
         self._accept(seq, out.logits[0, -1])
         if seq.state.finish_reason is not None:
@@ -140,7 +145,7 @@ class BatchEngine:
             seq.emit(Chunk(piece))
 
     def _merge(self, cache, length: int) -> None:
-        new_mask = torch.ones(1, length, dtype=torch.long)
+        new_mask = torch.ones(1, length, dtype=torch.long, device=self.device)
         if self._cache is None:
             self._cache, self._mask = cache, new_mask
             return
@@ -153,9 +158,9 @@ class BatchEngine:
 
     def _step(self) -> None:
         rows = self._active
-        input_ids = torch.tensor([[s.next_token] for s in rows])
-        positions = torch.tensor([[s.position] for s in rows])
-        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+        input_ids = torch.tensor([[s.next_token] for s in rows], device=self.device)
+        positions = torch.tensor([[s.position] for s in rows], device=self.device)
+        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=self.device)], dim=1)
         out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
                          cache=self._cache, use_cache=True, logits_to_keep=1)
         self._cache = out.cache
@@ -174,7 +179,7 @@ class BatchEngine:
         if not keep:
             self._cache, self._mask = None, None
             return
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.device)
         mask = self._mask.index_select(0, index)
         first = int(mask.any(dim=0).nonzero()[0])  # leading columns that are padding in every row
         self._mask = mask[:, first:]

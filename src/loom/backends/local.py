@@ -1,5 +1,6 @@
 """Local transformers models (a Hugging Face folder, a Loom run, or a GGUF file dequantised by
-transformers), served through the continuous-batching engine."""
+transformers), run by the continuous-batching engine: the server, `loom chat` and `loom generate`
+(through `generate` below, a one-row engine) all decode the same way."""
 
 from __future__ import annotations
 
@@ -7,28 +8,33 @@ import asyncio
 import queue
 from collections.abc import AsyncIterator, Iterator
 
+from dataclasses import dataclass
+
+from loom import runtime
 from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, check_messages
-from loom.model.decode import SequenceState, token_texts
-from loom.errors import InputError
 from loom.catalog import ModelEntry
+from loom.config import GenerateConfig
+from loom.errors import InputError
+from loom.model.decode import SequenceState, encode_prompt, stop_token_ids, token_texts
 
 
 class LocalLM(Backend):
-    def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64) -> None:
+    def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64, device: str = "auto") -> None:
         from loom.backends.engine import BatchEngine
-        from loom.model.generate import stop_token_ids
         from loom.model.load import load_model
 
         self.name, self.entry = entry.name, entry
+        self.runtime = runtime.choose(device).apply()
         self.model, self.tokenizer = load_model(entry)
+        self.model.to(self.runtime.device)
         self.context_length = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.stop_ids = stop_token_ids(self.tokenizer)
-        self.engine = BatchEngine(self.model, max_batch=max_batch, max_queue=max_queue)
+        self.engine = BatchEngine(self.model, max_batch=max_batch, max_queue=max_queue, autocast=self.runtime.autocast)
         self._vocab_texts: list[str] | None = None  # built on the first JSON-mode request (~1 s)
 
     def info(self) -> Info:
         caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]
-        return Info(self.name, self.entry.backend, caps, self.context_length, self.entry.description)
+        return Info(self.name, self.entry.backend, caps, self.context_length, f"{self.entry.description} [{self.runtime.describe()}]".strip())
 
     def encode(self, request: Request) -> list[int]:
         """Prompt token ids: chat messages through the model's own template, or the raw prompt."""
@@ -106,3 +112,62 @@ def _drain_sync(inbox: queue.Queue, cancel) -> Iterator[Chunk]:
                 return
     finally:
         cancel.set()
+
+
+@dataclass
+class Generation:
+    """One prompt through a one-row engine. Iterate for text pieces; afterwards finish_reason
+    ('stop' | 'length') and the token counts are set."""
+
+    model: object
+    tokenizer: object
+    state: SequenceState
+    autocast: object = None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.state.finish_reason
+
+    @property
+    def completion_ids(self) -> list[int]:
+        return self.state.completion_ids
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.state.prompt_ids)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.state.completion_ids)
+
+    def __iter__(self) -> Iterator[str]:
+        from loom.backends.engine import BatchEngine
+
+        engine = BatchEngine(self.model, max_batch=1, max_queue=1, autocast=self.autocast or _no_autocast)
+        inbox: queue.Queue = queue.Queue()
+        try:
+            for chunk in _drain_sync(inbox, engine.submit(self.state, inbox.put)):
+                if chunk.text:
+                    yield chunk.text
+        finally:
+            engine.close()
+
+
+def generate(model, tokenizer, prompt: str, cfg: GenerateConfig, chat: bool = False, system: str | None = None,
+             rt: runtime.Runtime | None = None) -> Generation:
+    """Stream one completion from a loaded model (the public `loom.generate`): same engine and
+    sampling as the server. The model must already be on rt.device (default: where its weights are)."""
+    ids = encode_prompt(tokenizer, prompt, chat, system)
+    context = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    if not ids:
+        raise InputError("empty prompt and the tokenizer has no BOS token", "pass a non-empty --prompt")
+    if len(ids) >= context:
+        raise InputError(f"prompt is {len(ids)} tokens; the model's context is {context}", "shorten the prompt")
+    state = SequenceState(tokenizer, ids, cfg, stop_token_ids(tokenizer), context)
+    return Generation(model, tokenizer, state, rt.autocast if rt else None)
+
+
+def _no_autocast():
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from loom import atomic
 from loom.classify.data import indicator
 from loom.data.words import jieba_cut
+from loom.text import has_cjk
 from loom.classify.metrics import predictions
 
 KIND = "hf"
@@ -52,12 +53,14 @@ class NeuralClassifier:
             idx = order[start : start + batch_size]
             logits = self._logits([texts[i] for i in idx])
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-            out[idx] = probs.double().numpy()
+            out[idx] = probs.double().cpu().numpy()
         return out
 
     def _logits(self, texts: list[str]) -> torch.Tensor:
+        """[len(texts), labels] float32 logits, on the model's device."""
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_len, padding=True, return_tensors="pt")
-        return self.model(**enc).logits.float()
+        device = next(self.model.parameters()).device
+        return self.model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
 
     def explain(self, text: str, label_index: int, top: int = 10) -> list[tuple[str, float]]:
         return occlusion(self.predict_proba, text, label_index, top)
@@ -74,7 +77,7 @@ def occlusion(predict_proba, text: str, label_index: int, top: int = 10) -> list
 
 def _pieces(text: str) -> list[str]:
     """Words with their trailing spaces (so removal keeps spacing); CJK runs segmented by jieba."""
-    if re.search(r"[\u3400-\u9fff]", text):
+    if has_cjk(text):
         return jieba_cut(text)
     return re.findall(r"\S+\s*|\s+", text)
 
@@ -117,8 +120,12 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
     """Returns (best NeuralClassifier, history). Early stopping on validation macro-F1."""
     from sklearn.metrics import f1_score
 
+    from loom import runtime
+
     torch.manual_seed(cfg.seed)
+    rt = runtime.choose(cfg.device).apply()
     model, tokenizer = load_base(base_path, names, multi_label, cfg.lora, cfg.lora_r)
+    model.to(rt.device)
     if cfg.freeze_embeddings and not cfg.lora:
         model.get_input_embeddings().weight.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
@@ -126,7 +133,8 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
         y = torch.from_numpy(indicator(train_labels, names)).float()
     else:
         y = torch.tensor([index[ls[0]] for ls in train_labels])
-    weights = class_weights(train_labels, names) if cfg.class_weights and not multi_label else None
+    y = y.to(rt.device)
+    weights = class_weights(train_labels, names).to(rt.device) if cfg.class_weights and not multi_label else None
     steps_per_epoch = math.ceil(len(train_texts) / cfg.batch_size)
     total = max(cfg.epochs * steps_per_epoch, cfg.min_steps)
     epochs = math.ceil(total / steps_per_epoch)
@@ -142,8 +150,9 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
         for batch in torch.randperm(len(train_texts), generator=gen).split(cfg.batch_size):
             if step >= total:
                 break
-            logits = clf._logits([train_texts[i] for i in batch.tolist()])
-            target = y[batch]
+            with rt.autocast():
+                logits = clf._logits([train_texts[i] for i in batch.tolist()])
+            target = y[batch.to(rt.device)]
             loss = F.binary_cross_entropy_with_logits(logits, target) if multi_label else F.cross_entropy(logits, target, weight=weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -167,6 +176,7 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
                 break
     bar.close()
     model.load_state_dict(best_state)
+    model.to("cpu")  # saved and served from the CPU (the classifier backend runs there)
     if cfg.lora:
         model = model.merge_and_unload()  # a plain HF model again: loadable without peft
     return NeuralClassifier(model, tokenizer, names, multi_label, cfg.max_len), history

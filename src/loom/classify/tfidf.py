@@ -19,9 +19,10 @@ import numpy as np
 from loom import atomic
 from loom.classify.data import indicator
 from loom.data.words import jieba_cut
+from loom.text import CJK_CHAR
 
 KIND = "tfidf"
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK = CJK_CHAR
 _WORD = re.compile(r"\w+")
 
 

@@ -24,6 +24,7 @@ def finetune_classify(
     lora: bool = typer.Option(None, "--lora/--full", help="neural bases: LoRA adapters instead of all weights"),
     epochs: int = typer.Option(None), lr: float = typer.Option(None), batch_size: int = typer.Option(None),
     max_len: int = typer.Option(None), class_weights: bool = typer.Option(None, "--class-weights/--no-class-weights"),
+    device: str = typer.Option(None, help="neural bases: auto | cpu | cuda | mps (auto: a GPU when there is one)"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML preset (configs/classify/*.yaml)"),
     overwrite: bool = typer.Option(False, help="replace an existing run of that name"),
     json_out: bool = typer.Option(False, "--json", help="print the training summary as JSON"),
@@ -33,7 +34,7 @@ def finetune_classify(
     from loom.config import ClassifyConfig, load
 
     cfg = load(ClassifyConfig, config, {"base": base, "lora": lora, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                                        "max_len": max_len, "class_weights": class_weights})
+                                        "max_len": max_len, "class_weights": class_weights, "device": device})
     summary = run(str(data), name, cfg, str(val) if val else None, text_col, label_col, multi_label, overwrite, progress=not json_out)
     if summary["warning"]:
         console.print(f"[yellow]warning:[/yellow] {summary['warning']}")

@@ -59,7 +59,7 @@ def tokenize(
 ) -> None:
     """Pack a prepared dataset into train.bin / val.bin token shards + meta.json."""
     from loom.config import TokenizeConfig, load
-    from loom.data.shards import tokenize_dataset
+    from loom.tokenizer.shards import tokenize_dataset
 
     meta = tokenize_dataset(name, tokenizer, load(TokenizeConfig, None, {"val_fraction": val_fraction, "seed": seed}))
     if json_out:

@@ -80,7 +80,7 @@ def retrieval(
     from rich.table import Table
 
     from loom.apps.support.store import KnowledgeBase
-    from loom.eval.retrieval import evaluate, read_qa
+    from loom.apps.support.eval_retrieval import evaluate, read_qa
 
     report = evaluate(KnowledgeBase(kb), read_qa(Path(qa)), progress=not json_out)
     if json_out:
@@ -107,7 +107,7 @@ def support(
     from rich.table import Table
 
     from loom import registry
-    from loom.apps.support.evaluate import evaluate, read_questions
+    from loom.apps.support.eval_answers import evaluate, read_questions
     from loom.apps.support.store import KnowledgeBase
 
     base = KnowledgeBase(kb)
@@ -151,7 +151,7 @@ def summarize(
     from rich.table import Table
 
     from loom import catalog, registry
-    from loom.eval.summaries import evaluate, read_pairs
+    from loom.apps.eval_summaries import evaluate, read_pairs
 
     pairs = read_pairs(Path(data), text_col, summary_col)
     name = model or catalog.default_chat_model()
@@ -178,7 +178,7 @@ def translate(
 
     from loom import catalog, registry
     from loom.apps.translate import translate as run
-    from loom.eval.summaries import read_pairs
+    from loom.apps.eval_summaries import read_pairs
     from loom.eval.text import translation_scores
 
     pairs = read_pairs(Path(data), "source", "reference")

@@ -22,13 +22,14 @@ def generate(
     chat: bool = typer.Option(None, "--chat/--no-chat", help="use the chat template (default: on for chat models)"),
     system: str = typer.Option(None, help="system message for chat models"),
     stats: bool = typer.Option(True, "--stats/--no-stats", help="print tokens and tokens/s to stderr"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | mps (auto: a GPU when there is one)"),
 ) -> None:
     """Generate text, printed as it is produced."""
     import time
 
-    from loom import catalog
+    from loom import catalog, runtime
+    from loom.backends.local import generate as make
     from loom.config import GenerateConfig, load
-    from loom.model.generate import generate as make
     from loom.model.load import load_model
 
     cfg = load(GenerateConfig, None, {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
@@ -38,9 +39,11 @@ def generate(
         from loom.errors import InputError
 
         raise InputError(f"{model!r} is a {entry.task} model, not a text generator", f"use `loom classify {model} TEXT`, or pick a model from `loom models list`")
-    with console.status(f"loading {entry.name}"):
+    rt = runtime.choose(device).apply()
+    with console.status(f"loading {entry.name} on {rt.describe()}"):
         lm, tokenizer = load_model(entry)
-    gen = make(lm, tokenizer, prompt, cfg, chat=entry.chat if chat is None else chat, system=system)
+        lm.to(rt.device)
+    gen = make(lm, tokenizer, prompt, cfg, chat=entry.chat if chat is None else chat, system=system, rt=rt)
     t0 = time.perf_counter()
     if prompt and not (entry.chat if chat is None else chat):
         sys.stdout.write(prompt)
@@ -50,4 +53,4 @@ def generate(
     sys.stdout.write("\n")
     seconds = time.perf_counter() - t0
     if stats:
-        console.print(f"[dim]{gen.completion_tokens} tokens in {seconds:.2f} s ({gen.completion_tokens / max(seconds, 1e-9):.1f} tok/s), finish: {gen.finish_reason}[/dim]")
+        console.print(f"[dim]{gen.completion_tokens} tokens in {seconds:.2f} s ({gen.completion_tokens / max(seconds, 1e-9):.1f} tok/s), finish: {gen.finish_reason}, {rt.device}[/dim]")

@@ -21,7 +21,8 @@ def pretrain(
     grad_accum: int = typer.Option(None, help="micro-batches per step"),
     lr: float = typer.Option(None, help="peak learning rate"),
     warmup_steps: int = typer.Option(None),
-    dtype: str = typer.Option(None, help="fp32 | bf16"),
+    dtype: str = typer.Option(None, help="auto | fp32 | bf16 (auto: bf16 on GPUs that have it, else fp32)"),
+    device: str = typer.Option(None, help="auto | cpu | cuda | mps (auto: a GPU when there is one)"),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
     eval_every: int = typer.Option(None),
     save_every: int = typer.Option(None),
@@ -34,7 +35,7 @@ def pretrain(
 
     overrides = {
         "model.preset": preset, "train.max_steps": max_steps, "train.batch_size": batch_size, "train.seq_len": seq_len,
-        "train.grad_accum": grad_accum, "train.lr": lr, "train.warmup_steps": warmup_steps, "train.dtype": dtype,
+        "train.grad_accum": grad_accum, "train.lr": lr, "train.warmup_steps": warmup_steps, "train.dtype": dtype, "train.device": device,
         "train.compile": compile, "train.eval_every": eval_every, "train.save_every": save_every,
         "train.threads": threads, "train.seed": seed,
     }
@@ -43,5 +44,5 @@ def pretrain(
         last = result["last"]
         kv_table(f"run {name}", {"params": f"{result['params'] / 1e6:.2f}M", "steps": result["steps"],
                                  "train loss": last.get("loss"), "val loss": last.get("val_loss"),
-                                 "model": result["model"]})
+                                 "device": result["device"], "model": result["model"]})
         console.print(f"generate with: loom generate {name} --prompt \"...\"")

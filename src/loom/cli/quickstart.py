@@ -23,9 +23,9 @@ def quickstart(
     from loom.config import CONFIGS_DIR, DataConfig, GenerateConfig, TokenizeConfig, TokenizerConfig
     from loom.data.bundled import write_dialogue_corpus
     from loom.data.prepare import prepare
-    from loom.data.shards import tokenize_dataset
+    from loom.tokenizer.shards import tokenize_dataset
     from loom.eval.lm import evaluate_perplexity
-    from loom.model.generate import generate
+    from loom.backends.local import generate
     from loom.model.load import load_model
     from loom.catalog import resolve
     from loom.tokenizer.train import train_tokenizer
@@ -33,7 +33,7 @@ def quickstart(
 
     t0 = time.perf_counter()
     console.rule("[bold]1/6 corpus")
-    source = home.home() / "sources" / "chatterbot-en-zh.jsonl"
+    source = home.sources_dir() / "chatterbot-en-zh.jsonl"
     counts = write_dialogue_corpus(source)
     console.print(f"{counts} conversations -> {source}")
     console.rule("[bold]2/6 data prepare")

@@ -9,6 +9,7 @@ from loom.cli.output import console, print_json, stdout_console
 keys_app = typer.Typer(help="API keys for `loom serve`: once any key exists, every endpoint but /health needs one.",
                        no_args_is_help=True)
 
+DEVICE_HELP = "where local transformers models run: auto | cpu | cuda | mps (auto: a GPU when there is one)"
 ENGINE_HELP = "GGUF engine: transformers (batched, default) or llama.cpp (fastest single stream; needs llama-cpp-python)"
 
 
@@ -18,6 +19,7 @@ def serve(
     port: int = typer.Option(None, help="TCP port [8000]"),
     preload: list[str] = typer.Option(None, "--preload", help="model to load at startup (repeatable); others load on first use"),
     engine: str = typer.Option(None, help=ENGINE_HELP),
+    device: str = typer.Option(None, help=DEVICE_HELP + " [auto]"),
     max_batch: int = typer.Option(None, help="sequences decoded together per local model [16]"),
     max_queue: int = typer.Option(None, help="waiting requests per model before answering 503 [64]"),
     max_tokens: int = typer.Option(None, help="default max_tokens when a request sets none [512]"),
@@ -34,7 +36,7 @@ def serve(
     from loom.serve.auth import KeyStore
 
     settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload or None, "engine": engine,
-                                          "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
+                                          "device": device, "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
                                           "kb_import_dirs": kb_import_dir or None})
     host, port = settings.host, settings.port
     from loom.serve.imports import import_roots
@@ -72,6 +74,7 @@ def chat(
     max_tokens: int = typer.Option(512, min=1, help="tokens per answer at most"),
     temperature: float = typer.Option(0.7, min=0.0, max=2.0, help="0 = greedy"),
     engine: str = typer.Option("auto", help=ENGINE_HELP + "; auto uses llama.cpp when installed"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Chat in the terminal: answers stream as they are generated; /reset clears the history, /exit quits."""
     import sys
@@ -82,10 +85,10 @@ def chat(
     from loom.backends.llamacpp import available
 
     _check_engine(engine)
-    if engine == "auto" and available():
-        engine = "llama.cpp"  # one user: the fastest single stream wins
+    if engine == "auto" and available() and device in ("auto", "cpu"):
+        engine = "llama.cpp"  # one user on a CPU: the fastest single stream wins
     with console.status(f"loading {model}"):
-        backend = registry.open_backend(model, engine=engine, max_batch=1)
+        backend = registry.open_backend(model, engine=engine, max_batch=1, device=device)
     if "chat" not in backend.info().capabilities:
         from loom.errors import InputError
 

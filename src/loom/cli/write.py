@@ -18,7 +18,7 @@ def read_input(value: str) -> str:
     except OSError:  # e.g. a text longer than a file name may be
         is_file = False
     if is_file:
-        from loom.apps.support.readers import DOC_TYPES, read_document, read_text_file
+        from loom.data.readers import DOC_TYPES, read_document, read_text_file
 
         if path.suffix.lower() in DOC_TYPES - {".txt", ".md", ".markdown"}:
             return "\n\n".join(b.text for b in read_document(path))

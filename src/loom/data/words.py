@@ -6,8 +6,9 @@ import functools
 import logging
 import re
 
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[^\W_\u3400-\u9fff\uf900-\ufaff]+")
+from loom.text import CJK, CJK_RUN as _CJK_RUN
+
+_TOKEN = re.compile(f"[{CJK}]+|[^\\W_{CJK}]+")
 
 
 def jieba_cut(text: str) -> list[str]:

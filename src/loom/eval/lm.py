@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from loom.data.shards import check_tokenizer_matches, open_split
+from loom.tokenizer.shards import check_tokenizer_matches, open_split
 from loom.data.sources import expand_inputs, read_documents
 from loom.errors import InputError
 

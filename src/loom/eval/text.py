@@ -4,16 +4,9 @@ Chinese with sacrebleu's "zh" tokeniser)."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
-
-
-def units(text: str) -> list[str]:
-    """ROUGE tokens: each CJK character alone, other letter/digit runs lowercased."""
-    return _UNIT.findall(text.lower())
+from loom.text import units  # ROUGE tokens: each CJK character alone, other words lowercased
 
 
 def _f1(overlap: int, candidate: int, reference: int) -> float:
@@ -64,7 +57,3 @@ def translation_scores(hypotheses: list[str], references: list[str], target: str
     chrf = sacrebleu.corpus_chrf(hypotheses, [references])
     return {"chrf": round(chrf.score, 2), "bleu": round(bleu.score, 2)}
 
-
-def is_chinese(text: str) -> bool:
-    cjk = len(_CJK.findall(text))
-    return cjk > 0 and cjk >= 0.3 * max(1, len(re.sub(r"\s", "", text)))

@@ -1,6 +1,7 @@
 """One generation's decoding state: pick the next token, turn tokens into safe text pieces.
 
-The one decode path, shared by every local transformers path (the batched server engine and `loom generate`). Text is
+The one decode path: the batched engine (loom.backends.engine) runs it for the server, `loom chat` and
+`loom generate` alike. Text is
 decoded incrementally; a piece is held back while it ends in an incomplete UTF-8 sequence (byte
 tokens decode to U+FFFD until the character is complete) or could be the start of a stop string,
 so stop strings never leak into the output.
@@ -18,7 +19,7 @@ _JSON_DRAWS = 64  # rejected draws before scanning candidates in logit order
 
 def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig) -> torch.Tensor:
     """Next-token logits [V] -> probabilities [V] (one-hot when greedy)."""
-    logits = logits.float().clone()
+    logits = logits.detach().float().cpu().clone()  # sampling runs on CPU whatever the model's device (seeded CPU RNG)
     if cfg.repetition_penalty != 1.0 and context:
         idx = torch.tensor(sorted(set(context)), dtype=torch.long)
         seen = logits[idx]
@@ -75,8 +76,9 @@ class SequenceState:
     @classmethod
     def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit, vocab_texts=None):
         """From a request's loom.backends.base.Sampling (read by attribute: the model layer sits below backends)."""
-        cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=0,
-                             top_p=sampling.top_p, stop=sampling.stop, seed=sampling.seed)
+        cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
+                             top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
+                             stop=sampling.stop, seed=sampling.seed)
         return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts)
 
     def choose(self, logits: torch.Tensor) -> int:
@@ -91,7 +93,7 @@ class SequenceState:
             if self._json_allows(tid):
                 return tid
             probs[tid] = 0.0
-        for tid in torch.argsort(logits.float(), descending=True).tolist():
+        for tid in torch.argsort(logits.detach().float().cpu(), descending=True).tolist():
             if self._json_allows(tid):
                 return tid
         raise RuntimeError("no token continues the JSON")  # unreachable: '}' or '"' always fits somewhere
@@ -149,3 +151,24 @@ class SequenceState:
         if self.json is not None and not self.json.complete:
             piece += self.json.closing_suffix()
         return piece
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """EOS plus chat end-of-turn tokens the tokenizer knows."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            ids.add(tid)
+    return ids
+
+
+def encode_prompt(tokenizer, prompt: str, chat: bool, system: str | None = None) -> list[int]:
+    if chat and tokenizer.chat_template:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.encode(text, add_special_tokens=False)
+    ids = tokenizer.encode(prompt, add_special_tokens=False)
+    if not ids and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id]  # unconditional sample from a base model
+    return ids

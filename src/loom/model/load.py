@@ -20,7 +20,7 @@ from loom.catalog import ModelEntry
 def _gguf_cache_dir(path: Path) -> Path:
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    return home.home() / "cache" / "gguf" / f"{path.stem}-{key}"
+    return home.cache_dir("gguf") / f"{path.stem}-{key}"
 
 
 def _load_gguf(path: Path):

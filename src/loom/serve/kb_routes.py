@@ -44,7 +44,7 @@ class SearchKB(_Body):
 
 def router(authorize, server) -> APIRouter:
     from loom import catalog
-    from loom.apps.support.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES
+    from loom.data.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES
     from loom.apps.support.store import KnowledgeBase, list_kbs
     from loom.serve.imports import Forbidden, allowed_files
 

@@ -47,6 +47,8 @@ class _Generation(_Wire):
     max_completion_tokens: Annotated[int, Field(ge=1, le=_MAX_TOKENS_CAP)] | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="extension (as vLLM): keep the k most likely tokens; 0 = off")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="extension (as vLLM): 1 = off, 1.1-1.3 curbs loops")
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=16)
@@ -64,7 +66,8 @@ class _Generation(_Wire):
     def sampling(self, default_max: int, index: int = 0, json_object: bool = False) -> Sampling:
         seed = None if self.seed is None else self.seed + index  # n choices: distinct but reproducible
         return Sampling(max_tokens=self.max_completion_tokens or self.max_tokens or default_max,
-                        temperature=self.temperature, top_p=self.top_p, stop=list(self.stop or []), seed=seed,
+                        temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                        repetition_penalty=self.repetition_penalty, stop=list(self.stop or []), seed=seed,
                         json_object=json_object)
 
     @property

@@ -41,7 +41,8 @@ def save(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep_l
 
 
 def load_state(ckpt: Path) -> dict:
-    return torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    # map to the CPU: a GPU run's checkpoint resumes anywhere; the optimizer moves its state to the weights' device
+    return torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location="cpu")
 
 
 def load_model(ckpt: Path):

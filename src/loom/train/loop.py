@@ -1,6 +1,7 @@
-"""The one training loop: AdamW, warmup + cosine LR, gradient accumulation and clipping, fp32/bf16
-autocast, periodic validation, metrics, checkpoints. DDP-aware (gradients all-reduced by the
-DistributedDataParallel wrapper; only rank 0 writes). Everything it needs arrives in `Loop`."""
+"""The one training loop: AdamW, warmup + cosine LR, gradient accumulation and clipping, autocast
+from the runtime (loom.runtime: fp32 on CPU, bf16 on GPUs that have it), periodic validation, metrics,
+checkpoints. DDP-aware (gradients all-reduced by the DistributedDataParallel wrapper; only rank 0
+writes). Everything it needs arrives in `Loop`; batches come from the CPU and move to the runtime's device."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from loom.config import TrainConfig
+from loom.runtime import Runtime
 from loom.train.batches import WindowSampler
 
 
@@ -42,14 +44,8 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
-def autocast(dtype: str):
-    if dtype == "bf16":
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, val: WindowSampler | None, cfg: TrainConfig, seed: int) -> float | None:
+def evaluate(model: torch.nn.Module, val: WindowSampler | None, cfg: TrainConfig, seed: int, rt: Runtime) -> float | None:
     """Mean loss over eval_iters fixed batches (same windows every time, so passes compare)."""
     if val is None:
         return None
@@ -58,8 +54,8 @@ def evaluate(model: torch.nn.Module, val: WindowSampler | None, cfg: TrainConfig
     losses = []
     for _ in range(cfg.eval_iters):
         x, y = val.next()
-        with autocast(cfg.dtype):
-            losses.append(lm_loss(model, x, y).item())
+        with rt.autocast():
+            losses.append(lm_loss(model, x.to(rt.device), y.to(rt.device)).item())
     model.train()
     return sum(losses) / len(losses)
 
@@ -74,6 +70,7 @@ class Loop:
     train: WindowSampler
     val: WindowSampler | None
     cfg: TrainConfig
+    runtime: Runtime
     start_step: int = 0
     rank: int = 0
     world_size: int = 1
@@ -83,10 +80,10 @@ class Loop:
     last: dict = field(default_factory=dict)
 
 
-def _mean_across_ranks(value: float, world_size: int) -> float:
+def _mean_across_ranks(value: float, world_size: int, device: str) -> float:
     if world_size == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=device)  # NCCL reduces GPU tensors only
     torch.distributed.all_reduce(t)
     return t.item() / world_size
 
@@ -100,9 +97,10 @@ def train_step(loop: Loop, step: int) -> tuple[float, float, float | None]:
     loss_sum = 0.0
     for micro in range(cfg.grad_accum):
         x, y = loop.train.next()
+        x, y = x.to(loop.runtime.device, non_blocking=True), y.to(loop.runtime.device, non_blocking=True)
         # DDP: all-reduce gradients only on the last micro-batch of the step.
         sync = micro == cfg.grad_accum - 1 or not hasattr(loop.model, "no_sync")
-        with (contextlib.nullcontext() if sync else loop.model.no_sync()), autocast(cfg.dtype):
+        with (contextlib.nullcontext() if sync else loop.model.no_sync()), loop.runtime.autocast():
             loss = lm_loss(loop.model, x, y) / cfg.grad_accum
         loss.backward()
         loss_sum += loss.item()
@@ -128,7 +126,7 @@ def run(loop: Loop) -> dict:
         train_seconds += time.perf_counter() - t_step
         steps_since += 1
         done = step + 1
-        record = {"step": done, "loss": _mean_across_ranks(loss, loop.world_size), "lr": lr}
+        record = {"step": done, "loss": _mean_across_ranks(loss, loop.world_size, loop.runtime.device), "lr": lr}
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         if done % cfg.log_every == 0 or done == cfg.max_steps:
@@ -137,7 +135,7 @@ def run(loop: Loop) -> dict:
             loop.log(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}", lr=f"{lr:.2e}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
-            val_loss = evaluate(loop.raw_model, loop.val, cfg, seed=cfg.seed + 10_000)
+            val_loss = evaluate(loop.raw_model, loop.val, cfg, seed=cfg.seed + 10_000, rt=loop.runtime)
             if val_loss is not None:
                 record["val_loss"] = val_loss
                 loop.log({"step": done, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})

@@ -1,7 +1,8 @@
 """`loom pretrain`: setup -> loop -> save. Reads top to bottom.
 
-Runs alone or under `torchrun --nproc_per_node N` (DDP over gloo on CPU): every rank builds the
-same initial model (same seed), samples its own windows (seed + rank), and rank 0 writes.
+Runs alone or under `torchrun --nproc_per_node N` (DDP over gloo on CPU, NCCL on GPUs; loom.runtime
+decides device and dtype): every rank builds the same initial model (same seed), samples its own
+windows (seed + rank), and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from loom import atomic, catalog, home
+from loom import atomic, catalog, home, runtime
 from loom.config import PretrainConfig, load
-from loom.data.shards import check_tokenizer_matches, open_split
+from loom.tokenizer.shards import check_tokenizer_matches, open_split
 from loom.errors import ExistsError, InputError, NotFoundError
 from loom.model.build import build_model, count_params, save_hf
 from loom.tokenizer.load import load_tokenizer
@@ -23,10 +24,10 @@ from loom.train import checkpoint, curves, loop
 from loom.train.batches import WindowSampler
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(backend: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group(backend)
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -57,9 +58,12 @@ def _load_config(run: Path, resume: bool, config_path: str | None, overrides: di
 def pretrain(data: str | None, name: str, config_path: str | None = None, overrides: dict | None = None,
              resume: bool = False, progress: bool = True) -> dict:
     # --- setup -------------------------------------------------------------------------------
-    rank, world = _distributed()
     run = home.run_dir(name)
     cfg, info = _load_config(run, resume, config_path, overrides or {})
+    t = cfg.train
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    rt = runtime.choose(t.device, t.dtype, pick_threads(t.threads, world_env)).apply()  # threads count on CPU only
+    rank, world = _distributed(rt.ddp_backend)
     if world > 1:
         torch.distributed.barrier()  # every rank has checked the run folder before rank 0 creates it
     data = data or info.get("data")
@@ -67,7 +71,6 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
         raise InputError(f"run {name!r} was trained on dataset {info['data']!r}, not {data!r}", "omit --data when resuming")
     if not data:
         raise InputError("no dataset given", "pass --data NAME (a dataset prepared and tokenized with `loom data`)")
-    torch.set_num_threads(pick_threads(cfg.train.threads, world))
 
     train_tokens, meta = open_split(data, "train")
     val_tokens, _ = open_split(data, "val")
@@ -76,7 +79,6 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
         raise NotFoundError(f"tokenizer of dataset {data!r} is gone ({tok_dir})", f"re-run `loom data tokenize {data} --tokenizer TOK`")
     tokenizer = load_tokenizer(str(tok_dir))
     check_tokenizer_matches(meta, tokenizer, "recorded (it changed since `loom data tokenize`)")
-    t = cfg.train
     sampler = WindowSampler(train_tokens, t.batch_size, t.seq_len, seed=t.seed + rank, split="train")
     val = WindowSampler(val_tokens, t.batch_size, min(t.seq_len, len(val_tokens) - 1), seed=0, split="val") if len(val_tokens) > 8 else None
 
@@ -87,6 +89,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
             raise InputError(f"checkpoint vocabulary {model.config.vocab_size} != tokenizer {len(tokenizer)}", "resume with the dataset the run was started on")
     else:
         model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, seed=t.seed)
+    model.to(rt.device)  # before the optimizer, so its state is made (or loaded) beside the weights
     optimizer = loop.make_optimizer(model, t)
     start_step = 0
     if ckpt is not None:
@@ -105,7 +108,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
         torch.distributed.barrier()
     raw_model = model
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if rt.kind == "cuda" else None)
     if t.compile:
         model = torch.compile(model)
 
@@ -127,7 +130,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
             curves.plot_loss(run / "metrics.jsonl", run / "loss.png", f"{name}: {count_params(raw_model) / 1e6:.2f}M params")
 
     # --- loop --------------------------------------------------------------------------------
-    the_loop = loop.Loop(model=model, raw_model=raw_model, optimizer=optimizer, train=sampler, val=val, cfg=t,
+    the_loop = loop.Loop(model=model, raw_model=raw_model, optimizer=optimizer, train=sampler, val=val, cfg=t, runtime=rt,
                          start_step=start_step, rank=rank, world_size=world, log=log,
                          checkpoint=save_checkpoint, progress=progress)
     try:
@@ -138,7 +141,7 @@ def pretrain(data: str | None, name: str, config_path: str | None = None, overri
         raise
 
     # --- save --------------------------------------------------------------------------------
-    result = {"run": name, "path": str(run), "model": str(run / "model"), "steps": t.max_steps,
+    result = {"run": name, "path": str(run), "model": str(run / "model"), "steps": t.max_steps, "device": rt.describe(),
               "params": count_params(raw_model), "last": last or _last_metrics(run)}
     result_for_rank = result | {"rank": rank}
     if rank == 0:

@@ -25,9 +25,9 @@ from loom.apps.support.store import KnowledgeBase
 from loom.config import SupportConfig
 from loom.data.clean import EN_STOPWORDS
 from loom.data.words import search_terms
+from loom.text import CJK_CHAR, CJK_RUN, has_cjk, language, sentences
 
 _PRONOUNS = re.compile(r"\b(it|its|that|this|those|these|they|them|there)\b|它|这个|那个|这些|那些|其|该", re.I)
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _BARE = re.compile(r"^[\W\d_]*$")  # "1", "[1]", "2." : what a small model writes when the prompt confuses it
 _IDK = ("i don't know", "i do not know", "no answer", "cannot answer", "不知道", "无法回答", "没有提到", "未提及")
 SHORT_PASSAGE = {"zh": 220, "en": 500}  # characters: a passage up to this long is the answer as it stands
@@ -51,8 +51,6 @@ TEXT = {
 }
 
 
-def language(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
 
 
 def rewrite(question: str, history: list[dict]) -> str:
@@ -60,7 +58,7 @@ def rewrite(question: str, history: list[dict]) -> str:
     previous = [m["content"] for m in history if m.get("role") == "user"]
     if not previous:
         return question
-    short = len(question.split()) <= 6 if not _CJK.search(question) else len(question) <= 10
+    short = len(question.split()) <= 6 if not has_cjk(question) else len(question) <= 10
     return f"{previous[-1]} {question}" if short or _PRONOUNS.search(question) else question
 
 
@@ -134,8 +132,6 @@ class SupportTurn:
 
     def _extract(self, hit: Hit) -> str:
         """The passage itself when short, else its sentences that share the most words with the question."""
-        from loom.apps.support.chunking import sentences
-
         body = hit.faq["answer"] if hit.faq else hit.text
         if len(body) <= SHORT_PASSAGE[self.lang]:
             return body
@@ -213,8 +209,6 @@ def key_sentence(passage: str, query: str, title: str = "") -> str:
     """The passage sentence sharing the most (non-stop) words with the query; the first on ties. When
     the heading matches the query better than any sentence ("恢复出厂设置" for "怎么恢复出厂设置？"), the
     section as a whole answers it and its opening sentence is the key one."""
-    from loom.apps.support.chunking import sentences
-
     wanted = {t for t in search_terms(query) if t not in EN_STOPWORDS}
     parts = [p for p in sentences(passage) if re.search(r"[^\W\d_]", p)] or [passage]  # list markers ("1.") out
     overlap = [len(wanted & set(search_terms(s))) for s in parts]
@@ -233,9 +227,9 @@ def _units(text: str) -> set[str]:
     """Chinese character pairs and other words, lowercased, stop words out."""
     text = text.lower()
     pairs = set()
-    for run in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+", text):
+    for run in CJK_RUN.findall(text):
         pairs |= {run[i:i + 2] for i in range(max(1, len(run) - 1))}
-    words = {w for w in re.findall(r"[^\W_]+", re.sub(r"[\u3400-\u9fff\uf900-\ufaff]", " ", text)) if w not in EN_STOPWORDS}
+    words = {w for w in re.findall(r"[^\W_]+", CJK_CHAR.sub(" ", text)) if w not in EN_STOPWORDS}
     return pairs | words
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from loom.apps.support import offtopic
 from loom.apps.support.store import KnowledgeBase
 from loom.errors import StorageError
+from loom.text import language
 
 MIN_SCORE = 0.5  # halfway between looking off-topic and looking like the KB's own questions
 LEXICAL_SLACK = 0.25  # how far below MIN_SCORE a question may be when its words are in the passage
@@ -48,7 +49,6 @@ _MAX_OWN = 200  # own-question samples per KB: bounds the cost on large KBs
 _MIN_SPAN = 0.02  # own - off can be ~0 on a tiny or odd KB; keep the scale finite
 _META_KEY = "answerability"
 _VERSION = 2  # of what is cached under _META_KEY: a KB measured by an older Loom is measured again
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 @dataclass
@@ -61,10 +61,6 @@ class Verdict:
     @property
     def confidence(self) -> float:
         return min(1.0, max(0.0, self.score))
-
-
-def _lang(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
 
 
 def anchors(kb: KnowledgeBase) -> dict:
@@ -80,7 +76,7 @@ def anchors(kb: KnowledgeBase) -> dict:
     out: dict = {"dense": {}, "faq": {}}
     for lang, questions in (("zh", offtopic.ZH), ("en", offtopic.EN)):
         off = _mean(_best(kb, kb.dense_index(), list(questions)))
-        mine = [s for q, s in own_sims.items() if _lang(q) == lang] or list(own_sims.values())
+        mine = [s for q, s in own_sims.items() if language(q) == lang] or list(own_sims.values())
         out["dense"][lang] = [off, _mean(mine)] if off is not None and mine else None
         out["faq"][lang] = _mean(_best(kb, kb.faq_index(), list(questions)))
     try:
@@ -97,7 +93,7 @@ def judge(kb: KnowledgeBase, lang: str, similarity: float, passage: str = "", co
     scale = anchors(kb)["dense"].get(lang)
     if scale is None or similarity <= -1.0:
         return Verdict(0.0, similarity, False, "the knowledge base is empty")
-    if passage and _lang(passage) not in READS.get(kb.encoder_name, {"zh", "en"}):
+    if passage and language(passage) not in READS.get(kb.encoder_name, {"zh", "en"}):
         return Verdict(0.0, similarity, False, f"{kb.encoder_name} cannot read the best passage's language")
     off, own = scale
     score = (similarity - off) / max(own - off, _MIN_SPAN)

@@ -5,14 +5,11 @@ still has its context. Sentence ends: . ! ? ; and Chinese 。！？；… (plus 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from itertools import groupby
 
-from loom.apps.support.readers import Block
-
-_SENTENCE = re.compile(r"(?<=[。！？；…])[”’」』）)]*|(?<=[.!?;])[\"')\]]*(?=\s)")
-
+from loom.data.readers import Block
+from loom.text import sentences  # noqa: F401  (re-exported: chunks and answers split alike)
 
 @dataclass
 class Chunk:
@@ -24,17 +21,6 @@ class Chunk:
     def indexed(self) -> str:
         """What retrieval sees: the heading path gives a chunk its topic."""
         return f"{self.title}\n{self.text}" if self.title else self.text
-
-
-def sentences(text: str) -> list[str]:
-    parts, start = [], 0
-    for m in _SENTENCE.finditer(text):
-        end = m.end()
-        if end > start:
-            parts.append(text[start:end].strip())
-            start = end
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
 
 
 def _pieces(text: str, max_chars: int) -> list[str]:

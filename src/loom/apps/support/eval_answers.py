@@ -24,7 +24,8 @@ import time
 import unicodedata
 from pathlib import Path
 
-from loom.apps.support.answer import SupportTurn, language
+from loom.apps.support.answer import SupportTurn
+from loom.text import language
 from loom.apps.support.store import KnowledgeBase
 from loom.config import SupportConfig
 from loom.errors import InputError

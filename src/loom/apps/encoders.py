@@ -1,4 +1,4 @@
-"""The dense encoders a knowledge base can use, loaded once per process through the registry."""
+"""The dense encoders apps share (knowledge bases, summaries): loaded once per process through the registry."""
 
 from __future__ import annotations
 
