@@ -66,3 +66,33 @@ def test_smollm2_gguf_answers(tmp_path, loom_home):
     assert '"chat": true' in listing.stdout
     # The dequantised copy is cached as a standard HF folder: second load is fast.
     assert any((loom_home / "cache" / "gguf").iterdir())
+
+
+def test_one_decode_path_alone_or_batched(in_pipeline):
+    """`loom generate`'s one-row engine and the server's batched engine (left-padded rows of different
+    lengths, joining together) give the same greedy tokens: the decode path is one."""
+    import threading
+
+    from loom import registry
+    from loom.backends.base import Request, Sampling
+    from loom.backends.local import generate
+    from loom.catalog import resolve
+    from loom.model.load import load_model
+
+    prompts = ["the", "the river runs past old stone bridges", "birds sing over green fields and quiet towns"]
+    model, tok = load_model(resolve("nano"))
+    alone = ["".join(generate(model, tok, p, GenerateConfig(max_new_tokens=12, temperature=0))) for p in prompts]
+    served = registry.open_backend("nano", max_batch=4)
+    results = [None] * len(prompts)
+    start = threading.Barrier(len(prompts))
+
+    def ask(i):
+        start.wait()
+        results[i] = "".join(c.text for c in served.stream(Request(Sampling(max_tokens=12, temperature=0), prompt=prompts[i])))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert served.engine.max_rows_seen > 1  # they really were decoded together
+    served.close()
+    assert results == alone

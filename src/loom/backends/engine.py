@@ -94,6 +94,22 @@ class BatchEngine:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)  # let torch finish its step before the interpreter exits
 
+    def run_inline(self, state: SequenceState):
+        """Decode one sequence in the calling thread, yielding its chunks (`loom generate`): the same
+        join/step/drop code as the worker, without a thread hop per token. Not for a shared engine."""
+        out: list = []
+        seq = _Seq(state, out.append)
+        with torch.inference_mode(), self.autocast():
+            self._join(seq)
+            self._drop_done()
+            while True:
+                yield from out
+                out.clear()
+                if not self._active:
+                    return
+                self._step()
+                self._drop_done()
+
     # -- worker side --------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
@@ -161,8 +177,11 @@ class BatchEngine:
         input_ids = torch.tensor([[s.next_token] for s in rows], device=self.device)
         positions = torch.tensor([[s.position] for s in rows], device=self.device)
         self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=self.device)], dim=1)
-        out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
-                         cache=self._cache, use_cache=True, logits_to_keep=1)
+        if len(rows) == 1:  # one row holds no padding (joins and drops trim it): no mask or positions needed
+            out = self.model(input_ids=input_ids, cache=self._cache, use_cache=True, logits_to_keep=1)
+        else:
+            out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
+                             cache=self._cache, use_cache=True, logits_to_keep=1)
         self._cache = out.cache
         self.steps += 1
         for r, seq in enumerate(rows):

@@ -144,13 +144,9 @@ class Generation:
         from loom.backends.engine import BatchEngine
 
         engine = BatchEngine(self.model, max_batch=1, max_queue=1, autocast=self.autocast or _no_autocast)
-        inbox: queue.Queue = queue.Queue()
-        try:
-            for chunk in _drain_sync(inbox, engine.submit(self.state, inbox.put)):
-                if chunk.text:
-                    yield chunk.text
-        finally:
-            engine.close()
+        for chunk in engine.run_inline(self.state):
+            if chunk.text:
+                yield chunk.text
 
 
 def generate(model, tokenizer, prompt: str, cfg: GenerateConfig, chat: bool = False, system: str | None = None,
