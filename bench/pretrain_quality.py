@@ -87,7 +87,7 @@ def main() -> None:
                  "train.save_every": args.steps}
     cfg = load(PretrainConfig, preset, overrides)
     t0 = time.perf_counter()
-    pretrain("chars", "loom", str(preset), overrides, progress=False)
+    pretrain("chars", "loom", cfg, progress=False)
     loom_seconds = time.perf_counter() - t0
     model, _ = load_model(resolve("loom"))
     train_tokens, _ = open_split("chars", "train")

@@ -71,7 +71,7 @@ def pipeline(tmp_path_factory):
     old = os.environ.get("LOOM_HOME")
     os.environ["LOOM_HOME"] = str(home)
     try:
-        from loom.config import DataConfig, TokenizeConfig, TokenizerConfig
+        from loom.config import DataConfig, PretrainConfig, TokenizeConfig, TokenizerConfig, load
         from loom.data.prepare import prepare
         from loom.tokenizer.shards import tokenize_dataset
         from loom.tokenizer.train import train_tokenizer
@@ -81,9 +81,9 @@ def pipeline(tmp_path_factory):
         prepare([str(corpus)], "tiny", DataConfig(), progress=False)
         train_tokenizer("tiny", "tok", TokenizerConfig(vocab_size=400), progress=False)
         tokenize_dataset("tiny", "tok", TokenizeConfig(val_fraction=0.1), progress=False)
-        result = pretrain("tiny", "nano", str(REPO / "configs/pretrain/nano.yaml"),
-                          {"train.max_steps": 20, "train.eval_every": 10, "train.save_every": 10, "train.threads": 1},
-                          progress=False)
+        cfg = load(PretrainConfig, REPO / "configs/pretrain/nano.yaml",
+                   {"train.max_steps": 20, "train.eval_every": 10, "train.save_every": 10, "train.threads": 1})
+        result = pretrain("tiny", "nano", cfg, progress=False)
     finally:
         if old is None:
             os.environ.pop("LOOM_HOME", None)

@@ -20,6 +20,7 @@ from loom.classify.data import indicator
 from loom.data.words import jieba_cut
 from loom.text import has_cjk
 from loom.classify.metrics import predictions
+from loom.train import loop
 
 KIND = "hf"
 
@@ -140,7 +141,6 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
     epochs = math.ceil(total / steps_per_epoch)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     gen = torch.Generator().manual_seed(cfg.seed)
     clf = NeuralClassifier(model, tokenizer, names, multi_label, cfg.max_len)
     best_f1, best_state, history, stale, step = -1.0, None, [], 0, 0
@@ -153,12 +153,10 @@ def finetune(train_texts, train_labels, val_texts, val_labels, names, multi_labe
             with rt.autocast():
                 logits = clf._logits([train_texts[i] for i in batch.tolist()])
             target = y[batch.to(rt.device)]
+            loop.set_lr(opt, loop.linear_lr(step, cfg.lr, warmup, total))  # the training loop's pieces
             loss = F.binary_cross_entropy_with_logits(logits, target) if multi_label else F.cross_entropy(logits, target, weight=weights)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            loop.clip_and_step(model, opt, 1.0)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)

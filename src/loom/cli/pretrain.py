@@ -31,7 +31,8 @@ def pretrain(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Pretrain a Llama-style decoder on a tokenized dataset. Works under `torchrun --nproc_per_node N`."""
-    from loom.train.pretrain import pretrain as run
+    from loom.config import PretrainConfig, load
+    from loom.train.pretrain import config_source, pretrain as run
 
     overrides = {
         "model.preset": preset, "train.max_steps": max_steps, "train.batch_size": batch_size, "train.seq_len": seq_len,
@@ -39,7 +40,8 @@ def pretrain(
         "train.compile": compile, "train.eval_every": eval_every, "train.save_every": save_every,
         "train.threads": threads, "train.seed": seed,
     }
-    result = run(data, name, str(config) if config else None, overrides, resume=resume, progress=not quiet)
+    cfg = load(PretrainConfig, config_source(name, resume, str(config) if config else None), overrides)
+    result = run(data, name, cfg, resume=resume, progress=not quiet)
     if result.get("rank", 0) == 0:
         last = result["last"]
         kv_table(f"run {name}", {"params": f"{result['params'] / 1e6:.2f}M", "steps": result["steps"],

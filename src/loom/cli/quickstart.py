@@ -20,7 +20,7 @@ def quickstart(
     from rich.markup import escape
 
     from loom import home
-    from loom.config import CONFIGS_DIR, DataConfig, GenerateConfig, TokenizeConfig, TokenizerConfig
+    from loom.config import CONFIGS_DIR, DataConfig, GenerateConfig, PretrainConfig, TokenizeConfig, TokenizerConfig, load
     from loom.data.bundled import write_dialogue_corpus
     from loom.data.prepare import prepare
     from loom.tokenizer.shards import tokenize_dataset
@@ -47,7 +47,7 @@ def quickstart(
     shutil.rmtree(home.run_dir(name), ignore_errors=True)  # quickstart always starts fresh
     overrides = {"train.max_steps": steps, "train.eval_every": max(50, steps // 6), "train.save_every": max(100, steps // 3)}
     preset = CONFIGS_DIR / "pretrain" / "quickstart.yaml"
-    result = pretrain(name, name, str(preset) if preset.is_file() else None, overrides)
+    result = pretrain(name, name, load(PretrainConfig, preset if preset.is_file() else None, overrides))
     console.rule("[bold]5/6 evaluate")
     ppl = evaluate_perplexity(name, name, "val", seq_len=128, progress=False)
     console.print(f"val loss {ppl['loss']:.4f}, perplexity {ppl['perplexity']:.2f} over {ppl['tokens']} tokens")

@@ -29,6 +29,24 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+def linear_lr(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warmup to `peak` over `warmup` steps, then linear decay to 0 at `total` (fine-tuning's schedule)."""
+    return peak * min((step + 1) / max(1, warmup), max(0.0, (total - step) / max(1, total - warmup)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> float | None:
+    """Clip the global gradient norm (0 = off), step, clear gradients. Returns the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) if max_norm > 0 else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return None if norm is None else float(norm)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """Decay matrices (embeddings included), not norms/biases (vectors). The fused kernel updates
     all parameters in one pass: ~6 ms vs ~36 ms per step for 14M params on 2 CPU cores."""
@@ -92,8 +110,7 @@ def train_step(loop: Loop, step: int) -> tuple[float, float, float | None]:
     """One optimizer step (grad_accum micro-batches). Returns (mean loss on this rank, lr, grad norm)."""
     cfg = loop.cfg
     lr = lr_at(step, cfg)
-    for group in loop.optimizer.param_groups:
-        group["lr"] = lr
+    set_lr(loop.optimizer, lr)
     loss_sum = 0.0
     for micro in range(cfg.grad_accum):
         x, y = loop.train.next()
@@ -104,10 +121,7 @@ def train_step(loop: Loop, step: int) -> tuple[float, float, float | None]:
             loss = lm_loss(loop.model, x, y) / cfg.grad_accum
         loss.backward()
         loss_sum += loss.item()
-    grad_norm = torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-    loop.optimizer.step()
-    loop.optimizer.zero_grad(set_to_none=True)
-    return loss_sum, lr, None if grad_norm is None else float(grad_norm)
+    return loss_sum, lr, clip_and_step(loop.model, loop.optimizer, cfg.grad_clip)
 
 
 def run(loop: Loop) -> dict:

@@ -43,23 +43,29 @@ def pick_threads(requested: int, world_size: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), free) // world_size)
 
 
-def _load_config(run: Path, resume: bool, config_path: str | None, overrides: dict) -> tuple[PretrainConfig, dict]:
-    saved = run / "run.json"
+def config_source(name: str, resume: bool, config_path: str | None) -> str | None:
+    """The YAML a run's settings come from: on --resume the run's own config.yaml (so flags given then,
+    such as a longer --max-steps, apply on top of what it started with), else the preset (None =
+    defaults). The caller loads it with its overrides and passes the typed config to pretrain()."""
+    run = home.run_dir(name)
     if resume:
-        if not saved.is_file():
-            raise NotFoundError(f"run {run.name!r} has nothing to resume at {run}", f"start it without --resume: `loom pretrain --data DATA --name {run.name}`")
-        info = json.loads(saved.read_text(encoding="utf-8"))
-        return load(PretrainConfig, run / "config.yaml", overrides), info
+        if not (run / "run.json").is_file():
+            raise NotFoundError(f"run {name!r} has nothing to resume at {run}", f"start it without --resume: `loom pretrain --data DATA --name {name}`")
+        return str(run / "config.yaml")
     if run.exists():
-        raise ExistsError(f"run {run.name!r} already exists at {run}", "pass --resume to continue it, or choose another --name")
-    return load(PretrainConfig, config_path, overrides), {}
+        raise ExistsError(f"run {name!r} already exists at {run}", "pass --resume to continue it, or choose another --name")
+    return config_path
 
 
-def pretrain(data: str | None, name: str, config_path: str | None = None, overrides: dict | None = None,
-             resume: bool = False, progress: bool = True) -> dict:
+def pretrain(data: str | None, name: str, cfg: PretrainConfig | None = None, resume: bool = False,
+             progress: bool = True) -> dict:
+    """Train run `name` with `cfg` (built by the caller: `load(PretrainConfig, config_source(...), overrides)`;
+    None = the run's saved config on resume, else the defaults)."""
     # --- setup -------------------------------------------------------------------------------
     run = home.run_dir(name)
-    cfg, info = _load_config(run, resume, config_path, overrides or {})
+    source = config_source(name, resume, None)  # checks the run folder: nothing to resume, or already there
+    cfg = cfg or load(PretrainConfig, source)
+    info = json.loads((run / "run.json").read_text(encoding="utf-8")) if resume else {}
     t = cfg.train
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     rt = runtime.choose(t.device, t.dtype, pick_threads(t.threads, world_env)).apply()  # threads count on CPU only
