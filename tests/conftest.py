@@ -3,6 +3,7 @@ corpus -> BPE tokenizer -> shards -> 2-layer model) is built once for the tests 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -64,13 +65,25 @@ def loom_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@contextlib.contextmanager
+def home_at(home: Path):
+    """LOOM_HOME points at `home` inside the block (session fixtures build shared state this way), then back."""
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if old is None:
+            os.environ.pop("LOOM_HOME", None)
+        else:
+            os.environ["LOOM_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory):
     """A finished tiny pipeline: dataset 'tiny' (tokenized), tokenizer 'tok', run 'nano' (20 steps)."""
     home = tmp_path_factory.mktemp("pipeline_home")
-    old = os.environ.get("LOOM_HOME")
-    os.environ["LOOM_HOME"] = str(home)
-    try:
+    with home_at(home):
         from loom.config import DataConfig, PretrainConfig, TokenizeConfig, TokenizerConfig, load
         from loom.data.prepare import prepare
         from loom.tokenizer.shards import tokenize_dataset
@@ -84,11 +97,6 @@ def pipeline(tmp_path_factory):
         cfg = load(PretrainConfig, REPO / "configs/pretrain/nano.yaml",
                    {"train.max_steps": 20, "train.eval_every": 10, "train.save_every": 10, "train.threads": 1})
         result = pretrain("tiny", "nano", cfg, progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("LOOM_HOME", None)
-        else:
-            os.environ["LOOM_HOME"] = old
     return {"home": home, "corpus": corpus, "run": result}
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import REPO, loom_cli
+from conftest import REPO, home_at, loom_cli
 
 DATA = REPO / "bench" / "data" / "support"
 
@@ -15,16 +15,10 @@ DATA = REPO / "bench" / "data" / "support"
 @pytest.fixture(scope="module")
 def lumio_file(tmp_path_factory):
     """The benchmark's shop, built once: bilingual FAQ, a Chinese speaker manual, an English vacuum manual (e5)."""
-    import os
-
     home = tmp_path_factory.mktemp("lumio_home")
-    old = os.environ.get("LOOM_HOME")
-    os.environ["LOOM_HOME"] = str(home)
-    try:
+    with home_at(home):
         loom_cli("kb", "create", "lumio")
         loom_cli("kb", "add", "lumio", str(DATA / "kb"))
-    finally:
-        os.environ.pop("LOOM_HOME") if old is None else os.environ.__setitem__("LOOM_HOME", old)
     return home / "kb" / "lumio.sqlite"
 
 

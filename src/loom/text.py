@@ -41,6 +41,17 @@ def language(text: str) -> str:
     return "zh" if has_cjk(text) else "en"
 
 
+_DASHES = re.compile(r"[\u2010-\u2015\u2212~～]")
+
+
+def fold(text: str) -> str:
+    """For comparing phrases: NFKC (full-width to half-width), lowercase, dashes as '-', no whitespace,
+    so "3–5 个工作日" and "3-5个工作日" compare equal; nothing looser."""
+    import unicodedata
+
+    return re.sub(r"\s+", "", _DASHES.sub("-", unicodedata.normalize("NFKC", text).lower()))
+
+
 def units(text: str) -> list[str]:
     """Length and overlap units: each CJK character alone, other letter/digit runs lowercased."""
     return _UNIT.findall(text.lower())

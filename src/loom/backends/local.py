@@ -5,6 +5,7 @@ transformers), run by the continuous-batching engine: the server, `loom chat` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 from collections.abc import AsyncIterator, Iterator
 
@@ -143,7 +144,7 @@ class Generation:
     def __iter__(self) -> Iterator[str]:
         from loom.backends.engine import BatchEngine
 
-        engine = BatchEngine(self.model, max_batch=1, max_queue=1, autocast=self.autocast or _no_autocast)
+        engine = BatchEngine(self.model, max_batch=1, max_queue=1, autocast=self.autocast or contextlib.nullcontext)
         for chunk in engine.run_inline(self.state):
             if chunk.text:
                 yield chunk.text
@@ -161,9 +162,3 @@ def generate(model, tokenizer, prompt: str, cfg: GenerateConfig, chat: bool = Fa
         raise InputError(f"prompt is {len(ids)} tokens; the model's context is {context}", "shorten the prompt")
     state = SequenceState(tokenizer, ids, cfg, stop_token_ids(tokenizer), context)
     return Generation(model, tokenizer, state, rt.autocast if rt else None)
-
-
-def _no_autocast():
-    import contextlib
-
-    return contextlib.nullcontext()

@@ -25,7 +25,7 @@ from loom.apps.support.store import KnowledgeBase
 from loom.config import SupportConfig
 from loom.data.clean import EN_STOPWORDS
 from loom.data.words import search_terms
-from loom.text import CJK_CHAR, CJK_RUN, has_cjk, language, sentences
+from loom.text import CJK_CHAR, CJK_RUN, fold, has_cjk, language, sentences
 
 _PRONOUNS = re.compile(r"\b(it|its|that|this|those|these|they|them|there)\b|它|这个|那个|这些|那些|其|该", re.I)
 _BARE = re.compile(r"^[\W\d_]*$")  # "1", "[1]", "2." : what a small model writes when the prompt confuses it
@@ -186,8 +186,8 @@ def _problem(answer: str, passage: str, key_sentence: str, question: str) -> str
         return "bare number"
     if any(p in answer.lower() for p in _IDK):
         return "the model found no answer in a passage judged to hold one"
-    said = _fold(answer)
-    missing = [f for f in facts(key_sentence) if _fold(f) not in said]
+    said = fold(answer)
+    missing = [f for f in facts(key_sentence) if fold(f) not in said]
     if missing:
         return f"leaves out {missing[0]!r} from the passage"
     if support(answer, passage) < SUPPORTED:
@@ -215,12 +215,6 @@ def key_sentence(passage: str, query: str, title: str = "") -> str:
     best = max(range(len(parts)), key=lambda i: (overlap[i], -i))
     heading = len(wanted & set(search_terms(title.split(" > ")[-1]))) if title else 0
     return parts[0] if heading > overlap[best] else parts[best]
-
-
-def _fold(text: str) -> str:
-    import unicodedata
-
-    return re.sub(r"\s+", "", re.sub(r"[\u2010-\u2015~～]", "-", unicodedata.normalize("NFKC", text).lower()))
 
 
 def _units(text: str) -> set[str]:

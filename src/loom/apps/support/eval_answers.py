@@ -18,23 +18,17 @@ Turns are not logged to the KB's conversation history.
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
-import unicodedata
 from pathlib import Path
 
 from loom.apps.support.answer import SupportTurn
-from loom.text import language
+from loom.text import fold, language
 from loom.apps.support.store import KnowledgeBase
 from loom.config import SupportConfig
 from loom.errors import InputError
 
-_DASHES = re.compile(r"[\u2010-\u2015\u2212~～]")
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", "", _DASHES.sub("-", unicodedata.normalize("NFKC", text).lower()))
+normalise = fold  # the answer check and the evaluation compare phrases the same way
 
 
 def read_questions(path: Path, need_answer: bool) -> list[dict]:
