@@ -2,12 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from loom.config import ClassifyConfig, DataConfig, PretrainConfig, ServeConfig, TokenizerConfig, load
+from loom.config import ClassifyConfig, DataConfig, PretrainConfig, ServeConfig, SFTConfig, TokenizerConfig, load
 from loom.errors import ConfigError, InputError
 from loom.model.build import resolve_shape
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": PretrainConfig, "classify": ClassifyConfig, "serve": ServeConfig}
+STAGES = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": PretrainConfig, "classify": ClassifyConfig, "serve": ServeConfig,
+          "finetune": SFTConfig}
 
 
 def test_every_shipped_preset_loads():

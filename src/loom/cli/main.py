@@ -12,6 +12,7 @@ from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
 from loom.cli.serve import chat, keys_app, serve
+from loom.cli.sft import finetune_sft
 from loom.cli.write import report, summarize, translate, write
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(tokenizer.app, name="tokenizer")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(models.app, name="models")
+classify_cmd.finetune_app.command("sft")(finetune_sft)
 app.add_typer(classify_cmd.finetune_app, name="finetune")
 app.add_typer(classify_cmd.datasets_app, name="datasets")
 app.add_typer(keys_app, name="keys")

@@ -1,4 +1,4 @@
-"""`loom models list|show|add|rm`: the model catalog."""
+"""`loom models list|show|add|rm|default|pull|merge`: the model catalog."""
 
 from __future__ import annotations
 
@@ -114,3 +114,31 @@ def pull(
     if default:
         catalog.set_default_chat_model(entry.name)
         console.print(f"default chat model: {entry.name}")
+
+
+@app.command()
+def merge(
+    name: str = typer.Argument(..., help="a LoRA run (from `loom finetune sft`)"),
+    out: str = typer.Option(None, "--out", "-o", help="name of the merged model (default: NAME-merged)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run of that name"),
+    json_out: bool = typer.Option(False, "--json", help="print the merge report as JSON"),
+) -> None:
+    """Fold a LoRA run's adapters into fp32 base weights: a plain HF folder any engine loads, registered as OUT."""
+    from pathlib import Path
+
+    from loom import catalog, home
+    from loom.errors import ExistsError
+    from loom.model.merge import merge as run_merge
+
+    entry = catalog.resolve(name)
+    out = out or f"{name}-merged"
+    target = home.run_dir(out)
+    if target.exists() and not overwrite:
+        raise ExistsError(f"run {out!r} already exists at {target}", "pass --overwrite, or choose another --out")
+    report = run_merge(Path(entry.path), target / "model")
+    catalog.add(out, str(target / "model"), backend="hf", chat=True, replace=True, task="generate",
+                description=f"{name} merged into {report['base']}")
+    if json_out:
+        print_json(report | {"name": out, "path": str(target / "model")})
+        return
+    kv_table(f"merged {name} -> {out}", report | {"path": str(target / "model")})

@@ -1,4 +1,4 @@
-"""Load a catalog entry (HF folder or GGUF file) as a transformers causal LM + tokenizer.
+"""Load a catalog entry (HF folder, LoRA run or GGUF file) as a transformers causal LM + tokenizer.
 
 GGUF files are dequantised by transformers (`gguf_file=`), which takes ~20 s for a 135M model.
 The dequantised fp32 copy is cached as a standard HF folder under $LOOM_HOME/cache/gguf/, so later
@@ -9,12 +9,14 @@ still claims GGUF quantisation, so the cache rebuilds a clean model from the con
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
-from loom import atomic, home
-from loom.errors import InputError
+from loom import atomic, catalog, home
 from loom.catalog import ModelEntry
+from loom.errors import InputError, NotFoundError
+from loom.model import adapters
 
 
 def _gguf_cache_dir(path: Path) -> Path:
@@ -59,6 +61,34 @@ def gguf_hf_folder(path: Path) -> Path:
     return cache
 
 
+def base_folder(name: str) -> Path:
+    """The HF folder a chat model's weights are read from: a GGUF model's dequantised fp32 copy
+    (built once, cached), an HF folder or Loom run as it is. Adapter runs must be merged first."""
+    entry = catalog.resolve(name)
+    if entry.backend == "gguf":
+        return gguf_hf_folder(Path(entry.path))
+    if entry.backend != "hf" or entry.task != "generate":
+        raise InputError(f"{name!r} is a {entry.task} model ({entry.backend}); instruction tuning needs a causal LM",
+                         "pick a chat model from `loom models list` (smollm2, qwen2.5-0.5b, a Loom run or an HF folder)")
+    path = Path(entry.path)
+    if adapters.is_adapter(path):
+        raise InputError(f"{name!r} is a LoRA run; it cannot be the base of another run as it is",
+                         f"merge it first: `loom models merge {name}`, then tune the merged model")
+    return path
+
+
+def adapter_base(path: Path) -> Path:
+    """The base folder of an adapter: the one recorded, else rebuilt from the base's catalog name (a
+    cleared GGUF cache is rebuilt rather than failing)."""
+    meta = adapters.read_meta(path)
+    recorded = Path(json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path") or "")
+    if str(recorded) and (recorded / "config.json").is_file():
+        return recorded
+    if meta.get("base"):
+        return base_folder(meta["base"])
+    raise NotFoundError(f"the base model of adapter {path} is gone ({recorded})", "re-register the base model, or retrain the run")
+
+
 def load_tokenizer(entry: ModelEntry):
     """Only the tokenizer (fast: lets callers validate inputs before loading weights)."""
     from transformers import AutoTokenizer
@@ -82,6 +112,8 @@ def load_model(entry: ModelEntry):
     path = Path(entry.path)
     if entry.backend == "gguf":
         return _load_gguf(path)
+    if adapters.is_adapter(path):  # a LoRA run: base + adapters, merged in memory (fp32, exact up to rounding)
+        return adapters.load_adapter_model(path, adapter_base(path))
     if not (path / "config.json").is_file():
         raise InputError(f"{path} is not a model folder (no config.json)", "pass a Loom run name or a Hugging Face model folder")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

@@ -18,20 +18,11 @@ from loom import atomic, home
 from loom.config import TokenizerConfig
 from loom.data.prepare import documents_path, iter_documents
 from loom.errors import ExistsError, InputError
+from loom.tokenizer.chat import CHATML as CHAT_TEMPLATE, IM_END, IM_START
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [EOS, PAD, IM_START, IM_END]
-
-# ChatML: the same layout SmolLM2 and Qwen use, so chat data and tools transfer between them.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 def _count_docs(path: Path) -> int:

@@ -1,0 +1,126 @@
+"""The model side of instruction tuning: the base with LoRA adapters (or all weights trainable), its
+resumable checkpoints, and the saved result.
+
+A checkpoint holds only what training changes: the trainable tensors (a few MB for LoRA) and the
+optimizer state, under checkpoints/step-NNNNNNNN/, each written whole or not at all."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+from loom import atomic
+from loom.config import SFTConfig
+from loom.errors import InputError
+
+_PREFIX = "step-"
+KEEP_LAST = 2
+
+
+def load_for_training(base_path: Path, tokenizer, added_tokens: int, cfg: SFTConfig, rt):
+    """The base on rt.device in fp32 (4-bit NF4 under --qlora), with LoRA adapters unless --no-lora."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # raised inside peft, not ours to fix
+    kwargs = {"dtype": torch.float32}
+    if cfg.qlora:
+        kwargs = _qlora_kwargs()
+    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if added_tokens:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if not cfg.qlora:
+        model.to(rt.device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not cfg.lora and not cfg.qlora:
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    targets = cfg.target_modules
+    lora = LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets[0] if targets == ["all-linear"] else targets,
+                      # new chat tokens need trained embedding rows: the input and output embeddings train whole
+                      modules_to_save=["embed_tokens", "lm_head"] if added_tokens else None)
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as e:  # peft names the missing module
+        raise InputError(f"cannot place LoRA adapters: {e}", "check --target-modules against the base's layer names "
+                         "(e.g. q_proj,k_proj,v_proj,o_proj), or use all-linear") from e
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return model
+
+
+def _qlora_kwargs() -> dict:
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError as e:
+        raise InputError("--qlora needs bitsandbytes", "pip install 'loom[gpu]' (bitsandbytes, on a CUDA machine)") from e
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": torch.cuda.current_device()}}
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {n: t.detach().cpu() for n, t in model.state_dict().items() if n in names}
+
+
+def checkpoint_dirs(run: Path) -> list[Path]:
+    root = run / "checkpoints"
+    found = [p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / "state.pt").is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name[len(_PREFIX):]))
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    dirs = checkpoint_dirs(run)
+    return dirs[-1] if dirs else None
+
+
+def save_checkpoint(run: Path, step: int, model, optimizer) -> None:
+    with atomic.folder_writer(run / "checkpoints" / f"{_PREFIX}{step:08d}", replace=True) as tmp:
+        torch.save({"step": step, "weights": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+    for old in checkpoint_dirs(run)[:-KEEP_LAST]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_checkpoint(ckpt: Path, model, optimizer) -> int:
+    """Load weights and optimizer state; returns the step to continue from."""
+    state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")
+    missing = set(state["weights"]) - set(model.state_dict())
+    if missing:
+        raise InputError(f"checkpoint {ckpt} does not fit this model (e.g. {sorted(missing)[0]})",
+                         "resume with the settings the run started with (omit --base, --lora-r, --template)")
+    model.load_state_dict(state["weights"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def save_model(out: Path, model, tokenizer, meta: dict, meta_name: str) -> None:
+    """LoRA: the peft adapter folder (its adapter_config.json names the base folder); full: a plain HF
+    folder. The tokenizer goes with it, chat template included. Written whole, then renamed into place."""
+    from transformers import GenerationConfig
+
+    with atomic.folder_writer(out, replace=True) as tmp:
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(tmp)
+        else:
+            model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+            model.to("cpu").save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic.write_json(tmp / meta_name, meta)
