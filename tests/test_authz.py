@@ -1,8 +1,8 @@
 """The authorisation matrix: every route, on an open server and on a keyed one with no key, a revoked
 key, a normal key and an admin key; one row per route, the expected status of every cell written out.
 
-Admin-only: /v1/keys (list, create, revoke), DELETE /v1/kb/NAME (a whole knowledge base) and
-server-side imports (`paths`, which also need --kb-import-dir and are refused on a server without keys)."""
+Admin-only: /v1/keys (list, create, revoke), /v1/train/jobs (training spends the server's compute),
+DELETE /v1/kb/NAME (a whole knowledge base) and server-side imports (`paths`, which also need --kb-import-dir and are refused on a server without keys)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ CHAT = {"model": "nano", "messages": [{"role": "user", "content": "the river"}],
 PUBLIC = {"open": 200, "none": 200, "revoked": 200, "user": 200, "admin": 200}
 USER = {"open": 200, "none": 401, "revoked": 401, "user": 200, "admin": 200}
 ADMIN = {"open": 200, "none": 401, "revoked": 401, "user": 403, "admin": 200}
+MISSING = {"open": 404, "none": 401, "revoked": 401, "user": 403, "admin": 404}  # admin-only, and the name is not there
 IMPORT = {"open": 403, "none": 401, "revoked": 401, "user": 403, "admin": 200}  # keys required, admin only
 
 # (method, path, request kwargs, expected status per cell). {cell} makes names unique per cell.
@@ -50,6 +51,12 @@ ROUTES = [
     ("POST", "/v1/translate", {"json": {"input": "hello", "to": "zh", "model": "slow"}}, USER),
     ("POST", "/v1/write", {"json": {"kind": "poem", "topic": "rain", "model": "nano", "retries": 0}}, USER),
     ("POST", "/v1/report", {"json": {"data": [{"city": "a", "sales": 1}, {"city": "b", "sales": 3}]}}, USER),
+    ("POST", "/v1/train/jobs", {"data": {"kind": "classify", "name": "job-{cell}", "base": "tfidf"},
+                                "files": {"data": ("reviews.csv", b"text,label\n" + b"great room,pos\nawful room,neg\n" * 10)}}, ADMIN),
+    ("GET", "/v1/train/jobs", {}, ADMIN),
+    ("GET", "/v1/train/jobs/job-{cell}", {}, ADMIN),
+    ("POST", "/v1/train/jobs/ghost/stop", {}, MISSING),
+    ("POST", "/v1/train/jobs/ghost/eval", {}, MISSING),
     ("GET", "/v1/keys", {}, ADMIN),
     ("DELETE", "/v1/keys/{victim}", {}, ADMIN),
     ("POST", "/v1/keys", {"json": {"name": "made-{cell}"}}, ADMIN),  # last: on an open server it creates the first key
@@ -127,7 +134,7 @@ def test_the_matrix_covers_every_route(servers):
     server, _, _ = servers["open"]
     schema = httpx.get(server.url + "/openapi.json").json()
     served = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
-    listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("{victim}", "{key_id}")
+    listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("job-{name}", "{name}").replace("/ghost", "/{name}").replace("{victim}", "{key_id}")
                .replace("/shop", "/{name}").replace("/nano/", "/{name}/").replace("/demo", "/{name}"))
               for m, p, _, _ in ROUTES}
     assert served - listed == set(), "routes missing from the authorisation matrix"

@@ -248,3 +248,59 @@ def test_forms_explain_bad_input(page, tmp_path):
     page.click("#w-run")
     assert "source,target" in page.text_content("#error")
     assert "Traceback" not in page.content()
+
+
+def test_training_from_the_page_then_chat_with_the_result(page, site, tmp_path):
+    """The Train tab: upload conversations, start an SFT job on 'nano', watch the loss curve fill in,
+    see the job finish, evaluate it on its held-out answers, then chat with the tuned model."""
+    import json
+
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in [("ping", "pong"), ("hello", "world"), ("red", "blue")]] * 10
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    page.click("[data-tab=train]")
+    page.wait_for_function("document.getElementById('train-base').options.length > 0")
+    page.select_option("#train-kind", "sft")
+    page.select_option("#train-base", "nano")
+    page.fill("#train-name", "webtuned")
+    page.set_input_files("#train-data", str(data))
+    page.fill("#train-steps", "40")
+    page.fill("#train-lr", "0.003")
+    page.uncheck("#train-lora")
+    page.click("#train-start")
+    page.wait_for_selector("#train-job:not([hidden])")
+    page.wait_for_selector("#train-state[data-status=finished]", timeout=120_000)
+    assert page.locator("#train-chart polyline").count() == 2  # train and validation curves
+    assert "full" in page.text_content("#train-result")
+    page.screenshot(path=str(ARTIFACTS / "train.png"))
+    page.click("#train-eval")
+    page.wait_for_function("document.getElementById('train-result').textContent.includes('%')", timeout=60_000)
+    page.click("#train-chat")
+    page.wait_for_selector("#chat:not([hidden])")
+    assert page.input_value("#chat-model") == "webtuned"
+    page.fill("#chat-input", "ping")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelectorAll('#chat-log .msg.assistant').length > 0 && "
+                           "!document.getElementById('chat-send').disabled", timeout=60_000)
+    assert page.locator("#chat-log .msg.assistant").last.text_content().strip() != ""
+
+
+def test_a_training_job_can_be_stopped(page, site, tmp_path):
+    import json
+
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}) + "\n"
+                            for i in range(40)), encoding="utf-8")
+    page.click("[data-tab=train]")
+    page.wait_for_function("document.getElementById('train-base').options.length > 0")
+    page.select_option("#train-base", "nano")
+    page.fill("#train-name", "endless")
+    page.set_input_files("#train-data", str(data))
+    page.fill("#train-steps", "100000")
+    page.click("#train-start")
+    page.wait_for_selector("#train-state[data-status=running]")
+    page.wait_for_function("document.querySelectorAll('#train-chart polyline').length > 0", timeout=60_000)
+    page.click("#train-stop")
+    page.wait_for_selector("#train-state[data-status=stopped]", timeout=60_000)
+    assert "endless" in page.text_content("#train-jobs")

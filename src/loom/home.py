@@ -3,7 +3,8 @@
     $LOOM_HOME/
       datasets/NAME/      documents.jsonl, report.json, train.bin, val.bin, meta.json
       tokenizers/NAME/    a Hugging Face tokenizer folder
-      runs/NAME/          checkpoints/, model/ (final HF folder), metrics.jsonl, loss.png, config.yaml
+      runs/NAME/          checkpoints/, model/ (final HF folder, or LoRA adapters), metrics.jsonl, loss.png, config.yaml
+      jobs/NAME/          training started over HTTP: the uploaded data, job.json, log.txt
       models/             model files pulled by `loom models pull` (e.g. qwen2.5-0.5b's GGUF)
       models.json         the model catalog (see loom.catalog)
       settings.json       user settings (the default chat model)
@@ -116,6 +117,15 @@ def evals_dir() -> Path:
 
 def eval_dir(name: str) -> Path:
     return child(evals_dir(), name, "evaluation report name")
+
+
+def jobs_dir() -> Path:
+    """jobs/: training started from the web page or API (NAME/ holds the uploaded data, job.json, log.txt)."""
+    return home() / "jobs"
+
+
+def job_dir(name: str) -> Path:
+    return jobs_dir() / check_name(name, "job name")
 
 
 def keys_db() -> Path:

@@ -25,7 +25,7 @@ from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
 from loom.errors import StorageError
-from loom.serve import errors, kb_routes, keys_routes, runs_routes, writing_routes
+from loom.serve import errors, kb_routes, keys_routes, runs_routes, train_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
 from loom.serve.limits import BodyLimit
@@ -53,6 +53,7 @@ class Server:
         self.import_roots = import_roots(settings.kb_import_dirs)  # where admin keys may import server files from
         self.limiter = RateLimiter()
         self.metrics = Metrics(self.backends)
+        self.jobs = train_routes.Jobs()  # fine-tunes started over HTTP (child processes)
         self._keys_checked, self._keys_exist = 0.0, False
 
     async def backend(self, name: str, trusted: bool = False) -> Backend:
@@ -112,7 +113,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
             announce("ready")
 
     app = FastAPI(title="Loom", version="0.1", summary="OpenAI-compatible API over local and remote models",
-                  on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()]])
+                  on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()], server.jobs.close])
     app.state.server = server
     errors.install(app)
     # Under the metrics middleware below (which sees its 413s); holds for chunked bodies too.
@@ -151,6 +152,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     app.include_router(runs_routes.router(authorize))
     app.include_router(runs_routes.evals_router(authorize))
     app.include_router(keys_routes.router(authorize, server))
+    app.include_router(train_routes.router(authorize, server))
 
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below

@@ -148,6 +148,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
             if grad_norm is not None:
                 record["grad_norm"] = grad_norm
             if done % cfg.log_every == 0 or done == total:
+                record["tokens"] = tokens * world  # real (not padding) tokens trained on since the last line
                 record["tokens_per_s"] = round(tokens * world / max(seconds, 1e-9), 1)
                 seconds, tokens = 0.0, 0
                 log(record)

@@ -143,8 +143,8 @@ async function showRun(name, live) {
   $("run-figure").hidden = false;
   if (live && !$("models").hidden) runTimer = setTimeout(() => run(() => showRun(name, true)), 3000);
 }
-function drawChart(train, val) {
-  const svg = $("run-chart");
+function drawChart(train, val, svgId) {
+  const svg = $(svgId || "run-chart");
   const all = train.concat(val);
   if (!all.length) { svg.innerHTML = ""; return; }
   const W = 600, H = 260, P = 36;
@@ -154,7 +154,8 @@ function drawChart(train, val) {
   const line = (pts, color) => `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(" ")}"/>`;
   svg.innerHTML = `<line x1="${P}" y1="${H - P}" x2="${W - P}" y2="${H - P}" stroke="#888"/><line x1="${P}" y1="${P}" x2="${P}" y2="${H - P}" stroke="#888"/>` +
     `<text x="${P}" y="${P - 8}" font-size="12">${maxL.toFixed(2)}</text><text x="${P}" y="${H - 8}" font-size="12">${minL.toFixed(2)} · step ${maxStep}</text>` +
-    line(train, "#1f5fbf") + line(val, "#c0392b");
+    line(train, "#1f5fbf") + line(val, "#c0392b") +
+    val.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="3" fill="#c0392b"/>`).join("");
 }
 $("models-refresh").addEventListener("click", loadModels);
 

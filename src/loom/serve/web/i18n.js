@@ -3,6 +3,11 @@
 const STRINGS = {
   en: {
     tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
+    tab_train: "Train", train_kind: "What", train_sft: "Chat model (instruction tuning)", train_classify: "Text classifier",
+    train_base: "Base", train_data: "Data", epochs: "Epochs", learning_rate: "Learning rate", train_start: "Start training",
+    train_hint: "Chat data: one JSON conversation per line ({\"messages\": [...]}, Alpaca or ShareGPT). Classifier data: .csv with text,label.",
+    train_eval: "Evaluate", train_chat: "Chat with it", train_jobs: "Jobs", stopped: "stopped", failed_job: "failed",
+    held_out: "held-out answers containing the reference", no_file: "Choose a data file first.",
     api_key: "API key", model: "Model", temperature: "Temperature", max_tokens: "Max tokens", system_prompt: "System prompt",
     message: "Message", type_message: "Type a message", send: "Send", stop: "Stop", reset: "Reset",
     copy_curl: "Copy as curl", copy_python: "Copy as Python", classifier: "Classifier", texts_one_per_line: "Texts, one per line",
@@ -28,6 +33,11 @@ const STRINGS = {
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
+    tab_train: "训练", train_kind: "类型", train_sft: "对话模型（指令微调）", train_classify: "文本分类器",
+    train_base: "基座", train_data: "数据", epochs: "轮数", learning_rate: "学习率", train_start: "开始训练",
+    train_hint: "对话数据：每行一个 JSON 对话（{\"messages\": [...]}、Alpaca 或 ShareGPT）。分类数据：含 text,label 两列的 .csv。",
+    train_eval: "评估", train_chat: "和它对话", train_jobs: "训练任务", stopped: "已停止", failed_job: "失败",
+    held_out: "留出集回答中包含参考答案的比例", no_file: "请先选择数据文件。",
     api_key: "API 密钥", model: "模型", temperature: "温度", max_tokens: "最大长度", system_prompt: "系统提示词",
     message: "消息", type_message: "输入消息", send: "发送", stop: "停止", reset: "清空",
     copy_curl: "复制为 curl", copy_python: "复制为 Python", classifier: "分类器", texts_one_per_line: "文本，每行一条",
