@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The CUDA path, end to end, in under 5 minutes on one GPU (issue 15): pretrain the tiny preset on
-# `cuda` and generate with the engine there, printing the device used and tokens/s. Run it on a GPU
+# The CUDA path, end to end, in under 5 minutes on one GPU (issues 15, 16): pretrain the tiny preset on
+# `cuda` and generate with the engine there, printing the device used and tokens/s; then instruction
+# tuning in the SmolLM2-135M shape, Loom (full and LoRA) against a plain transformers loop (eager and
+# compiled), with tokens/s and MFU (bench/sft_gpu.py). Run it on a GPU
 # machine from the repository root after `make install` (or with torch + loom importable):
 #
 #     bash bench/gpu_check.sh [STEPS]
@@ -68,4 +70,10 @@ for rows in (16, 1):
 lm.close()
 PY
 "$PY" -m loom generate gpu --prompt "the" --max-new-tokens 64 --device "$DEVICE" --seed 0 >/dev/null
+echo "== instruction tuning on $DEVICE: Loom vs a plain transformers loop, SmolLM2-135M shape (issue 16)"
+if [ "$DEVICE" = cuda ]; then
+    "$PY" bench/sft_gpu.py --tokenizer "$LOOM_HOME/tokenizers/gpu" --device cuda --steps "${SFT_STEPS:-12}"
+else
+    "$PY" bench/sft_gpu.py --tokenizer "$LOOM_HOME/tokenizers/gpu" --device cpu --small --batch 2 --len 128 --steps 3 --no-compile
+fi
 echo "gpu_check: OK"

@@ -31,7 +31,8 @@ def finetune_sft(
     device: str = typer.Option(None, help="auto | cpu | cuda | mps (auto: a GPU when there is one)"),
     dtype: str = typer.Option(None, help="auto | fp32 | bf16"),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    eval_every: int = typer.Option(None), save_every: int = typer.Option(None),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the decoder (worth it on GPUs)"),
+    eval_every: int = typer.Option(None), save_every: int = typer.Option(None), log_every: int = typer.Option(None),
     seed: int = typer.Option(None), threads: int = typer.Option(None),
     config: Path = typer.Option(None, "--config", "-c", help="YAML preset (configs/finetune/*.yaml)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
@@ -47,7 +48,7 @@ def finetune_sft(
                  "target_modules": [t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
                  "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
                  "max_len": max_len, "packing": packing, "template": template, "device": device, "dtype": dtype,
-                 "gradient_checkpointing": gradient_checkpointing, "eval_every": eval_every, "save_every": save_every,
+                 "gradient_checkpointing": gradient_checkpointing, "compile": compile, "eval_every": eval_every, "save_every": save_every, "log_every": log_every,
                  "seed": seed, "threads": threads}
     cfg = load(SFTConfig, config_source(name, resume, str(config) if config else None, overwrite), overrides)
     summary = run(str(data) if data else None, name, cfg, str(val) if val else None, overwrite, resume,

@@ -91,7 +91,7 @@ def learnt_tokens(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
-def _parts(model):
+def decoder_and_head(model):
     """(decoder, output head) of a causal LM, through a peft wrapper; None when the model is not laid
     out as .model + .lm_head (then the full forward pass is used)."""
     inner = model.module if hasattr(model, "module") else model  # DDP
@@ -111,7 +111,7 @@ def sft_loss_sum(model, batch: dict, device) -> torch.Tensor:
     positions = batch["positions"].to(device, non_blocking=True) if batch["positions"] is not None else None
     targets = labels[:, 1:]
     keep = targets != IGNORE  # [B, T-1]: position t predicts token t+1
-    parts = _parts(model)
+    parts = decoder_and_head(model)
     if parts is not None and not hasattr(model, "module"):
         decoder, head = parts
         hidden = decoder(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state  # [B, T, d]

@@ -41,7 +41,7 @@ def load_for_training(base_path: Path, tokenizer, added_tokens: int, cfg: SFTCon
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not cfg.lora and not cfg.qlora:
-        return model
+        return _compiled(model, cfg)
     from peft import LoraConfig, TaskType, get_peft_model
 
     if cfg.qlora:
@@ -60,6 +60,16 @@ def load_for_training(base_path: Path, tokenizer, added_tokens: int, cfg: SFTCon
                          "(e.g. q_proj,k_proj,v_proj,o_proj), or use all-linear") from e
     if cfg.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return _compiled(model, cfg)
+
+
+def _compiled(model, cfg: SFTConfig):
+    """Compile the decoder in place (the loss calls it directly; the module tree, and so saving, is unchanged)."""
+    if cfg.compile:
+        from loom.train.sft_batches import decoder_and_head
+
+        parts = decoder_and_head(model)
+        (parts[0] if parts else model).compile()
     return model
 
 
