@@ -48,6 +48,28 @@ def test_ddp_two_processes_train_and_checkpoint(tmp_path, loom_home):
     assert json.loads((run / "result.json").read_text())["steps"] == 30
 
 
+def test_sft_under_torchrun_two_processes_on_gloo(tmp_path, loom_home, pipeline):
+    """Instruction tuning data-parallel on CPU (DDP over gloo), as `torchrun` runs it on GPUs with NCCL:
+    rank 0 alone writes metrics and the model, and the tuned model answers."""
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in [("ping", "pong"), ("hello", "world"), ("red", "blue")]] * 12
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run_loom("models", "add", "nano", str(pipeline["home"] / "runs" / "nano" / "model"), env_home=loom_home)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    args = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "finetune", "sft", "--base", "nano",
+            "--data", str(data), "--name", "ddp-sft", "--no-lora", "--max-steps", "150", "--lr", "3e-3", "--batch-size", "4",
+            "--max-len", "64", "--threads", "1", "--quiet"]
+    proc = subprocess.run(args, cwd=REPO, env=dict(os.environ, LOOM_HOME=str(loom_home)), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = loom_home / "runs" / "ddp-sft"
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert steps == list(range(10, 151, 10))  # one line per 10 steps: rank 0 only
+    assert proc.stdout.count("train loss") == 1
+    answer = run_loom("generate", "ddp-sft", "--prompt", "ping", "--temperature", "0", "--max-new-tokens", "8", env_home=loom_home)
+    assert "pong" in answer.stdout
+
+
 def test_quickstart_runs_the_whole_pipeline(loom_home):
     proc = run_loom("quickstart", "--steps", "40", env_home=loom_home, timeout=900)
     out = proc.stdout + proc.stderr

@@ -53,6 +53,8 @@ def finetune_sft(
     cfg = load(SFTConfig, config_source(name, resume, str(config) if config else None, overwrite), overrides)
     summary = run(str(data) if data else None, name, cfg, str(val) if val else None, overwrite, resume,
                   progress=not (quiet or json_out))
+    if summary["rank"] != 0:  # under torchrun, rank 0 reports
+        return
     if json_out:
         print_json(summary)
         return

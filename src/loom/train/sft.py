@@ -174,7 +174,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
     summary = {"name": name, "base": cfg.base, "method": "qlora" if cfg.qlora else "lora" if cfg.lora else "full",
                "device": rt.describe(), "steps": total, "examples": report.summary(), "val_examples": len(val_ex),
                "formats": dict(data.formats), "dropped_rows": len(data.dropped), "rows": len(rows),
-               "trainable_params": sum(p.numel() for p in params), "last": record, "path": str(run)}
+               "trainable_params": sum(p.numel() for p in params), "last": record, "path": str(run), "rank": rank}
     if rank == 0:
         meta = {"base": cfg.base, "base_path": str(base_path), "template": cfg.template, "method": summary["method"],
                 "added_tokens": added, "max_len": cfg.max_len}
