@@ -10,7 +10,7 @@ Everything goes through the CLI (`loom datasets export`, `loom finetune sft`, `l
 LOOM_HOME of its own (the base's catalog entries are copied in when --home-from is given).
 
     python bench/sft_quality.py [--set bbc-topic] [--base smollm2] [--preset finetune/lora-smollm2]
-                                [--max-steps 150] [--test 219] [--home-from ~/.loom]
+                                [--max-steps 150] [--test 0] [--home-from ~/.loom]
 """
 
 from __future__ import annotations

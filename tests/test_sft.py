@@ -253,3 +253,34 @@ def test_resume_continues_from_the_last_checkpoint(nano_home, tmp_path):
     assert (run / "checkpoints" / "step-00000003").is_dir() and not (run / "model").exists()
     resumed = finetune_sft(None, "broken", None, resume=True, progress=False)
     assert resumed["last"]["loss"] == pytest.approx(full["last"]["loss"], rel=1e-4)
+
+
+def test_ready_instruction_sets_export_with_a_fixed_split(tmp_path):
+    def export(name, split, *extra):
+        out = tmp_path / f"{name}-{split}.jsonl"
+        loom_cli("datasets", "export", name, "--split", split, "--out", str(out), *extra)
+        return [json.loads(line)["messages"] for line in out.read_text(encoding="utf-8").splitlines()]
+
+    test, train = export("bbc-topic", "test"), export("bbc-topic", "train")
+    assert len(test) == 207 and len(train) == 1870  # one in ten held out, by a hash of the article's opening
+    assert {m[-1]["content"] for m in test} == {"business", "entertainment", "politics", "sports", "tech"}
+    assert not {m[0]["content"] for m in test} & {m[0]["content"] for m in train}
+    zh = export("zh-sentiment-qa", "test", "--limit", "50")
+    assert len(zh) == 50 and {m[-1]["content"] for m in zh} <= {"正面", "负面"} and "评论" in zh[0][0]["content"]
+    chat = export("chatterbot-chat", "all")
+    assert any(len(m) >= 4 for m in chat) and all(m[-1]["role"] == "assistant" for m in chat)
+
+
+def test_validation_file_and_eval_metrics(nano_home, tmp_path):
+    """--val FILE is used as the held-out set; eval chat scores rouge and chrf as well as exact/contains."""
+    from loom.apps.eval_chat import score
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(2))
+    val = write_jsonl(tmp_path / "val.jsonl", pair_rows(1)[:3])
+    out = json.loads(loom_cli("finetune", "sft", "--base", "nano", "--data", data, "--val", val, "--name", "v",
+                              "--max-steps", "3", "--max-len", "64", "--json").stdout)
+    assert out["val_examples"] == 3 and out["examples"]["kept"] == 12 and "val_loss" in out["last"]
+    assert score("exact", "Sport.", "sport") == 1.0 and score("contains", "It is 正面。", "正面") == 1.0
+    assert score("rouge", "the cat sat", "the cat sat") == 1.0 and score("chrf", "abc", "xyz") < 0.1
+    bad = loom_cli("eval", "chat", "nano", "--data", data, "--metric", "bleu", check=False)
+    assert bad.returncode == 2 and "unknown metric" in bad.stdout + bad.stderr

@@ -115,7 +115,7 @@ def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
 def datasets_export(
     name: str = typer.Argument(..., help="see `loom datasets list`"),
     out: Path = typer.Option(..., "--out", "-o", help="labelled sets: .csv or .jsonl (text, label); instruction sets: .jsonl (messages)"),
-    split: str = typer.Option("all", help="instruction sets: train | test | all (a fixed hash split, 1 in 10 to test)"),
+    split: str = typer.Option("all", help="instruction sets: train | test | all (a fixed hash split: about 1 in 10 to test)"),
     limit: int = typer.Option(0, help="instruction sets: at most N conversations (0 = all)"),
 ) -> None:
     """Write a ready dataset: labelled rows for `loom finetune classify`, conversations for `loom finetune sft`."""

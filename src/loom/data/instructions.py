@@ -62,20 +62,22 @@ def _bbc_articles() -> list[tuple[str, str, str]]:
             except UnicodeDecodeError:
                 text = raw.decode("latin-1")
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            if len(lines) < 2 or lines[0] in seen:
+            body = " ".join(lines[1:])
+            opening = _words(body, ARTICLE_WORDS)  # what the prompt shows: one article per opening, whatever its headline
+            if len(lines) < 2 or opening in seen:
                 continue
-            seen.add(lines[0])
-            out.append((lines[0], " ".join(lines[1:]), section.name))
+            seen.add(opening)
+            out.append((lines[0], body, section.name))
     return out
 
 
-def _bbc_topic():
-    return [(head, [{"role": "user", "content": TOPIC_PROMPT.format(article=_words(body, ARTICLE_WORDS))},
+def _bbc_topic():  # split by the article's opening, so no prompt is in both splits
+    return [(_words(body, ARTICLE_WORDS), [{"role": "user", "content": TOPIC_PROMPT.format(article=_words(body, ARTICLE_WORDS))},
                     {"role": "assistant", "content": section}]) for head, body, section in _bbc_articles()]
 
 
 def _bbc_headline():
-    return [(head, [{"role": "user", "content": HEADLINE_PROMPT.format(article=_words(body, ARTICLE_WORDS))},
+    return [(_words(body, ARTICLE_WORDS), [{"role": "user", "content": HEADLINE_PROMPT.format(article=_words(body, ARTICLE_WORDS))},
                     {"role": "assistant", "content": head}]) for head, body, _ in _bbc_articles()]
 
 
