@@ -81,8 +81,12 @@ def peer_fasttext(train, test, chinese: bool) -> dict:
             for text, label in fit_rows:
                 f.write(f"__label__{label} {prep(text)}\n")
         t0 = time.perf_counter()
-        model = fasttext.train_supervised(f.name, epoch=epoch, lr=lr, wordNgrams=ngrams, dim=100, minCount=1, verbose=0,
-                                          thread=2, seed=0)
+        try:
+            model = fasttext.train_supervised(f.name, epoch=epoch, lr=lr, wordNgrams=ngrams, dim=100, minCount=1, verbose=0,
+                                              thread=2, seed=0)
+        except RuntimeError:  # "Encountered NaN": two hogwild threads can diverge at lr 0.5; one thread does not race
+            model = fasttext.train_supervised(f.name, epoch=epoch, lr=lr, wordNgrams=ngrams, dim=100, minCount=1, verbose=0,
+                                              thread=1, seed=0)
         t1 = time.perf_counter()
         os.unlink(f.name)
         pred = np.array([model.predict(prep(text))[0][0].removeprefix("__label__") for text, _ in rows])

@@ -7,15 +7,15 @@ Each variant runs in its own subprocess (so peak RSS is its own), alternating ov
 plain, loom (no packing), loom --packing. Tokens/s counts real tokens (no padding) over every step
 but the first (warm-up). Target (issue 16): loom / plain >= 1.0 with and without packing.
 
-    python bench/sft_throughput.py [--steps 8] [--batch-size 8] [--max-len 256] [--rounds 2]
+    python bench/sft_throughput.py [--steps 8] [--batch-size 8] [--max-len 384] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +50,7 @@ def plain(args) -> float:
     for conv in examples(args.batch_size * args.steps):
         ids = tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"][: args.max_len]
         n_prompt = len(tok(tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
-        rows.append((ids, [-100] * n_prompt + ids[n_prompt:]))
+        rows.append((ids, ([-100] * n_prompt + ids[n_prompt:])[: len(ids)]))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
     tokens, seconds = 0, 0.0
@@ -78,16 +78,19 @@ def loom(args, packing: bool) -> float:
     from loom.data.chat import write_conversations
     from loom.train.sft import finetune_sft
 
-    os.environ["LOOM_HOME"] = tempfile.mkdtemp(prefix="sftbench-")
-    data = Path(os.environ["LOOM_HOME"]) / "data.jsonl"
+    data = Path(tempfile.mkdtemp(prefix="sftbench-")) / "data.jsonl"
     write_conversations(data, examples(args.batch_size * args.steps))
     cfg = SFTConfig(base="smollm2", lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], lr=1e-4,
                     max_steps=args.steps if not packing else 10_000, epochs=1, batch_size=args.batch_size, max_len=args.max_len,
                     packing=packing, val_fraction=0.0, log_every=1, eval_every=100_000, save_every=100_000)
     if packing:  # one epoch of the same examples: fewer, fuller rows
         cfg = cfg.model_copy(update={"max_steps": 0})
-    result = finetune_sft(str(data), "bench", cfg, progress=False)
+    result = finetune_sft(str(data), "sft-throughput-bench", cfg, overwrite=True, progress=False)
     lines = [json.loads(x) for x in (Path(result["path"]) / "metrics.jsonl").read_text().splitlines()]
+    from loom import catalog
+
+    catalog.remove("sft-throughput-bench")
+    shutil.rmtree(result["path"])
     steps = [r for r in lines if "tokens" in r][1:]  # drop the warm-up step
     return sum(r["tokens"] for r in steps) / sum(r["tokens"] / r["tokens_per_s"] for r in steps)
 
@@ -105,7 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-len", type=int, default=256)
+    ap.add_argument("--max-len", type=int, default=384, help="above every example's length: nothing is cut")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--variant", default="")
     args = ap.parse_args()
