@@ -63,8 +63,19 @@ def main() -> None:
         return json.loads(loom("eval", "chat", model, "--data", str(test), "--metric", metric, "--max-tokens", "32",
                                "--device", args.device, "--json", *limit, env=env))
 
+    def also_contains(result: dict) -> str:
+        """exact is strict about wording ("Business." passes, "It is business news." does not); contains shows
+        how much of a gap is wording, from the same answers."""
+        if metric != "exact":
+            return ""
+        from loom.apps.eval_chat import score as one
+
+        return f", contains {sum(one('contains', r['answer'], r['reference']) for r in result['results']) / len(result['results']):.4f}"
+
     base = score(args.base)
-    print(f"base {args.base}: {metric} {base[metric]:.4f} on {base['examples']} test examples ({base['seconds']:.0f} s)", flush=True)
+    print(f"base {args.base}: {metric} {base[metric]:.4f}{also_contains(base)} on {base['examples']} test examples "
+          f"({base['seconds']:.0f} s)", flush=True)
+    print("  e.g. " + " | ".join(repr(r["answer"][:50]) for r in base["results"][:3]), flush=True)
     t0 = time.perf_counter()
     summary = json.loads(loom("finetune", "sft", "-c", args.preset, "--base", args.base, "--data", str(train), "--name", "tuned",
                               "--max-steps", str(args.max_steps), "--device", args.device, "--json", env=env))
@@ -74,7 +85,7 @@ def main() -> None:
           f"val loss {summary['last'].get('val_loss', float('nan')):.3f}", flush=True)
     tuned = score("tuned")
     gain = 100 * (tuned[metric] - base[metric])
-    print(f"tuned: {metric} {tuned[metric]:.4f} on {tuned['examples']} test examples")
+    print(f"tuned: {metric} {tuned[metric]:.4f}{also_contains(tuned)} on {tuned['examples']} test examples")
     print(f"\n{args.set} on {args.base}: base {base[metric]:.4f} -> tuned {tuned[metric]:.4f} = {gain:+.1f} points "
           f"(target >= +20 within 30 min of training: {'PASS' if gain >= 20 and minutes <= 30 else 'FAIL'})")
     if args.set in CLASSIFIER_BEST:
