@@ -42,6 +42,10 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
         info["architecture"] = ", ".join(cfg.get("architectures", []))
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings"):
             info[key] = cfg.get(key)
+    sft = Path(entry.path) / "loom_sft.json"
+    if entry.backend == "hf" and sft.is_file():  # an instruction-tuned run: what it was tuned from, and how
+        meta = json.loads(sft.read_text(encoding="utf-8"))
+        info["tuned_from"], info["method"] = meta.get("base"), meta.get("method")
     if json_out:
         print_json(info)
     else:
