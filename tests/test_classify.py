@@ -242,7 +242,8 @@ def test_non_utf8_and_unseen_labels(tmp_path, loom_home):
 def test_ready_datasets(tmp_path, loom_home):
     listing = json.loads(run_loom("datasets", "list", "--json", env_home=loom_home).stdout)
     by_name = {d["name"]: d for d in listing}
-    assert set(by_name) == {"zh-sentiment", "bbc-news", "tang-poems"}
+    assert {n for n, d in by_name.items() if d["kind"] == "labelled"} == {"zh-sentiment", "bbc-news", "tang-poems"}
+    assert {"bbc-topic", "zh-sentiment-qa"} <= set(by_name)  # instruction sets (loom finetune sft) are listed too
     assert by_name["zh-sentiment"]["installed"] and by_name["bbc-news"]["installed"]  # pip packages of the default install
     out = tmp_path / "zh.csv"
     run_loom("datasets", "export", "zh-sentiment", "--out", str(out), env_home=loom_home)
@@ -251,7 +252,7 @@ def test_ready_datasets(tmp_path, loom_home):
     assert len(rows) == 17363 and len(set(texts)) == len(texts)  # deduplicated, conflicts dropped
     assert {r["label"] for r in rows} == {"pos", "neg"}
     proc = run_loom("datasets", "export", "nope", "--out", str(out), env_home=loom_home, check=False)
-    assert proc.returncode == 2 and "available: zh-sentiment, bbc-news, tang-poems" in proc.stderr
+    assert proc.returncode == 2 and "available: zh-sentiment, bbc-news, tang-poems, bbc-topic" in proc.stderr
 
 
 def _small_chinese_three_class(seed: int, train_per_class: int = 217, test_per_class: int = 200):

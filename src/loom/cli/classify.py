@@ -130,8 +130,11 @@ def datasets_export(
                       f"--metric {instructions.get(name).metric}")
         return
     from loom.classify.predict import write_rows
-    from loom.datasets import get
+    from loom.datasets import READY, get
+    from loom.errors import NotFoundError
 
+    if name not in READY:
+        raise NotFoundError(f"no ready dataset named {name!r}", f"available: {', '.join(list(READY) + list(instructions.SETS))}")
     rows = get(name).load()
     write_rows(out, [{"text": t, "label": label} for t, label in rows], ["text", "label"])
     console.print(f"{len(rows)} rows -> {out}")

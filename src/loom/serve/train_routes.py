@@ -14,6 +14,7 @@ one gets 409.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -127,6 +128,9 @@ def _flags(kind: str, base: str, epochs: float | None, max_steps: int | None, lr
     """CLI flags for the job, validated here first (a bad value is a 400 now, not a failed job later)."""
     if not (kind == "classify" and base in ("tfidf", "minilm", "e5")):
         catalog.resolve(base, allow_paths=False)  # a model the server offers by name, never a path
+    for field, value in (("epochs", epochs), ("lr", lr)):
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{field} must be a finite number (got {value})", f"send a positive {field}")
     if kind == "classify" and epochs is not None and epochs != int(epochs):
         raise InputError("classifier epochs must be a whole number", "e.g. epochs=3")
     values = {"base": base, "epochs": (epochs if kind == "sft" else int(epochs)) if epochs is not None else None,
