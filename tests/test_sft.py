@@ -217,6 +217,11 @@ def test_bad_input_is_named_and_leaves_nothing(nano_home, pipeline, tmp_path):
     assert out["examples"]["dropped_too_long"] == 1 and out["examples"]["truncated"] == 1
     assert out["examples"]["length_max"] <= 48
 
+    # a run named like a registered model would replace it when registered: refused before training
+    taken = loom_cli("finetune", "sft", "--base", "nano", "--data", write_jsonl(tmp_path / "p4.jsonl", pair_rows(1)),
+                     "--name", "nano", "--max-steps", "2", check=False)
+    assert taken.returncode == 2 and "already registered" in taken.stdout + taken.stderr
+
     again = loom_cli("finetune", "sft", "--base", "nano", "--data", write_jsonl(tmp_path / "p3.jsonl", pair_rows(1)),
                      "--name", "long", "--max-steps", "2", check=False)
     assert again.returncode == 2 and "already exists" in again.stdout + again.stderr

@@ -265,7 +265,7 @@ def test_training_from_the_page_then_chat_with_the_result(page, site, tmp_path):
     page.select_option("#train-base", "nano")
     page.fill("#train-name", "webtuned")
     page.set_input_files("#train-data", str(data))
-    page.fill("#train-steps", "40")
+    page.fill("#train-steps", "150")
     page.fill("#train-lr", "0.003")
     page.uncheck("#train-lora")
     page.click("#train-start")
@@ -279,6 +279,7 @@ def test_training_from_the_page_then_chat_with_the_result(page, site, tmp_path):
     page.click("#train-chat")
     page.wait_for_selector("#chat:not([hidden])")
     assert page.input_value("#chat-model") == "webtuned"
+    page.fill("#chat-temp", "0")  # greedy: the answer the tuned model learnt, not a sampled end-of-turn
     page.fill("#chat-input", "ping")
     page.click("#chat-send")
     page.wait_for_function("document.querySelectorAll('#chat-log .msg.assistant').length > 0 && "

@@ -133,6 +133,17 @@ def add(name: str, path: str, backend: Backend | None = None, chat: bool = False
     return entry
 
 
+def check_run_name(name: str, model_path: Path) -> None:
+    """Before a run trains: its name will be registered for model_path, so it must not take over a
+    built-in or a model registered for anything else (a run named like a served model would replace it)."""
+    if name in BUILTINS:
+        raise ExistsError(f"{name!r} is a built-in model name", "choose another --name")
+    entry = _read_catalog().get(name)
+    if entry is not None and Path(entry["path"]) != Path(model_path):
+        raise ExistsError(f"a model named {name!r} is already registered ({entry['path']})",
+                          f"choose another --name, or unregister it first with `loom models rm {name}`")
+
+
 def remove(name: str) -> None:
     if name in BUILTINS:
         raise InputError(f"{name!r} is built in and cannot be removed", "uninstall its package instead")

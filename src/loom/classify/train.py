@@ -76,6 +76,7 @@ def finetune_classify(data_path: str, name: str, cfg: ClassifyConfig, val_path: 
     run = home.run_dir(name)
     if run.exists() and not overwrite:
         raise ExistsError(f"run {name!r} already exists at {run}", "choose another --name or pass --overwrite")
+    catalog.check_run_name(name, run / "model")
     data = read_labelled(data_path, text_col, label_col, multi_label)
     names = check_trainable(data)
     if val_path:

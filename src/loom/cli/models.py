@@ -139,6 +139,7 @@ def merge(
     target = home.run_dir(out)
     if target.exists() and not overwrite:
         raise ExistsError(f"run {out!r} already exists at {target}", "pass --overwrite, or choose another --out")
+    catalog.check_run_name(out, target / "model")
     report = run_merge(Path(entry.path), target / "model")
     catalog.add(out, str(target / "model"), backend="hf", chat=True, replace=True, task="generate",
                 description=f"{name} merged into {report['base']}")

@@ -167,6 +167,7 @@ def router(authorize, server) -> APIRouter:
         home.check_name(name, "run name")
         if home.run_dir(name).exists() or home.job_dir(name).exists():
             raise ExistsError(f"a run or job named {name!r} already exists", "choose another name")
+        catalog.check_run_name(name, home.run_dir(name) / "model")  # never replaces a model the server offers
         args = _flags(kind, base, epochs, max_steps, lr, batch_size, max_len, lora)
         suffix = os.path.splitext(data.filename or "")[1].lower()
         allowed = (".jsonl", ".json") if kind == "sft" else (".csv", ".tsv", ".jsonl")

@@ -65,6 +65,7 @@ def pretrain(data: str | None, name: str, cfg: PretrainConfig | None = None, res
     run = home.run_dir(name)
     source = config_source(name, resume, None)  # checks the run folder: nothing to resume, or already there
     cfg = cfg or load(PretrainConfig, source)
+    catalog.check_run_name(name, run / "model")  # before training: never replace a model registered for something else
     info = json.loads((run / "run.json").read_text(encoding="utf-8")) if resume else {}
     t = cfg.train
     world_env = int(os.environ.get("WORLD_SIZE", "1"))

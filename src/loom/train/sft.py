@@ -64,6 +64,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
     # --- setup: data ---------------------------------------------------------------------------
     run = home.run_dir(name)
     source = config_source(name, resume, None, overwrite)
+    catalog.check_run_name(name, run / "model")
     if overwrite and not resume and run.exists():
         shutil.rmtree(run)
         if name in {m.name for m in catalog.list_models()}:
