@@ -163,7 +163,7 @@ def api_home(served_home, tmp_path_factory):
     import shutil
 
     home = tmp_path_factory.mktemp("api_home")
-    shutil.copy(served_home / "models.json", home / "models.json")
+    copy_catalog(served_home, home)
     data = home / "reviews.csv"
     data.write_text("text,label\n" + "".join(f"great lovely room {i},pos\nawful dirty room {i},neg\n" for i in range(10)),
                     encoding="utf-8")
@@ -184,6 +184,16 @@ def api_home(served_home, tmp_path_factory):
     (report / "report.json").write_text(json.dumps({"examples": 2, "accuracy": 1.0, "macro_f1": 1.0}), encoding="utf-8")
     (report / "confusion.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return home
+
+
+def copy_catalog(src_home: Path, dest_home: Path, names=("nano", "slow")) -> None:
+    """The session's served models only: other tests register runs (e.g. 'reviews') in served_home,
+    and a copied entry pointing at them would make the same name a registered model here."""
+    import json
+
+    catalog = json.loads((src_home / "models.json").read_text(encoding="utf-8"))
+    dest_home.mkdir(parents=True, exist_ok=True)
+    (dest_home / "models.json").write_text(json.dumps({k: v for k, v in catalog.items() if k in names}), encoding="utf-8")
 
 
 def copy_home(template: Path, dest: Path) -> Path:

@@ -137,7 +137,7 @@ def test_every_route_fuzzed_never_5xx_never_outside_home(target):
     before = _tree(root, skip=root / "home")
     seen: dict[str, set] = {}
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
     @given(_requests(ops, spec, names))
     def check(req):
         headers = auth | req.pop("headers", {})

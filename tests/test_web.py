@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, LiveServer, loom_cli
+from conftest import REPO, LiveServer, copy_catalog, loom_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser,
@@ -21,7 +21,7 @@ POLICY = ("# Returns\n\nYou can return any item within 30 days of delivery.\n\n#
 @pytest.fixture(scope="module")
 def site(served_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("web_home")
-    shutil.copy(served_home / "models.json", home / "models.json")
+    copy_catalog(served_home, home)
     data = home / "reviews.csv"
     data.write_text("text,label\n" + "".join(f"great lovely room {i},pos\nawful dirty room {i},neg\n" for i in range(10)), encoding="utf-8")
     old = os.environ.get("LOOM_HOME")

@@ -48,7 +48,8 @@ class _Generation(_Wire):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="extension (as vLLM): keep the k most likely tokens; 0 = off")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="extension (as vLLM): 1 = off, 1.1-1.3 curbs loops")
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0, description="extension (as vLLM): 1 = off, 1.1-1.3 curbs loops; "
+                                      "the engine takes 1 to 3 (outside: a 400, not a failed request)")
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=16)
