@@ -146,3 +146,17 @@ class RateLimiter:
         while window and window[0][0] <= now - self.window:
             window.popleft()
         return window
+
+
+def admin_only(authorize, server, doing: str):
+    """A route dependency: the caller's key must be an admin key (any caller on a server without keys)."""
+    from fastapi import Depends
+
+    from loom.serve.errors import APIError
+
+    async def check(key=Depends(authorize)):
+        if not server.is_admin(key):
+            raise APIError(403, f"{doing} needs an admin key (loom keys create NAME --admin)", "permission_error", "admin_required")
+        return key
+
+    return check

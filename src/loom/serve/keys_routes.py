@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.serve.errors import APIError
+from loom.serve.auth import admin_only
 
 
 class CreateKey(BaseModel):
@@ -21,12 +21,7 @@ class CreateKey(BaseModel):
 
 
 def router(authorize, server) -> APIRouter:
-    async def admin_only(key=Depends(authorize)):
-        if not server.is_admin(key):
-            raise APIError(403, "managing keys needs an admin key (loom keys create NAME --admin)", "permission_error", "admin_required")
-        return key
-
-    api = APIRouter(prefix="/v1/keys", dependencies=[Depends(admin_only)])
+    api = APIRouter(prefix="/v1/keys", dependencies=[Depends(admin_only(authorize, server, "managing keys"))])
 
     @api.get("")
     async def list_keys(days: float = 30.0):

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from loom import atomic, catalog, home
 from loom.config import ClassifyConfig, SFTConfig, load
 from loom.errors import ExistsError, InputError, NotFoundError
+from loom.serve.auth import admin_only
 from loom.serve.errors import APIError
 
 MAX_DATA_BYTES = 64 * 1024 * 1024  # an upload is read whole; larger training sets go through the CLI
@@ -106,8 +107,7 @@ class Jobs:
         if proc is not None and proc.poll() is None and record.get("status") != "stopped":
             record["status"] = "running"
         record.setdefault("status", "failed")  # a job.json without status or process: the server restarted under it
-        log = (folder / "log.txt").read_text(encoding="utf-8", errors="replace") if (folder / "log.txt").is_file() else ""
-        record["log"] = log[-LOG_TAIL:]
+        record["log"] = _tail(folder / "log.txt")  # polled every 2 s by the page: read the end, not the whole log
         record.pop("pid", None)
         run = home.run_dir(name)
         result = run / ("result.json" if record["kind"] == "sft" else "train.json")
@@ -121,6 +121,14 @@ class Jobs:
         root = home.jobs_dir()
         names = sorted(p.name for p in root.iterdir() if (p / "job.json").is_file()) if root.is_dir() else []
         return [{k: v for k, v in self.status(n).items() if k != "log"} for n in names]
+
+
+def _tail(path) -> str:
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL))
+        return f.read().decode("utf-8", errors="replace")
 
 
 def _flags(kind: str, base: str, epochs: float | None, max_steps: int | None, lr: float | None, batch_size: int | None,
@@ -147,12 +155,7 @@ def _flags(kind: str, base: str, epochs: float | None, max_steps: int | None, lr
 
 
 def router(authorize, server) -> APIRouter:
-    async def admin_only(key=Depends(authorize)):
-        if not server.is_admin(key):
-            raise APIError(403, "training needs an admin key (loom keys create NAME --admin)", "permission_error", "admin_required")
-        return key
-
-    api = APIRouter(prefix="/v1/train/jobs", dependencies=[Depends(admin_only)])
+    api = APIRouter(prefix="/v1/train/jobs", dependencies=[Depends(admin_only(authorize, server, "training"))])
     jobs = server.jobs
 
     @api.post("")
