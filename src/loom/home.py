@@ -6,6 +6,7 @@
       runs/NAME/          checkpoints/, model/ (final HF folder, or LoRA adapters), metrics.jsonl, loss.png, config.yaml
       jobs/NAME/          training started over HTTP: the uploaded data, job.json, log.txt
       models/             model files pulled by `loom models pull` (e.g. qwen2.5-0.5b's GGUF)
+      exports/NAME...     `loom export` output: NAME-q8_0.gguf, NAME-ollama/ (GGUF + Modelfile), NAME-hf/
       models.json         the model catalog (see loom.catalog)
       settings.json       user settings (the default chat model)
       sources/            corpora Loom writes for you (quickstart's bundled dialogues)
@@ -92,6 +93,16 @@ def settings_path() -> Path:
 def models_dir() -> Path:
     """Where `loom models pull` puts model files."""
     return home() / "models"
+
+
+def exports_dir() -> Path:
+    """Where `loom export` writes when no --out is given."""
+    return home() / "exports"
+
+
+def export_path(name: str) -> Path:
+    """exports/NAME: one export (a .gguf file or a folder), NAME built from a checked model name."""
+    return child(exports_dir(), name, "export name")
 
 
 def sources_dir() -> Path:

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, models, tokenizer
+from loom.cli.export import export
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
@@ -34,6 +35,7 @@ app.add_typer(kb.app, name="kb")
 app.add_typer(kb.support_app, name="support")
 app.command()(pretrain)
 app.command()(generate)
+app.command()(export)
 app.command()(quickstart)
 app.command()(classify_cmd.classify)
 app.command()(serve)

@@ -19,15 +19,10 @@ import torch
 from loom import atomic
 from loom.errors import InputError
 from loom.model import adapters
+from loom.model.compare import compare, logits
 from loom.model.load import adapter_base
 
 REPORT_EXAMPLES = 16  # held-out conversations compared (each a forward pass on two models)
-
-
-@torch.no_grad()
-def _logits(model, examples: list[list[int]]) -> list[torch.Tensor]:
-    device = next(model.parameters()).device
-    return [model(input_ids=torch.tensor([ids], device=device), use_cache=False).logits[0].float().cpu() for ids in examples]
 
 
 def _examples(tokenizer, run_dir: Path, max_len: int) -> list[list[int]]:
@@ -66,14 +61,9 @@ def merge(adapter_dir: Path, out_dir: Path) -> dict:
         except ImportError:
             pass
     examples = _examples(tokenizer, adapter_dir.parent, int(meta.get("max_len", 1024)))
-    before = _logits(reference, examples)
+    before = logits(reference, examples)
     merged, _ = adapters.load_adapter_model(adapter_dir, base, merge=True)
-    after = _logits(merged, examples)
-    diff = max(float((a - b).abs().max()) for a, b in zip(before, after))
-    agree = sum(int((a.argmax(-1) == b.argmax(-1)).sum()) for a, b in zip(before, after))
-    positions = sum(a.shape[0] for a in before)
-    report = {"compared_with": compared_with, "examples": len(examples), "positions": positions,
-              "max_abs_logit_diff": diff, "top1_agreement": round(agree / max(1, positions), 6),
+    report = {"compared_with": compared_with, "examples": len(examples), **compare(before, logits(merged, examples)),
               "base": meta.get("base"), "method": meta.get("method", "lora")}
     with atomic.folder_writer(out_dir, replace=True) as tmp:
         merged.save_pretrained(tmp)
