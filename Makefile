@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run quickstart test test-slow bench install browser-deps clean
+.PHONY: run quickstart test test-slow bench install browser-deps slow-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ test: $(STAMP)
 	@$(MAKE) -s browser-deps || echo "note: could not install chromium (needs root and apt-get); the browser tests will be skipped"
 	$(PY) -m pytest -q
 
+# The slow suite renders Ollama templates with Go's text/template (Debian's golang-go), installed here when
+# this user can (root + apt), else those tests are skipped with a reason.
+slow-deps:
+	command -v go >/dev/null || (test "$$(id -u)" = 0 && export DEBIAN_FRONTEND=noninteractive && \
+	  (apt-get install -y -q golang-go || (apt-get update -q && apt-get install -y -q golang-go)))
+
 test-slow: $(STAMP)
+	@$(MAKE) -s slow-deps || echo "note: could not install golang-go (needs root and apt-get); the Go template tests will be skipped"
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
