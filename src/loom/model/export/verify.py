@@ -27,7 +27,7 @@ TEXTS = [
 _MAX_LEN = 96  # tokens per text: enough positions for a stable top-1 figure, cheap on a CPU
 
 
-def _examples(tokenizer, context: int) -> list[list[int]]:
+def examples(tokenizer, context: int) -> list[list[int]]:
     texts = TEXTS + ([ollama.render_hf(tokenizer, m, mode) for _, m, mode in ollama.PROBES[:2]] if tokenizer.chat_template else [])
     limit = max(8, min(_MAX_LEN, context))
     return [ids[:limit] for ids in (tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts) if ids]
@@ -78,10 +78,10 @@ def _read_back(path: Path):
 
 def verify(model, tokenizer, exported: Path, fmt: ollama.ChatFormat | None = None) -> dict:
     """The verification report for an export at `exported` (a .gguf file or an HF folder)."""
-    examples = _examples(tokenizer, int(getattr(model.config, "max_position_embeddings", _MAX_LEN)))
-    numbers = compare(logits(model, examples), logits(_read_back(exported), examples))
+    ids = examples(tokenizer, int(getattr(model.config, "max_position_embeddings", _MAX_LEN)))
+    numbers = compare(logits(model, ids), logits(_read_back(exported), ids))
     if exported.suffix == ".gguf":
         template = gguf_template(exported)
     else:
         template = json.loads((exported / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
-    return {"texts": len(examples), **numbers, "template": template_identity(tokenizer, template, fmt)}
+    return {"texts": len(ids), **numbers, "template": template_identity(tokenizer, template, fmt)}
