@@ -75,6 +75,9 @@ def architecture_of(model) -> str:
     if rope_type != "default":
         raise InputError(f"this model uses {rope_type} RoPE scaling, which the GGUF writer does not carry",
                          "export it with --format hf")
+    if getattr(cfg, "use_sliding_window", False):
+        raise InputError("this model uses sliding-window attention, which llama.cpp's qwen2 architecture does not",
+                         "export it with --format hf")
     if getattr(cfg, "mlp_bias", False) or (arch == "LlamaForCausalLM" and getattr(cfg, "attention_bias", False)):
         raise InputError("this Llama model has bias terms, which llama.cpp's llama architecture does not load",
                          "export it with --format hf")

@@ -57,7 +57,7 @@ def plan(name: str, fmt: str, quant: str | None = None, out: str | None = None, 
         raise InputError(f"unknown quantisation {quant!r}", f"choose one of: {', '.join(QUANTS)}")
     source = catalog.resolve(name)
     _check_source(source)
-    label = home.check_name(source.name, "model name")
+    label = home.check_name(_label(source, name), "model name")
     default_name = f"{label}-{quant}" if fmt == "gguf" else f"{label}-{fmt}"
     target = Path(out).expanduser().resolve() if out else home.export_path(default_name + (".gguf" if fmt == "gguf" else ""))
     if fmt == "gguf" and target.suffix.lower() != ".gguf":
@@ -75,6 +75,15 @@ def plan(name: str, fmt: str, quant: str | None = None, out: str | None = None, 
 
         result.chat = ollama.detect(load_tokenizer(source))
     return result
+
+
+def _label(entry: ModelEntry, asked: str) -> str:
+    """The name exports are called after: the catalog name, or for a path the file's stem or the run
+    folder's name (runs/NAME/model -> NAME)."""
+    if entry.name == asked and "/" not in asked and not asked.endswith(".gguf"):
+        return entry.name
+    path = Path(entry.path)
+    return path.parent.name if path.name == "model" else path.stem
 
 
 def _check_source(entry: ModelEntry) -> None:
