@@ -37,8 +37,11 @@ def export(
     kv_table(f"exported {report['source']} as {report['registered_as']}", report)
     if checks:
         template = checks.pop("template")
+        warning = checks.pop("warning", None)
         kv_table("verification (source vs export read back)", checks | {
             "chat template": f"{template['identical']}/{template['conversations']} conversations identical"
                              + (f"; differs: {'; '.join(template['mismatches'])}" if template["mismatches"] else "")})
+        if warning:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
     if fmt == "ollama":
         console.print(f"to use it in Ollama: [bold]{report['ollama_create']}[/bold]")

@@ -21,6 +21,7 @@ from loom.model.export.gguf_file import QUANTS
 
 FORMATS = ("gguf", "ollama", "hf")
 DEFAULT_QUANT = "q8_0"
+TOP1_GOAL = 0.99  # below this share of agreeing next tokens, --verify warns that q8_0 changed the model
 
 
 @dataclass
@@ -127,7 +128,10 @@ def export(p: ExportPlan, system: str | None = None, verify: bool = False, progr
     if verify:
         from loom.model.export.verify import verify as run_verify
 
-        report["verify"] = run_verify(model, tokenizer, p.registered_path, p.chat)
+        report["verify"] = checks = run_verify(model, tokenizer, p.registered_path, p.chat)
+        if p.quant == "q8_0" and checks["top1_agreement"] < TOP1_GOAL:
+            checks["warning"] = (f"q8_0 changes this model's next-token choice at {1 - checks['top1_agreement']:.1%} of the "
+                                 "checked positions (small models are the most sensitive); --quant f16 keeps it within rounding")
     return report
 
 
