@@ -205,6 +205,12 @@ def test_bad_input_is_named_and_leaves_nothing(nano_home, pipeline, tmp_path, mo
     with pytest.raises(InputError, match="not byte-level BPE"):
         write_gguf(model, char_tok, tmp_path / "c.gguf", "f16", progress=False)
     assert not (tmp_path / "c.gguf").exists()
+    # not a Llama-family architecture
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(char_tok)))
+    with pytest.raises(InputError, match="supports Llama-architecture models"):
+        write_gguf(gpt2, char_tok, tmp_path / "g.gguf", "f16", progress=False)
     # a disk that fills mid-write: a clear error, no file, no temporary left behind
     import gguf
 
