@@ -47,9 +47,9 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
 
         return Encoder(entry)
     if entry.backend == "gguf" and engine == "llama.cpp":
-        from loom.backends.llamacpp import LlamaCpp
+        from loom.backends.llamacpp import LlamaCppLM
 
-        return LlamaCpp(entry)
+        return LlamaCppLM(entry, max_batch=max_batch, max_queue=max_queue)
     from loom.backends.local import LocalLM
 
     return LocalLM(entry, max_batch=max_batch, max_queue=max_queue, device=device)

@@ -19,23 +19,12 @@ from loom.errors import InputError
 from loom.model.decode import SequenceState, encode_prompt, stop_token_ids, token_texts
 
 
-class LocalLM(Backend):
-    def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64, device: str = "auto") -> None:
-        from loom.backends.engine import BatchEngine
-        from loom.model.load import load_model
+class BatchedLM(Backend):
+    """A language model decoded by the batching engine, with a Hugging Face tokenizer for prompts and
+    text: what the transformers engine (LocalLM) and the llama.cpp engine share. Subclasses set name,
+    entry, tokenizer, context_length, stop_ids and engine."""
 
-        self.name, self.entry = entry.name, entry
-        self.runtime = runtime.choose(device).apply()
-        self.model, self.tokenizer = load_model(entry)
-        self.model.to(self.runtime.device)
-        self.context_length = getattr(self.model.config, "max_position_embeddings", None) or 2048
-        self.stop_ids = stop_token_ids(self.tokenizer)
-        self.engine = BatchEngine(self.model, max_batch=max_batch, max_queue=max_queue, autocast=self.runtime.autocast)
-        self._vocab_texts: list[str] | None = None  # built on the first JSON-mode request (~1 s)
-
-    def info(self) -> Info:
-        caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]
-        return Info(self.name, self.entry.backend, caps, self.context_length, f"{self.entry.description} [{self.runtime.describe()}]".strip())
+    _vocab_texts: list[str] | None = None  # built on the first JSON-mode request (~1 s)
 
     def encode(self, request: Request) -> list[int]:
         """Prompt token ids: chat messages through the model's own template, or the raw prompt."""
@@ -102,6 +91,24 @@ class LocalLM(Backend):
         self.engine.close()
 
 
+class LocalLM(BatchedLM):
+    def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64, device: str = "auto") -> None:
+        from loom.backends.engine import BatchEngine
+        from loom.backends.runner_torch import TorchRunner
+        from loom.model.load import load_model
+
+        self.name, self.entry = entry.name, entry
+        self.runtime = runtime.choose(device).apply()
+        self.model, self.tokenizer = load_model(entry)
+        self.model.to(self.runtime.device)
+        self.context_length = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.engine = BatchEngine(TorchRunner(self.model, self.runtime.autocast), max_batch=max_batch, max_queue=max_queue)
+
+    def info(self) -> Info:
+        caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]
+        return Info(self.name, self.entry.backend, caps, self.context_length, f"{self.entry.description} [{self.runtime.describe()}]".strip())
+
 def _drain_sync(inbox: queue.Queue, cancel) -> Iterator[Chunk]:
     try:
         while True:
@@ -143,8 +150,9 @@ class Generation:
 
     def __iter__(self) -> Iterator[str]:
         from loom.backends.engine import BatchEngine
+        from loom.backends.runner_torch import TorchRunner
 
-        engine = BatchEngine(self.model, max_batch=1, max_queue=1, autocast=self.autocast or contextlib.nullcontext)
+        engine = BatchEngine(TorchRunner(self.model, self.autocast or contextlib.nullcontext), max_batch=1, max_queue=1)
         for chunk in engine.run_inline(self.state):
             if chunk.text:
                 yield chunk.text

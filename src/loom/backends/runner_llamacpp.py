@@ -1,0 +1,133 @@
+"""The llama.cpp side of the batching engine: a GGUF file decoded by llama.cpp, several sequences in
+one llama_batch.
+
+llama.cpp keeps one KV cache for the context, shared by up to `max_batch` sequences (seq ids =
+rows' slots; kv_unified). A step puts one token per active row in a single llama_batch, each with
+its own position and seq id, and asks for logits at every row: one pass over the quantised weights
+for all of them, which is where batching pays on a memory-bound CPU. A joining sequence's prompt is
+decoded alone (in chunks of n_batch tokens); a finished row's KV cells are freed with seq_rm.
+
+The KV pool is shared, so admission reserves room: a sequence joins only when its prompt plus its
+token budget (capped by the model's context) fits beside the reservations of the rows already
+decoding, and it releases the reservation when it finishes. No row can run out of cache mid-answer;
+a request that could never fit is refused when submitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+_PROMPT_CHUNK = 512  # prompt tokens per llama_decode call (n_batch)
+
+
+def _lib():
+    try:
+        import llama_cpp
+        from llama_cpp import _internals, _logger
+    except ImportError as e:
+        from loom.errors import InputError
+
+        raise InputError("the llama.cpp engine needs llama-cpp-python",
+                         "pip install llama-cpp-python==0.3.36 (builds llama.cpp, ~7 min once), or use --engine transformers") from e
+    _logger.set_verbose(False)  # llama.cpp's load and graph logs: errors only
+    return llama_cpp, _internals
+
+
+class LlamaCppRunner:
+    def __init__(self, path: str, max_batch: int = 16, pool_tokens: int = 16384, context: int = 4096,
+                 threads: int | None = None) -> None:
+        llama_cpp, internals = _lib()
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        self.model = internals.LlamaModel(path_model=path, params=params, verbose=False)
+        self.context = min(context, self.model.n_ctx_train())  # tokens one sequence may hold
+        self.pool = max(pool_tokens, self.context)  # KV cells shared by all rows
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = self.pool
+        cparams.n_batch = cparams.n_ubatch = max(_PROMPT_CHUNK, max_batch)
+        cparams.n_seq_max = max_batch
+        cparams.kv_unified = True  # one pool, any row may use any cell
+        cparams.n_threads = cparams.n_threads_batch = threads or os.cpu_count() or 1
+        self.ctx = internals.LlamaContext(model=self.model, params=cparams, verbose=False)
+        self.batch = internals.LlamaBatch(n_tokens=max(_PROMPT_CHUNK, max_batch), embd=0, n_seq_max=1, verbose=False)
+        self.n_vocab = self.model.n_vocab()
+        self._llama = llama_cpp
+        self._free_slots = list(range(max_batch - 1, -1, -1))
+        self._rows: list[int] = []  # the slot (llama.cpp seq id) of each active row, in batch order
+
+    @property
+    def capacity(self) -> int:
+        """KV cells all rows share: the engine admits a sequence only when its budget fits beside the others'."""
+        return self.pool
+
+    # -- engine protocol -------------------------------------------------------------------------
+    def session(self):
+        return contextlib.nullcontext()
+
+    def prefill(self, ids: list[int]):
+        slot = self._free_slots.pop()
+        try:
+            for start in range(0, len(ids), _PROMPT_CHUNK):
+                chunk = ids[start:start + _PROMPT_CHUNK]
+                self.batch.reset()
+                for i, tid in enumerate(chunk):
+                    self._put(i, tid, start + i, slot, logits=start + i == len(ids) - 1)
+                self.batch.batch.n_tokens = len(chunk)
+                self.ctx.decode(self.batch)
+            logits = self._logits([len(ids) - 1 - start])[0]
+        except BaseException:
+            self._release(slot)
+            raise
+        return logits, slot
+
+    def admit(self, pending) -> None:
+        self._rows.append(pending)
+
+    def discard(self, pending) -> None:
+        self._release(pending)
+
+    def step(self, tokens: list[int], positions: list[int]):
+        self.batch.reset()
+        for i, (slot, tid, pos) in enumerate(zip(self._rows, tokens, positions)):
+            self._put(i, tid, pos, slot, logits=True)
+        self.batch.batch.n_tokens = len(tokens)
+        self.ctx.decode(self.batch)
+        return self._logits(range(len(tokens)))
+
+    def keep(self, rows: list[int]) -> None:
+        kept = [self._rows[r] for r in rows]
+        for slot in set(self._rows) - set(kept):
+            self._release(slot)
+        self._rows = kept
+
+    def reset(self) -> None:
+        for slot in self._rows:
+            self._release(slot)
+        self._rows = []
+
+    def close(self) -> None:
+        self.reset()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _put(self, i: int, tid: int, pos: int, slot: int, logits: bool) -> None:
+        b = self.batch.batch
+        b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tid, pos, 1, logits
+        b.seq_id[i][0] = slot
+
+    def _logits(self, positions):
+        """Logits at these batch positions as a [n, V] float32 tensor (copied: llama.cpp reuses the
+        buffer at the next decode)."""
+        import torch
+
+        positions = list(positions)
+        out = np.empty((len(positions), self.n_vocab), dtype=np.float32)
+        for r, i in enumerate(positions):
+            out[r] = np.ctypeslib.as_array(self._llama.llama_get_logits_ith(self.ctx.ctx, i), shape=(self.n_vocab,))
+        return torch.from_numpy(out)
+
+    def _release(self, slot: int) -> None:
+        self.ctx.kv_cache_seq_rm(slot, -1, -1)
+        self._free_slots.append(slot)
