@@ -57,9 +57,8 @@ bench: $(STAMP)
 	$(PY) bench/soak.py --minutes 10
 	$(PY) bench/kb_retrieval.py
 	$(PY) bench/writing.py
-	# The decode benchmark compares against llama.cpp: build the optional extra (~7-12 min, cached after).
-	$(PY) -m pip install -q 'llama-cpp-python==0.3.36'
 	$(PY) bench/decode_speed.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -1,5 +1,6 @@
 """Serving under load: aggregate streamed tokens/s with 1 and 16 concurrent clients on the same
-local model (smollm2, transformers engine with continuous batching), time to first token, errors.
+local model (smollm2 on the default engine, or --engine), with continuous batching; time to first
+token, errors.
 
 Target: tokens/s at 16 clients >= 4x the single-client figure, zero errors.
     python bench/serve_load.py [--model smollm2] [--tokens 64] [--rounds 2]
@@ -60,9 +61,10 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64, help="max_tokens per request")
     ap.add_argument("--rounds", type=int, default=2, help="requests per client, one after another")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--engine", default="auto", help="auto (the default engine: llama.cpp for GGUF on a CPU) | llama.cpp | transformers")
     args = ap.parse_args()
     home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    with ServerProcess(home, "--preload", args.model, "--engine", "transformers", "--max-batch", str(args.concurrency),
+    with ServerProcess(home, "--preload", args.model, "--engine", args.engine, "--max-batch", str(args.concurrency),
                        start_timeout=300) as server:
         asyncio.run(load(server.url, args.model, 1, 8, 1))  # warm-up: first-call allocations
         single = asyncio.run(load(server.url, args.model, 1, args.tokens, args.rounds))

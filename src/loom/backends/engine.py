@@ -86,7 +86,8 @@ class BatchEngine:
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)  # let the runner finish its step before the interpreter exits
-        self.runner.close()
+        if self._thread is None or not self._thread.is_alive():  # never free what a running step still uses
+            self.runner.close()
 
     def run_inline(self, state: SequenceState):
         """Decode one sequence in the calling thread, yielding its chunks (`loom generate`): the same

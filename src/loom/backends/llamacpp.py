@@ -13,15 +13,17 @@ context-length check behave exactly as they do on the transformers engine.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import time
+import weakref
 
 from loom.backends.base import Info
 from loom.backends.local import BatchedLM
 from loom.catalog import ModelEntry
 from loom.model.decode import stop_token_ids
 
-POOL_TOKENS = 16384  # KV cells shared by all rows (f16 K and V: qwen2.5-0.5b ~12 KB a cell, ~190 MB)
+POOL_TOKENS = 16384  # most KV cells shared by all rows (f16 K and V: qwen2.5-0.5b 12 KB a cell, ~190 MB)
 
 
 def available() -> bool:
@@ -37,13 +39,15 @@ class LlamaCppLM(BatchedLM):
 
         start = time.perf_counter()
         self.name, self.entry = entry.name, entry
-        runner = LlamaCppRunner(entry.path, max_batch=max_batch, pool_tokens=max(POOL_TOKENS, context),
-                                context=context, threads=threads)
+        runner = LlamaCppRunner(entry.path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads)
         self.tokenizer = load_tokenizer(entry)
         self.context_length = runner.context
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.engine = BatchEngine(runner, max_batch=max_batch, max_queue=max_queue)
         self.load_seconds = time.perf_counter() - start
+        # Stop the worker and free llama.cpp before the interpreter tears down (see LlamaCppRunner.close).
+        engine = weakref.ref(self.engine)
+        atexit.register(lambda: engine() is not None and engine().close())
 
     def info(self) -> Info:
         caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]

