@@ -1,8 +1,8 @@
-"""Single-stream decode through `loom serve` on its default engine vs llama-cpp-python driving the same
+"""Single-stream decode through `loom serve --engine llama.cpp` vs llama-cpp-python driving the same
 GGUF file directly, same run, for smollm2 and qwen2.5-0.5b (pulled if missing, ~470 MB once).
 
-Each measurement runs in a process of its own, alternated: the server (default engine, the batched
-llama.cpp runner) answers a streamed chat request over HTTP; the reference is llama-cpp-python's
+Each measurement runs in a process of its own, alternated: the server (the batched llama.cpp
+runner) answers a streamed chat request over HTTP; the reference is llama-cpp-python's
 `create_chat_completion` in a fresh interpreter, with as many threads as cores. Both decode greedily
 to --tokens tokens; tok/s = completion tokens / wall time of the request (prompt included).
 
@@ -103,10 +103,10 @@ def main() -> None:
             if model == "qwen2.5-0.5b":
                 subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
                                env=dict(os.environ, LOOM_HOME=str(home)))
-        rows = [measure(home, m, "auto", args.tokens, args.trials) for m in args.models]
+        rows = [measure(home, m, "llama.cpp", args.tokens, args.trials) for m in args.models]
         context = [measure(home, m, "transformers", min(args.tokens, 64), 1) for m in args.models]
     for r, t in zip(rows, context):
-        print(f"{r['model']}: loom serve (default engine) {r['served']:.1f} tok/s, llama-cpp-python direct {r['direct']:.1f} tok/s "
+        print(f"{r['model']}: loom serve --engine llama.cpp {r['served']:.1f} tok/s, llama-cpp-python direct {r['direct']:.1f} tok/s "
               f"= {r['served'] / r['direct']:.3f}x; cold start {r['cold_start_s']:.1f} s; server RSS {r['rss_mb']:.0f} MB; "
               f"transformers engine {t['served']:.1f} tok/s (cold start {t['cold_start_s']:.1f} s, RSS {t['rss_mb']:.0f} MB)")
     worst = min(r["served"] / r["direct"] for r in rows)
