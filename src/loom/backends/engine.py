@@ -148,7 +148,11 @@ class BatchEngine:
         ids = seq.state.prompt_ids
         logits, pending = self.runner.prefill(ids)
         seq.position = len(ids)
-        self._accept(seq, logits)
+        try:
+            self._accept(seq, logits)
+        except BaseException:
+            self.runner.discard(pending)  # not yet a row: give its KV slot back before the batch fails
+            raise
         if seq.state.finish_reason is not None:
             self.runner.discard(pending)
             return  # finished on its first token: never enters the batch
