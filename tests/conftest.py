@@ -201,3 +201,43 @@ def copy_home(template: Path, dest: Path) -> Path:
 
     shutil.copytree(template, dest, ignore=shutil.ignore_patterns("server-*.log"))
     return dest
+
+
+def hang_up_after_three_lines(server, model: str, messages: list[dict]) -> None:
+    """Open a long stream, read 3 lines, hang up; wait (up to 20 s) until the server counts one more
+    cancelled sequence, and assert it did."""
+    import time
+
+    import httpx
+
+    before = server.metric("loom_cancelled_sequences_total")
+    body = {"model": model, "messages": messages, "max_tokens": 3000, "temperature": 0, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        for _ in zip(range(3), r.iter_lines()):
+            pass
+    deadline = time.time() + 20
+    while time.time() < deadline and server.metric("loom_cancelled_sequences_total") == before:
+        time.sleep(0.1)
+    assert server.metric("loom_cancelled_sequences_total") == before + 1
+
+
+def statuses_of_five_at_once(url: str, body: dict, check=None) -> list[int]:
+    """POST the same chat body from 5 threads at once; the status codes (check(response) runs on each)."""
+    import threading
+
+    import httpx
+
+    statuses = []
+
+    def one():
+        r = httpx.post(url + "/v1/chat/completions", timeout=120, json=body)
+        statuses.append(r.status_code)
+        if check:
+            check(r)
+
+    threads = [threading.Thread(target=one) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses

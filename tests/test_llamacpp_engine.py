@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 
-import httpx
 import openai
 import pytest
 
-from conftest import LiveServer, run_loom
+from conftest import LiveServer, hang_up_after_three_lines, run_loom, statuses_of_five_at_once
 
 pytest.importorskip("llama_cpp", reason="the llama.cpp engine needs llama-cpp-python (a core dependency: `make install` builds it)")
 
@@ -110,28 +108,10 @@ def test_context_disconnect_and_queue_bound(server, client, gguf_home):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="nano-f16", messages=[{"role": "user", "content": "river " * 400}])
     assert "128" in e.value.message and "context" in e.value.message
-    before = server.metric("loom_cancelled_sequences_total")
-    body = {"model": "slow-f16", "messages": HELLO, "max_tokens": 3000, "temperature": 0, "stream": True}
-    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as r:
-        for _ in zip(range(3), r.iter_lines()):
-            pass
-    deadline = time.time() + 20
-    while time.time() < deadline and server.metric("loom_cancelled_sequences_total") == before:
-        time.sleep(0.1)
-    assert server.metric("loom_cancelled_sequences_total") == before + 1
+    hang_up_after_three_lines(server, "slow-f16", HELLO)
     busy = LiveServer(gguf_home, "--engine", "llama.cpp", "--preload", "slow-f16", "--max-batch", "1", "--max-queue", "1")
-    statuses = []
-
-    def one():
-        statuses.append(httpx.post(busy.url + "/v1/chat/completions", timeout=120, json={
-            "model": "slow-f16", "messages": HELLO, "max_tokens": 300, "temperature": 0}).status_code)
-
     try:
-        threads = [threading.Thread(target=one) for _ in range(5)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses = statuses_of_five_at_once(busy.url, {"model": "slow-f16", "messages": HELLO, "max_tokens": 300, "temperature": 0})
         assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
     finally:
         busy.stop()

@@ -12,7 +12,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import REPO, LiveServer
+from conftest import REPO, LiveServer, hang_up_after_three_lines
 
 
 @pytest.fixture(scope="module")
@@ -156,17 +156,7 @@ def test_too_large_body_is_413(server):
 
 
 def test_disconnect_stops_generation(server):
-    before = server.metric("loom_cancelled_sequences_total")
-    body = {"model": "slow", "messages": HELLO, "max_tokens": 3000, "temperature": 0, "stream": True}
-    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as r:
-        for _ in zip(range(3), r.iter_lines()):
-            pass
-    import time
-
-    deadline = time.time() + 20
-    while time.time() < deadline and server.metric("loom_cancelled_sequences_total") == before:
-        time.sleep(0.1)
-    assert server.metric("loom_cancelled_sequences_total") == before + 1
+    hang_up_after_three_lines(server, "slow", HELLO)
     assert server.metric("loom_active_sequences") == 0
 
 

@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import httpx
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import REPO, LiveServer, run_loom
+from conftest import REPO, LiveServer, run_loom, statuses_of_five_at_once
 
 HELLO = [{"role": "user", "content": "the river runs"}]
 
@@ -78,21 +77,13 @@ def test_tokens_per_minute_limit(served_home, tmp_path):
 
 def test_full_queue_answers_503(served_home, tmp_path):
     server = LiveServer(_home_with_catalog(served_home, tmp_path), "--preload", "slow", "--max-batch", "1", "--max-queue", "1")
-    statuses = []
-
-    def one():
-        r = httpx.post(server.url + "/v1/chat/completions", timeout=120,
-                       json={"model": "slow", "messages": HELLO, "max_tokens": 150, "temperature": 0})
-        statuses.append(r.status_code)
+    def overloaded_body(r):
         if r.status_code == 503:
             assert r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"]
 
     try:
-        threads = [threading.Thread(target=one) for _ in range(5)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses = statuses_of_five_at_once(server.url, {"model": "slow", "messages": HELLO, "max_tokens": 150, "temperature": 0},
+                                            overloaded_body)
         assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
     finally:
         server.stop()
