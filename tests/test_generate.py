@@ -57,6 +57,36 @@ def test_sampling_rules():
     assert penalised.argmax().item() == 1  # 2.0 / 3 < 1.0
 
 
+def _full_sort_nucleus(probs, top_p):
+    sorted_probs, order = torch.sort(probs, descending=True)
+    sorted_probs[(torch.cumsum(sorted_probs, 0) - sorted_probs) >= top_p] = 0.0
+    out = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return out / out.sum()
+
+
+@pytest.mark.parametrize("scale", [4.0, 0.05])  # peaked (top-k shortcut) and flat (full-sort fallback)
+def test_nucleus_on_a_large_vocabulary_equals_the_full_sort(scale):
+    logits = torch.randn(150_000, generator=torch.Generator().manual_seed(0)) * scale
+    fast = apply_sampling(logits, [], GenerateConfig(temperature=1.0, top_k=0, top_p=0.9))
+    reference = _full_sort_nucleus(torch.softmax(logits, -1), 0.9)
+    assert torch.equal(fast > 0, reference > 0) and torch.allclose(fast, reference, atol=1e-7)
+    assert 1 < int((fast > 0).sum()) < 150_000
+
+
+def test_draws_follow_the_distribution_skip_zero_tokens_and_repeat_with_a_seed():
+    from loom.model.decode import SequenceState
+
+    def draws(n, seed=5):
+        state = SequenceState(None, [], GenerateConfig(temperature=1.0, seed=seed), set(), 100)
+        return [state._draw(probs) for _ in range(n)]
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    counts = torch.bincount(torch.tensor(draws(20_000)), minlength=6)
+    assert counts[[0, 2, 5]].sum() == 0
+    assert (counts.float() / 20_000 - probs).abs().max() < 0.015  # ~4 standard errors at n = 20k
+    assert draws(50) == draws(50) != draws(50, seed=6)
+
+
 @pytest.mark.slow
 def test_smollm2_gguf_answers(tmp_path, loom_home):
     proc = run_loom("generate", "smollm2", "--prompt", "What is the capital of France? Answer in one word.",

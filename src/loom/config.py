@@ -224,8 +224,8 @@ class ServeConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     preload: list[str] = Field(default_factory=list, description="models loaded at startup; others load on first use")
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
-        "auto", description="GGUF engine: transformers (dequantised fp32, batched; auto) or llama.cpp "
-        "(quantised kernels, batched; docs/serving.md)")
+        "auto", description="GGUF engine: auto (llama.cpp on a CPU when installed, else transformers), "
+        "llama.cpp (quantised kernels, batched) or transformers (dequantised fp32, batched; the GPU path)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="where local transformers models run (loom.runtime): auto = a GPU when there is one")
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per local model")

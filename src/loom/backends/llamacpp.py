@@ -17,6 +17,7 @@ import atexit
 import importlib.util
 import time
 import weakref
+from pathlib import Path
 
 from loom.backends.base import Info
 from loom.backends.local import BatchedLM
@@ -30,6 +31,24 @@ def available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def weights_file(entry: ModelEntry) -> str:
+    """The GGUF file llama.cpp runs for this entry: its own file, or for llama_cpp_weights="f16" a copy
+    widened to f16 by llama.cpp's quantiser, written once under cache/gguf-f16/ (temporary sibling,
+    then rename: a crash leaves no half file)."""
+    if entry.llama_cpp_weights == "as-is":
+        return entry.path
+    from loom import atomic, home
+    from loom.backends.runner_llamacpp import widen_to_f16
+    from loom.model.load import gguf_cache_name
+
+    source = Path(entry.path)
+    target = home.cache_dir("gguf-f16") / f"{gguf_cache_name(source)}.gguf"
+    if not target.is_file():
+        with atomic.file_writer(target, "wb") as f:
+            widen_to_f16(str(source), f.name)  # llama.cpp rewrites the temporary file in place
+    return str(target)
+
+
 class LlamaCppLM(BatchedLM):
     def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64, context: int = 4096,
                  threads: int | None = None) -> None:
@@ -39,7 +58,7 @@ class LlamaCppLM(BatchedLM):
 
         start = time.perf_counter()
         self.name, self.entry = entry.name, entry
-        runner = LlamaCppRunner(entry.path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads)
+        runner = LlamaCppRunner(weights_file(entry), max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads)
         self.tokenizer = load_tokenizer(entry)
         self.context_length = runner.context
         self.stop_ids = stop_token_ids(self.tokenizer)

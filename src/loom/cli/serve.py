@@ -10,7 +10,8 @@ keys_app = typer.Typer(help="API keys for `loom serve`: once any key exists, eve
                        no_args_is_help=True)
 
 DEVICE_HELP = "where local transformers models run: auto | cpu | cuda | mps (auto: a GPU when there is one)"
-ENGINE_HELP = "GGUF engine: transformers (dequantised fp32, batched; auto) or llama.cpp (quantised kernels, batched)"
+ENGINE_HELP = ("GGUF engine: auto (llama.cpp on a CPU when installed, else transformers) | llama.cpp (quantised, batched) | "
+               "transformers (dequantised fp32; GPUs)")
 
 
 def serve(
@@ -73,7 +74,7 @@ def chat(
     system: str = typer.Option(None, help="system message"),
     max_tokens: int = typer.Option(512, min=1, help="tokens per answer at most"),
     temperature: float = typer.Option(0.7, min=0.0, max=2.0, help="0 = greedy"),
-    engine: str = typer.Option("auto", help=ENGINE_HELP + "; chat's auto uses llama.cpp on a CPU"),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Chat in the terminal: answers stream as they are generated; /reset clears the history, /exit quits."""
@@ -82,11 +83,8 @@ def chat(
     import loom.apps.support.backend  # noqa: F401  registers `support:NAME`, so a KB can be chatted with
     from loom import registry
     from loom.backends.base import Request, Sampling
-    from loom.backends.llamacpp import available
 
     _check_engine(engine)
-    if engine == "auto" and available() and device in ("auto", "cpu"):
-        engine = "llama.cpp"  # one user on a CPU: the fastest single stream wins
     with console.status(f"loading {model}"):
         backend = registry.open_backend(model, engine=engine, max_batch=1, device=device)
     if "chat" not in backend.info().capabilities:

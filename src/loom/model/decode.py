@@ -15,6 +15,7 @@ from loom.config import GenerateConfig
 from loom.model.jsonmode import JsonPrefix
 
 _JSON_DRAWS = 64  # rejected draws before scanning candidates in logit order
+_NUCLEUS_CANDIDATES = (256, 4096)  # top-k sizes top-p tries (0.5 ms, 1.4 ms at 152k) before a full sort (15 ms)
 
 
 def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig) -> torch.Tensor:
@@ -27,7 +28,7 @@ def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig
         logits[idx] = torch.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty)
     if cfg.temperature == 0:
         probs = torch.zeros_like(logits)
-        probs[int(torch.argmax(logits))] = 1.0
+        probs[_argmax(logits)] = 1.0
         return probs
     logits = logits / cfg.temperature
     if cfg.top_k and cfg.top_k < logits.numel():
@@ -35,13 +36,34 @@ def apply_sampling(logits: torch.Tensor, context: list[int], cfg: GenerateConfig
         logits[logits < kth] = float("-inf")
     probs = torch.softmax(logits, dim=-1)
     if cfg.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # Drop tokens whose preceding mass already reaches top_p; the first token always stays.
-        drop = (torch.cumsum(sorted_probs, 0) - sorted_probs) >= cfg.top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        probs = probs / probs.sum()
+        probs = _nucleus(probs, cfg.top_p)
     return probs
+
+
+def _argmax(values: torch.Tensor) -> int:
+    """Index of the largest value of a CPU vector: numpy's scan takes 0.02 ms on a 152k vocabulary,
+    torch.argmax 0.35 ms (1% of a 0.5B model's decode step, twice per greedy token)."""
+    return int(values.numpy().argmax())
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the most likely tokens until their mass reaches top_p (the first always stays), renormalised.
+
+    Sorting a 152k vocabulary costs ~15 ms on a laptop core, more than a decode step of a 0.5B model,
+    so the candidates come from a top-k first (256 tokens, then 4096): when the best k already hold
+    top_p of the mass, every token outside them has at least that much mass ahead of it and is dropped anyway,
+    so the result is exact. Only a flat distribution falls back to the full sort.
+    """
+    for k in _NUCLEUS_CANDIDATES:
+        top, order = torch.topk(probs, min(k, probs.numel()))  # descending
+        if k >= probs.numel() or float(top.sum()) >= top_p:
+            break
+    else:
+        top, order = torch.sort(probs, descending=True)
+    keep = (torch.cumsum(top, 0) - top) < top_p  # mass strictly before each token
+    out = torch.zeros_like(probs)
+    out[order[keep]] = top[keep]
+    return out / out.sum()
 
 
 def token_texts(tokenizer) -> list[str]:
@@ -100,8 +122,14 @@ class SequenceState:
 
     def _draw(self, probs: torch.Tensor) -> int:
         if self.cfg.temperature == 0:
-            return int(torch.argmax(probs))
-        return int(torch.multinomial(probs, 1, generator=self.rng))
+            return _argmax(probs)
+        # Inverse CDF: one uniform draw against the running sum (float64, so 150k small terms add up
+        # exactly enough). Same distribution as torch.multinomial at ~0.2 ms instead of ~4.7 ms for a
+        # 152k vocabulary, which was a fifth of a qwen2.5-0.5b decode step. A zero-probability token
+        # never wins: its CDF value equals its predecessor's, and the search takes the first value above u.
+        cdf = torch.cumsum(probs, 0, dtype=torch.float64)
+        u = torch.rand(1, generator=self.rng, dtype=torch.float64) * cdf[-1]
+        return int(torch.searchsorted(cdf, u, right=True))
 
     def _json_allows(self, tid: int) -> bool:
         if tid in self.stop_ids:

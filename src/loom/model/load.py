@@ -19,10 +19,16 @@ from loom.errors import InputError, NotFoundError
 from loom.model import adapters
 
 
-def _gguf_cache_dir(path: Path) -> Path:
+def gguf_cache_name(path: Path) -> str:
+    """STEM-HASH naming a GGUF file's derived copies in cache/: the hash covers its resolved path, size
+    and mtime, so a replaced file gets fresh copies."""
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    return home.cache_dir("gguf") / f"{path.stem}-{key}"
+    return f"{path.stem}-{key}"
+
+
+def _gguf_cache_dir(path: Path) -> Path:
+    return home.cache_dir("gguf") / gguf_cache_name(path)
 
 
 def _load_gguf(path: Path):
