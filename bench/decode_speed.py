@@ -1,5 +1,5 @@
-"""Single-stream decode through `loom serve --engine llama.cpp` vs llama-cpp-python driving the same
-GGUF file directly, same run, for smollm2 and qwen2.5-0.5b (pulled if missing, ~470 MB once).
+"""Single-stream decode through `loom serve` (default engine: llama.cpp on a CPU) vs llama-cpp-python
+driving the same GGUF file directly, same run, for smollm2 and qwen2.5-0.5b (pulled if missing, ~470 MB once).
 
 Each measurement runs in a process of its own, alternated: the server (the batched llama.cpp
 runner) answers a streamed chat request over HTTP; the reference is llama-cpp-python's
@@ -71,7 +71,9 @@ def measure(home: Path, model: str, engine: str, tokens: int, trials: int) -> di
     os.environ["LOOM_HOME"] = str(home)
     from loom.model.load import load_tokenizer
 
-    path = catalog.resolve(model).path
+    from loom.backends.llamacpp import weights_file
+
+    path = weights_file(catalog.resolve(model))  # the file the server's llama.cpp runs (smollm2: its f16 copy)
     load_tokenizer(catalog.resolve(model))  # as after `loom models pull`, which prepares it once
     start = time.perf_counter()
     server = ServerProcess(home, "--preload", model, "--engine", engine, start_timeout=900)
@@ -107,10 +109,10 @@ def main() -> None:
             if model == "qwen2.5-0.5b":
                 subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
                                env=dict(os.environ, LOOM_HOME=str(home)))
-        rows = [measure(home, m, "llama.cpp", args.tokens, args.trials) for m in args.models]
+        rows = [measure(home, m, "auto", args.tokens, args.trials) for m in args.models]
         context = [measure(home, m, "transformers", min(args.tokens, 64), 1) for m in args.models]
     for r, t in zip(rows, context):
-        print(f"{r['model']}: loom serve --engine llama.cpp {r['served']:.1f} tok/s, llama-cpp-python direct {r['direct']:.1f} tok/s "
+        print(f"{r['model']}: loom serve (default engine) {r['served']:.1f} tok/s, llama-cpp-python direct {r['direct']:.1f} tok/s "
               f"= {r['served'] / r['direct']:.3f}x; cold start {r['cold_start_s']:.1f} s; server RSS {r['rss_mb']:.0f} MB; "
               f"transformers engine {t['served']:.1f} tok/s (cold start {t['cold_start_s']:.1f} s, RSS {t['rss_mb']:.0f} MB)")
     worst = min(r["served"] / r["direct"] for r in rows)

@@ -156,3 +156,35 @@ def test_f16_widening_is_cached_and_keeps_the_answers(gguf_home, monkeypatch):
     with pytest.raises(RuntimeError, match="could not rewrite"):
         weights_file(widened.model_copy(update={"path": str(broken)}))
     assert len(list((gguf_home / "cache" / "gguf-f16").iterdir())) == 1  # no half-written copy
+
+
+def test_a_failure_while_joining_gives_every_kv_slot_back(gguf_home, monkeypatch):
+    """Three sequences join in one step and the second one's sampling fails: the batch fails with it,
+    and all slots (the admitted first row's, the failing one's, the third's still pending) come back,
+    so the engine keeps its full batch width for the next requests."""
+    from loom import catalog
+    from loom.backends.base import Request, Sampling
+    from loom.backends.engine import _Seq
+    from loom.backends.llamacpp import LlamaCppLM
+    from loom.model.decode import SequenceState
+
+    monkeypatch.setenv("LOOM_HOME", str(gguf_home))
+    lm = LlamaCppLM(catalog.resolve("nano-f16"), max_batch=4)
+    states = [lm._state(Request(prompt=f"the river {i}", sampling=Sampling(max_tokens=5, temperature=0))) for i in range(3)]
+    boom = states[1]
+    real_choose = SequenceState.choose
+
+    def choose(self, logits):
+        if self is boom:
+            raise RuntimeError("sampling failed")
+        return real_choose(self, logits)
+
+    monkeypatch.setattr(SequenceState, "choose", choose)
+    with pytest.raises(RuntimeError, match="sampling failed"):
+        lm.engine._join([_Seq(s, lambda item: None) for s in states])
+    lm.engine.runner.reset()  # what the worker does after a failed step
+    assert sorted(lm.engine.runner._free_slots) == [0, 1, 2, 3]
+    monkeypatch.setattr(SequenceState, "choose", real_choose)
+    lm.engine._active.clear()
+    assert "".join(c.text for c in lm.stream(Request(prompt="the river", sampling=Sampling(max_tokens=5, temperature=0))))
+    lm.engine.close()

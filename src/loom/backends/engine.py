@@ -4,8 +4,8 @@ join between steps instead of waiting for the batch to drain.
 Decoding one token is memory-bound on CPU (every weight is read once per step), so a step for 16
 sequences costs little more than a step for one: batching multiplies throughput.
 
-The engine schedules; a runner computes. The runner holds the batch's KV cache and offers prefill
-(a new sequence's prompt, alone), admit/discard (it joins the batch, or finished on its first
+The engine schedules; a runner computes. The runner holds the batch's KV cache and offers prefill_many
+(the prompts of the sequences joining at one step), admit/discard (it joins the batch, or finished on its first
 token), step (one token for every row) and keep (drop finished rows). runner_torch.TorchRunner runs
 a transformers model; runner_llamacpp.LlamaCppRunner runs a GGUF file in llama.cpp with one KV
 sequence per row. Sampling, stop strings and JSON mode stay here, in loom.model.decode, whatever
@@ -95,7 +95,7 @@ class BatchEngine:
         out: list = []
         seq = _Seq(state, out.append)
         with self.runner.session():
-            self._join(seq)
+            self._join([seq])
             self._drop_done()
             while True:
                 yield from out
@@ -120,8 +120,7 @@ class BatchEngine:
                     joining.append(self._waiting.popleft())
             try:
                 with self.runner.session():
-                    for seq in joining:
-                        self._join(seq)
+                    self._join(joining)
                     self._drop_done()
                     if self._active:
                         self._step()
@@ -142,22 +141,26 @@ class BatchEngine:
         held = sum(s.reserved for s in self._active) + sum(s.reserved for s in joining)
         return held + self._waiting[0].reserved <= capacity
 
-    def _join(self, seq: _Seq) -> None:
-        if seq.cancelled.is_set():
+    def _join(self, joining: list[_Seq]) -> None:
+        """Prefill the joining sequences' prompts together, sample each one's first token, and make the
+        unfinished ones batch rows."""
+        joining = [seq for seq in joining if not seq.cancelled.is_set()]
+        if not joining:
             return
-        ids = seq.state.prompt_ids
-        logits, pending = self.runner.prefill(ids)
-        seq.position = len(ids)
-        try:
-            self._accept(seq, logits)
-        except BaseException:
-            self.runner.discard(pending)  # not yet a row: give its KV slot back before the batch fails
-            raise
-        if seq.state.finish_reason is not None:
-            self.runner.discard(pending)
-            return  # finished on its first token: never enters the batch
-        self.runner.admit(pending)
-        self._active.append(seq)
+        prefilled = self.runner.prefill_many([seq.state.prompt_ids for seq in joining])
+        for k, (seq, (logits, pending)) in enumerate(zip(joining, prefilled)):
+            seq.position = len(seq.state.prompt_ids)
+            try:
+                self._accept(seq, logits)
+            except BaseException:
+                for _, later in prefilled[k:]:  # not yet rows: give their KV slots back before the batch fails
+                    self.runner.discard(later)
+                raise
+            if seq.state.finish_reason is not None:
+                self.runner.discard(pending)  # finished on its first token: never enters the batch
+                continue
+            self.runner.admit(pending)
+            self._active.append(seq)
         self.max_rows_seen = max(self.max_rows_seen, len(self._active))
 
     def _accept(self, seq: _Seq, logits) -> None:

@@ -37,6 +37,11 @@ class TorchRunner:
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
         return out.logits[0, -1], (out.cache, len(ids))
 
+    def prefill_many(self, prompts: list[list[int]]):
+        """Each joining prompt alone (left-padding them into one forward would cost more than it saves
+        at these batch sizes): a list of prefill results."""
+        return [self.prefill(ids) for ids in prompts]
+
     def admit(self, pending) -> None:
         """Append a prefilled sequence as the batch's last row."""
         cache, length = pending
