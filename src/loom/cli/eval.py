@@ -1,4 +1,4 @@
-"""`loom eval perplexity | classify | retrieval | support | summarize | translate | chat`."""
+"""`loom eval perplexity | classify | retrieval | support | summarize | translate | chat` (and `recommend`, from cli/recommend.py)."""
 
 from __future__ import annotations
 
