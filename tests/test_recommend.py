@@ -178,3 +178,17 @@ def test_recommend_over_http(tmp_path, loom_home):
             assert post("/v1/recommend", {"model": name, "user": "x"}).status_code in (400, 404)
         both = post("/v1/recommend/similar", {"model": "shows", "item": "space-1", "text": "rockets"})
         assert both.status_code == 400 and "one of them" in both.json()["error"]["message"]
+
+
+def test_movielens_is_a_ready_dataset_with_its_licence(tmp_path, loom_home):
+    listing = json.loads(run_loom("datasets", "list", "--json", env_home=loom_home).stdout)
+    movielens = next(r for r in listing if r["name"] == "movielens-100k")
+    assert movielens["kind"] == "interactions" and "never redistribute" in movielens["licence"] and movielens["installed"]
+    out = tmp_path / "ml.csv"
+    run_loom("datasets", "export", "movielens-100k", "--out", str(out), env_home=loom_home)
+    with out.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with (tmp_path / "ml.items.csv").open(encoding="utf-8") as f:
+        items = list(csv.DictReader(f))
+    assert len(rows) == 100_000 and len({r["user"] for r in rows}) == 943 and len(items) == 1682
+    assert items[0] == {"item": "1", "title": "Toy Story", "year": "1995", "genres": "Animation Children's Comedy"}

@@ -305,3 +305,43 @@ def test_a_training_job_can_be_stopped(page, site, tmp_path):
     page.click("#train-stop")
     page.wait_for_selector("#train-state[data-status=stopped]", timeout=60_000)
     assert "endless" in page.text_content("#train-jobs")
+
+
+def test_recommendations_with_reasons_for_a_user_items_and_a_text(page, site, tmp_path):
+    from test_recommend import write_data
+
+    inter, items, _ = write_data(tmp_path, users_per_theme=6)
+    old = os.environ.get("LOOM_HOME")
+    os.environ["LOOM_HOME"] = str(site.home)
+    try:
+        loom_cli("recommend", "train", "--data", str(inter), "--items", str(items), "--model", "hybrid", "--name", "shows")
+    finally:
+        os.environ["LOOM_HOME"] = old or ""
+    page.click("[data-tab=recommend]")
+    page.wait_for_function("document.getElementById('rec-name').options.length > 0 && "
+                           "document.getElementById('rec-users').options.length > 0")
+    page.fill("#rec-user", "cooking-fan-1")
+    page.fill("#rec-k", "3")
+    page.click("#rec-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#rec-results tr').length === 4")
+    table = page.text_content("#rec-results")
+    assert table.count("Cooking") >= 3 and "because you liked" in table
+    assert page.text_content("#rec-route") == "From this user's history"
+    page.screenshot(path=str(ARTIFACTS / "recommend.png"))
+    page.fill("#rec-user", "")
+    page.fill("#rec-items", "football-1, football-2")
+    page.click("#rec-form button[type=submit]")
+    page.wait_for_function("document.getElementById('rec-route').textContent === 'From the items you listed'")
+    assert page.text_content("#rec-results").count("Football") >= 3
+    page.fill("#rec-text", "rockets and astronauts")
+    page.click("#rec-similar-form button[type=submit]")
+    page.wait_for_function("document.getElementById('rec-route').textContent === 'Closest item texts'")
+    assert "Space" in page.text_content("#rec-results tr:nth-child(2)")
+    page.click("#lang")
+    page.click("#rec-form button[type=submit]")
+    page.wait_for_function("document.getElementById('rec-route').textContent === '根据你列出的物品'")
+    assert "因为你喜欢" in page.text_content("#rec-results")
+    page.click("#lang")
+    page.fill("#rec-items", "")
+    page.click("#rec-form button[type=submit]")
+    assert page.text_content("#error") == "Pick a user or type some liked items."

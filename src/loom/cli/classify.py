@@ -99,6 +99,11 @@ def datasets_list(json_out: bool = typer.Option(False, "--json")) -> None:
     rows += [{"name": s.name, "kind": f"instructions ({s.language}, metric {s.metric})", "description": s.description,
               "package": s.package, "licence": "see its package", "install": "",
               "installed": importlib.util.find_spec(s.package) is not None} for s in SETS.values()]
+    from loom.apps.recommend.data import MOVIELENS, MOVIELENS_LICENCE
+
+    rows.append({"name": MOVIELENS, "kind": "interactions", "description": "100k ratings of 1,682 movies by 943 users, with "
+                 "titles, years and genres (for `loom recommend`)", "package": "recbole", "licence": MOVIELENS_LICENCE,
+                 "install": "--no-deps recbole==1.2.1", "installed": importlib.util.find_spec("recbole") is not None})
     if json_out:
         print_json(rows)
         return
@@ -129,12 +134,34 @@ def datasets_export(
         console.print(f"{len(conversations)} conversations ({split}) -> {out}; score with: loom eval chat MODEL --data {out} "
                       f"--metric {instructions.get(name).metric}")
         return
+    from loom.apps.recommend.data import MOVIELENS
     from loom.classify.predict import write_rows
     from loom.datasets import READY, get
     from loom.errors import NotFoundError
 
+    if name == MOVIELENS:
+        _export_movielens(out)
+        return
     if name not in READY:
-        raise NotFoundError(f"no ready dataset named {name!r}", f"available: {', '.join(list(READY) + list(instructions.SETS))}")
+        raise NotFoundError(f"no ready dataset named {name!r}",
+                            f"available: {', '.join(list(READY) + list(instructions.SETS) + [MOVIELENS])}")
     rows = get(name).load()
     write_rows(out, [{"text": t, "label": label} for t, label in rows], ["text", "label"])
     console.print(f"{len(rows)} rows -> {out}")
+
+
+def _export_movielens(out: Path) -> None:
+    """MovieLens-100k as interactions (OUT: user,item,rating,timestamp) and items (OUT's stem + .items.csv)."""
+    from loom.apps.recommend.data import MOVIELENS_LICENCE, movielens_files, read_table
+    from loom.classify.predict import write_rows
+
+    inter, item = movielens_files()
+    _, rows = read_table(inter)
+    write_rows(out, [{"user": r["user_id"], "item": r["item_id"], "rating": r["rating"], "timestamp": r["timestamp"]} for r in rows],
+               ["user", "item", "rating", "timestamp"])
+    items_out = out.with_name(out.stem + ".items" + out.suffix)
+    _, items = read_table(item)
+    write_rows(items_out, [{"item": r["item_id"], "title": r["movie_title"], "year": r["release_year"], "genres": r["class"]}
+                           for r in items], ["item", "title", "year", "genres"])
+    console.print(f"{len(rows)} interactions -> {out}; {len(items)} items -> {items_out}\nlicence: {MOVIELENS_LICENCE}\n"
+                  f"train with: loom recommend train --data {out} --items {items_out} --model hybrid --name movies")

@@ -74,7 +74,7 @@ def resolve_data(data: str) -> tuple[Path, Path | None]:
     return path, None
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict]]:
+def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """(column names, rows as dicts) of a CSV/TSV/JSONL file; RecBole's `name:type` headers lose their type."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -118,7 +118,7 @@ def read_interactions(path: Path, user_col: str | None = None, item_col: str | N
                       rating_col: str | None = None, min_rating: float | None = None) -> Interactions:
     """Read interactions; duplicates of a (user, item) pair count once (the highest rating kept).
     min_rating drops interactions rated below it (e.g. 4 for "liked" on a 1-5 scale)."""
-    columns, rows = _rows(path)
+    columns, rows = read_table(path)
     ucol = _pick(columns, user_col, USER_COLUMNS, "user", path, True)
     icol = _pick(columns, item_col, ITEM_COLUMNS, "item", path, True)
     rcol = _pick(columns, rating_col, RATING_COLUMNS, "rating", path, False)
@@ -157,7 +157,7 @@ def read_interactions(path: Path, user_col: str | None = None, item_col: str | N
 
 def read_items(path: Path, id_col: str | None = None) -> Items:
     """Item texts: the id column plus any title/description/genre columns, joined into one text per item."""
-    columns, rows = _rows(path)
+    columns, rows = read_table(path)
     icol = _pick(columns, id_col, ITEM_COLUMNS + ("id",), "item", path, True)
     title = next((c for c in TITLE_COLUMNS if c in columns), None)
     extra = [c for c in TEXT_COLUMNS if c in columns]

@@ -69,9 +69,11 @@ class Recommender:
             # each history item's own score for every pick: one [len(history), n_items] pass
             contributions = np.asarray(self.model.score(self._rows([[h] for h in history])))[:, picked]
             for r, column in zip(results, contributions.T):
-                r["because"] = self._because(column, history)
+                r["reasons"] = self._because(column, history)
+                r["because"] = [f"because you liked {reason['title']}" for reason in r["reasons"]]
         if route == "popular":
             for r in results:
+                r["reasons"] = [{"popular": r["popularity"]}]
                 r["because"] = [f"popular: {r['popularity']} users"]
         return {"route": route, "user": user, "model": self.saved.name, "kind": self.model.kind, "results": results}
 
@@ -152,11 +154,11 @@ class Recommender:
         return {"item": item, "title": self.titles.get(item, item), "score": round(float(score), 6),
                 "popularity": int(self.popularity[j])}
 
-    def _because(self, contributions: np.ndarray, history: np.ndarray, n: int = 2) -> list[str]:
+    def _because(self, contributions: np.ndarray, history: np.ndarray, n: int = 2) -> list[dict]:
         """The (at most n) history items whose own score for the pick is highest and positive."""
         order = np.argsort(-contributions)[:n]
-        return [f"because you liked {self.titles.get(self.saved.items[history[o]], self.saved.items[history[o]])}"
-                for o in order if contributions[o] > 0]
+        liked = [self.saved.items[history[o]] for o in order if contributions[o] > 0]
+        return [{"liked": item, "title": self.titles.get(item, item)} for item in liked]
 
     def _content_vectors(self) -> tuple[np.ndarray, str]:
         parts = self.model.parts if isinstance(self.model, models.Hybrid) else [self.model]

@@ -30,6 +30,12 @@ const STRINGS = {
     show_chunks: "Show chunks", new_conversation: "New conversation", klass: "Class", precision: "Precision", recall: "Recall", support: "Support",
     answer_faq: "Answered from the FAQ", answer_extractive: "Quoted from the best passage", answer_generated: "Written from the best passage",
     answer_handoff: "Handed off to a person: the knowledge base does not cover this", confidence: "confidence",
+    tab_recommend: "Recommend", recommender: "Recommender", rec_user: "User", rec_items: "or liked items",
+    rec_items_ph: "ids or titles, comma-separated", rec_go: "Recommend", rec_like_text: "Items like this text",
+    rec_hint: "Train one with: loom recommend train --data FILE --model ease --name NAME", rec_none: "No recommenders yet.",
+    rec_title: "Item", rec_score: "Score", rec_why: "Why", rec_liked: "because you liked", rec_popular: "popular with",
+    rec_users: "users", route_history: "From this user's history", route_items: "From the items you listed",
+    route_popular: "New user: the most popular items", route_text: "Closest item texts", need_user: "Pick a user or type some liked items.",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -60,6 +66,12 @@ const STRINGS = {
     show_chunks: "查看片段", new_conversation: "新对话", klass: "类别", precision: "精确率", recall: "召回率", support: "样本数",
     answer_faq: "来自常见问题", answer_extractive: "摘自最相关的段落", answer_generated: "根据最相关的段落撰写",
     answer_handoff: "已转人工：知识库里没有这方面的内容", confidence: "置信度",
+    tab_recommend: "推荐", recommender: "推荐模型", rec_user: "用户", rec_items: "或喜欢的物品",
+    rec_items_ph: "编号或名称，用逗号分隔", rec_go: "推荐", rec_like_text: "与这段描述相似的物品",
+    rec_hint: "训练方法：loom recommend train --data 文件 --model ease --name 名称", rec_none: "还没有推荐模型。",
+    rec_title: "物品", rec_score: "得分", rec_why: "推荐理由", rec_liked: "因为你喜欢", rec_popular: "热门：",
+    rec_users: "位用户", route_history: "根据该用户的历史", route_items: "根据你列出的物品",
+    route_popular: "新用户：最热门的物品", route_text: "文本最相近的物品", need_user: "请选择用户，或输入喜欢的物品。",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
