@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) bench/kb_retrieval.py
 	$(PY) bench/writing.py
 	$(PY) bench/decode_speed.py
+	$(PY) bench/recommend.py
 	$(PY) bench/export.py
 
 clean:

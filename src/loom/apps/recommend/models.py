@@ -47,6 +47,9 @@ class Pop:
     def score(self, history: sparse.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.counts, (history.shape[0], len(self.counts))).copy()
 
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts[columns], (len(items), len(columns))).copy()
+
     def state(self) -> dict:
         return {"counts": self.counts}
 
@@ -65,12 +68,21 @@ class ItemKNN:
         _implicit()
         from implicit.nearest_neighbours import CosineRecommender
 
+        import warnings
+
+        from implicit.utils import ParameterWarning
+
         model = CosineRecommender(K=self.params["k"], num_threads=0)
-        model.fit(train, show_progress=False)
+        with warnings.catch_warnings():  # implicit's own normalisation hands itself a COO matrix and then warns about it
+            warnings.simplefilter("ignore", ParameterWarning)
+            model.fit(train, show_progress=False)
         self.similarity = model.similarity.tocsr().astype(np.float32)
 
     def score(self, history) -> np.ndarray:
         return np.asarray((history @ self.similarity).todense())
+
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.similarity[items][:, columns].toarray()
 
     def state(self) -> dict:
         return {"similarity": self.similarity}
@@ -85,19 +97,28 @@ class _Factors:
 
     user_factors: np.ndarray
     item_factors: np.ndarray
+    _unit: np.ndarray | None = None  # item factors scaled to length 1 (for item-to-item)
+
+    @property
+    def unit(self) -> np.ndarray:
+        if self._unit is None:
+            self._unit = self.item_factors / np.maximum(np.linalg.norm(self.item_factors, axis=1, keepdims=True), 1e-9)
+        return self._unit
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
 
     def score(self, history) -> np.ndarray:
-        unit = self.item_factors / np.maximum(np.linalg.norm(self.item_factors, axis=1, keepdims=True), 1e-9)
-        return np.asarray(history @ unit) @ unit.T
+        return np.asarray(history @ self.unit) @ self.unit.T
+
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.unit[items] @ self.unit[columns].T
 
     def state(self) -> dict:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def load(self, state: dict) -> None:
-        self.user_factors, self.item_factors = state["user_factors"], state["item_factors"]
+        self.user_factors, self.item_factors, self._unit = state["user_factors"], state["item_factors"], None
 
 
 class ALS(_Factors):
@@ -111,11 +132,11 @@ class ALS(_Factors):
         from implicit.cpu.als import AlternatingLeastSquares
 
         p = self.params
-        model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-                                        iterations=p["iterations"], random_state=p["seed"])
         with limits(1, "blas"):  # implicit parallelises itself; threaded BLAS inside it only contends
+            model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                                            iterations=p["iterations"], random_state=p["seed"])
             model.fit(train, show_progress=False)
-        self.user_factors, self.item_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        self.user_factors, self.item_factors, self._unit = np.asarray(model.user_factors), np.asarray(model.item_factors), None
 
 
 class BPR(_Factors):
@@ -131,11 +152,11 @@ class BPR(_Factors):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         p = self.params
-        model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
-                                            iterations=p["iterations"], random_state=p["seed"])
         with limits(1, "blas"):
+            model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"],
+                                                regularization=p["regularization"], iterations=p["iterations"], random_state=p["seed"])
             model.fit(train, show_progress=False)
-        self.user_factors, self.item_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        self.user_factors, self.item_factors, self._unit = np.asarray(model.user_factors), np.asarray(model.item_factors), None
 
 
 class EASE:
@@ -161,6 +182,9 @@ class EASE:
 
     def score(self, history) -> np.ndarray:
         return np.asarray(history @ self.weights)
+
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.weights[np.ix_(items, columns)]
 
     def state(self) -> dict:
         return {"weights": self.weights}
@@ -190,6 +214,9 @@ class Content:
         profile = np.asarray(history @ self.vectors)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
         return profile @ self.vectors.T
+
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.vectors[items] @ self.vectors[columns].T
 
     def state(self) -> dict:
         return {"vectors": self.vectors}
@@ -261,12 +288,50 @@ class Hybrid:
     def score_users(self, users: np.ndarray, history) -> np.ndarray:
         return sum(w * standardise(user_scores(p, users, history)) for p, w in zip(self.parts, self.weights) if w)
 
+    def item_scores(self, items: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """score(one item alone)[columns] without scoring whole rows: each part's row mean and spread
+        per item are computed once (_row_stats), so a request touches only the columns it needs."""
+        total = 0.0
+        for i, (part, w) in enumerate(zip(self.parts, self.weights)):
+            if w:
+                mean, std = self._row_stats(i)
+                total = total + w * (part.item_scores(items, columns) - mean[items, None]) / std[items, None]
+        return total
+
+    def prepare(self) -> None:
+        """Compute the per-item row statistics now (a server does this at load, not on a first request)."""
+        for i, w in enumerate(self.weights):
+            if w:
+                self._row_stats(i)
+
+    def _row_stats(self, i: int, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of part i's scores for each item alone, over all items (as standardise sees them)."""
+        cache = self.__dict__.setdefault("_stats", {})
+        if i not in cache:
+            part = self.parts[i]
+            n = _n_items(part)
+            everything = np.arange(n)
+            rows = [part.item_scores(everything[s:s + batch], everything) for s in range(0, n, batch)]
+            mean = np.concatenate([r.mean(axis=1) for r in rows])
+            std = np.maximum(np.concatenate([r.std(axis=1) for r in rows]), 1e-9)
+            cache[i] = (mean, std)
+        return cache[i]
+
     def state(self) -> dict:
         return {f"{i}.{key}": value for i, p in enumerate(self.parts) for key, value in p.state().items()}
 
     def load(self, state: dict) -> None:
         for i, p in enumerate(self.parts):
             p.load({key.split(".", 1)[1]: v for key, v in state.items() if key.startswith(f"{i}.")})
+        self.__dict__.pop("_stats", None)
+
+
+def _n_items(model) -> int:
+    for name in ("counts", "weights", "vectors", "item_factors", "similarity"):
+        value = getattr(model, name, None)
+        if value is not None:
+            return value.shape[0]
+    raise ValueError(f"{model.kind} is not fitted")
 
 
 def user_scores(model, users: np.ndarray, history) -> np.ndarray:

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 from scipy import sparse
 
+from loom import home
 from loom.apps.recommend import models, store
 from loom.apps.recommend.protocol import top_k
 from loom.errors import InputError, NotFoundError
@@ -27,8 +28,8 @@ _lock = threading.Lock()
 
 def get(name: str) -> "Recommender":
     """A loaded recommender, kept for the process (reloaded when its files change)."""
-    folder_mtime = store.home.recommender_dir(name).joinpath("meta.json")
-    stamp = folder_mtime.stat().st_mtime_ns if folder_mtime.is_file() else None
+    meta = home.recommender_dir(name) / "meta.json"
+    stamp = meta.stat().st_mtime_ns if meta.is_file() else None
     with _lock:
         cached = _loaded.get(name)
         if cached is None or cached.stamp != stamp:
@@ -43,6 +44,8 @@ class Recommender:
         self.item_index = {it: i for i, it in enumerate(saved.items)}
         self.titles = saved.meta.get("titles") or {}
         self.popularity = np.asarray(self.train.sum(axis=0)).ravel()
+        if isinstance(self.model, models.Hybrid):
+            self.model.prepare()
 
     # -- public ---------------------------------------------------------------------------------
     def for_user(self, user: str | None = None, items: list[str] | None = None, k: int = 10,
@@ -66,8 +69,8 @@ class Recommender:
         picked = self._top(scores, k, set(history.tolist()), exclude, only)
         results = [self._result(j, scores[j]) for j in picked]
         if explain and route != "popular" and len(history) and picked:
-            # each history item's own score for every pick: one [len(history), n_items] pass
-            contributions = np.asarray(self.model.score(self._rows([[h] for h in history])))[:, picked]
+            # each history item's own score for every pick: [len(history), k]
+            contributions = np.asarray(self.model.item_scores(np.asarray(history), np.asarray(picked)))
             for r, column in zip(results, contributions.T):
                 r["reasons"] = self._because(column, history)
                 r["because"] = [f"because you liked {reason['title']}" for reason in r["reasons"]]
