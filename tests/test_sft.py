@@ -71,7 +71,7 @@ def test_reads_messages_alpaca_sharegpt_and_names_bad_rows(tmp_path):
 def test_label_mask_is_the_assistant_turns_and_their_end_token(pipeline, tokenizer_source):
     """Token by token: the learnt tokens are exactly each answer followed by <|im_end|>; the system
     prompt, the user turns, the role headers and the newline after <|im_end|> are never learnt."""
-    from loom.tokenizer.chat import IGNORE, encode, end_of_turn_ids
+    from loom.tokenizer.chat import IGNORE, encode, stop_token_ids
 
     if tokenizer_source == "nano":
         tok = nano_tokenizer(pipeline)
@@ -83,7 +83,7 @@ def test_label_mask_is_the_assistant_turns_and_their_end_token(pipeline, tokeniz
     conv = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Where is the river?"},
             {"role": "assistant", "content": "Past the old bridge."}, {"role": "user", "content": "今天天气怎么样"},
             {"role": "assistant", "content": "很好"}]
-    example = encode(tok, conv, end_of_turn_ids(tok))
+    example = encode(tok, conv, stop_token_ids(tok))
     end = tok.convert_tokens_to_ids("<|im_end|>")
     learnt = [i for i, label in enumerate(example.labels) if label != IGNORE]
     # two runs of learnt positions, each ending with the end-of-turn token

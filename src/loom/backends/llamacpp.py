@@ -22,7 +22,7 @@ from pathlib import Path
 from loom.backends.base import Info
 from loom.backends.local import BatchedLM
 from loom.catalog import ModelEntry
-from loom.model.decode import stop_token_ids
+from loom.tokenizer.chat import stop_token_ids
 
 POOL_TOKENS = 16384  # most KV cells shared by all rows (f16 K and V: qwen2.5-0.5b 12 KB a cell, ~190 MB)
 

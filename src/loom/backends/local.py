@@ -16,7 +16,8 @@ from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, ch
 from loom.catalog import ModelEntry
 from loom.config import GenerateConfig
 from loom.errors import InputError
-from loom.model.decode import SequenceState, encode_prompt, stop_token_ids, token_texts
+from loom.model.decode import SequenceState, encode_prompt, token_texts
+from loom.tokenizer.chat import stop_token_ids
 
 
 class BatchedLM(Backend):

@@ -181,16 +181,6 @@ class SequenceState:
         return piece
 
 
-def stop_token_ids(tokenizer) -> set[int]:
-    """EOS plus chat end-of-turn tokens the tokenizer knows."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-            ids.add(tid)
-    return ids
-
-
 def encode_prompt(tokenizer, prompt: str, chat: bool, system: str | None = None) -> list[int]:
     if chat and tokenizer.chat_template:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]

@@ -34,6 +34,7 @@ CHATML = (
 )
 TEMPLATES = {"chatml": (CHATML, [IM_START, IM_END], IM_END)}
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
+END_OF_TEXT = ("<|endoftext|>",)  # GPT-2 / Qwen document end: never part of an answer either
 
 
 def ensure_template(tokenizer, template: str | None, base: str) -> int:
@@ -56,10 +57,22 @@ def ensure_template(tokenizer, template: str | None, base: str) -> int:
     return added
 
 
-def end_of_turn_ids(tokenizer) -> set[int]:
+def stop_token_ids(tokenizer) -> set[int]:
+    """EOS plus every end-of-turn or end-of-text token the vocabulary holds: where generation stops
+    (both engines) and what an assistant turn may end with in SFT labels. The one definition."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     vocab = tokenizer.get_vocab()
-    return ids | {vocab[t] for t in END_OF_TURN if t in vocab}
+    return ids | {vocab[t] for t in END_OF_TURN + END_OF_TEXT if t in vocab}
+
+
+def end_of_turn_id(tokenizer) -> int | None:
+    """The one token a chat turn ends with (for ChatML, <|im_end|>): what an exported model's engine
+    must stop at. The first END_OF_TURN token the template uses (or that is EOS), else EOS."""
+    vocab = tokenizer.get_vocab()
+    for token in END_OF_TURN:
+        if token in vocab and (token in (tokenizer.chat_template or "") or token == tokenizer.eos_token):
+            return vocab[token]
+    return tokenizer.eos_token_id
 
 
 @dataclass
@@ -130,7 +143,7 @@ def encode(tokenizer, conversation: list[dict], stop_ids: set[int]) -> Encoded:
 
 def encode_all(tokenizer, conversations: list[list[dict]], max_len: int) -> tuple[list[Encoded], EncodeReport]:
     """Every conversation encoded, cut to max_len tokens (counted); those left with nothing to learn are dropped."""
-    stop_ids = end_of_turn_ids(tokenizer)
+    stop_ids = stop_token_ids(tokenizer)
     report, out = EncodeReport(), []
     for conversation in conversations:
         example = encode(tokenizer, conversation, stop_ids)

@@ -8,8 +8,8 @@
               P = (X'X + lambda I)^-1, so score = history @ B; numpy, one n_items^2 solve
     content   item texts embedded by Loom's encoders (MiniLM for English, e5 for Chinese); a user is
               the mean of the items they have; recommends items nobody has touched yet
-    hybrid    a weighted sum of standardised per-user scores of its parts (ease + content when item
-              texts exist, else ease + itemknn), weights chosen on validation
+    hybrid    a weighted sum of standardised per-user scores of its parts (ease + als, + content when
+              item texts exist), weights chosen on validation
 
 A model's arrays (`state`) are plain numpy/scipy, saved by loom.apps.recommend.store.
 """

@@ -29,7 +29,7 @@ import numpy as np
 
 from loom import atomic
 from loom.errors import InputError
-from loom.tokenizer.chat import END_OF_TURN
+from loom.tokenizer.chat import end_of_turn_id
 
 QUANTS = ("f16", "q8_0")
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
@@ -107,15 +107,6 @@ def pre_tokenizer_name(tokenizer_json: dict) -> str:
     raise InputError(f"the tokenizer's pre-tokenizer ({' + '.join(k or '?' for k in kinds) or 'none'}) has no GGUF equivalent "
                      "Loom knows, so llama.cpp would split text differently",
                      "export with --format hf, or use a byte-level BPE tokenizer (GPT-2, SmolLM2 or Qwen2 style)")
-
-
-def end_of_turn_id(tokenizer) -> int | None:
-    """The token a chat turn ends with (for ChatML, <|im_end|>): what engines must stop at."""
-    vocab = tokenizer.get_vocab()
-    for token in END_OF_TURN:
-        if token in vocab and (token in (tokenizer.chat_template or "") or token == tokenizer.eos_token):
-            return vocab[token]
-    return tokenizer.eos_token_id
 
 
 def _adds_bos(tokenizer) -> bool:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from loom import atomic
-from loom.model.export.gguf_file import end_of_turn_id
+from loom.tokenizer.chat import end_of_turn_id
 
 
 def stop_ids(tokenizer) -> list[int]:
