@@ -157,8 +157,8 @@ def loom_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def api_home(served_home, tmp_path_factory):
     """A LOOM_HOME with something behind every /v1 route: the served catalog (nano, slow), a tf-idf
-    classifier 'reviews', a knowledge base 'shop' holding 'policy.md', a run 'nano' with metrics and an
-    evaluation report 'demo'. Tests copy it (copy_home) before starting a server on it."""
+    classifier 'reviews', a knowledge base 'shop' holding 'policy.md', a recommender 'shop', a run 'nano'
+    with metrics and an evaluation report 'demo'. Tests copy it (copy_home) before starting a server on it."""
     import json
     import shutil
 
@@ -174,6 +174,9 @@ def api_home(served_home, tmp_path_factory):
         from loom.apps.support.store import KnowledgeBase
 
         KnowledgeBase.create("shop", "minilm").add_text("policy.md", "# Returns\n\nReturns are free within 30 days.\n")
+        clicks = home / "clicks.csv"
+        clicks.write_text("user,item\n" + "".join(f"u{u},i{(u + k) % 7}\n" for u in range(12) for k in range(3)), encoding="utf-8")
+        loom_cli("recommend", "train", "--data", str(clicks), "--model", "pop", "--name", "shop")
     finally:
         os.environ["LOOM_HOME"] = old or ""
     run = home / "runs" / "nano"

@@ -214,3 +214,21 @@ def test_item_scores_are_the_scores_of_one_item_alone(tmp_path):
         assert np.allclose(model.score(onehot)[:, columns], model.item_scores(items, columns), atol=1e-5), kind
     hybrid = models.Hybrid([parts["ease"], parts["als"], parts["content"]], [0.5, 0.3, 0.2])
     assert np.allclose(hybrid.score(onehot)[:, columns], hybrid.item_scores(items, columns), atol=1e-4)
+
+
+def test_chinese_item_texts_use_the_multilingual_encoder(tmp_path, loom_home):
+    """Chinese catalogues are first-class: their texts go through e5, and a Chinese query finds them."""
+    items = tmp_path / "商品.csv"
+    items.write_text("物品,标题,描述\n"
+                     "tea-1,西湖龙井,杭州的绿茶，清香回甘\n"
+                     "tea-2,铁观音,福建乌龙茶，兰花香\n"
+                     "phone-1,智能手机,大屏幕，长续航，拍照清晰\n"
+                     "phone-2,折叠屏手机,可以折叠的屏幕，轻薄机身\n", encoding="utf-8")
+    inter = tmp_path / "购买.csv"
+    inter.write_text("用户,物品\n张三,tea-1\n张三,tea-2\n李四,phone-1\n李四,phone-2\n王五,tea-1\n", encoding="utf-8")
+    run_loom("recommend", "train", "--data", str(inter), "--items", str(items), "--model", "content", "--name", "shop", env_home=loom_home)
+    found = json.loads(run_loom("recommend", "similar", "shop", "--text", "我想买一部拍照好的手机", "-k", "2", "--json",
+                                env_home=loom_home).stdout)
+    assert found["encoder"] == "e5" and {r["item"] for r in found["results"]} == {"phone-1", "phone-2"}
+    liked = json.loads(run_loom("recommend", "for-user", "shop", "王五", "-k", "1", "--json", env_home=loom_home).stdout)
+    assert liked["results"][0]["item"] == "tea-2" and liked["results"][0]["because"] == ["because you liked 西湖龙井"]
