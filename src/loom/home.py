@@ -11,6 +11,7 @@
       settings.json       user settings (the default chat model)
       sources/            corpora Loom writes for you (quickstart's bundled dialogues)
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
+      kg/NAME.sqlite      a knowledge graph: entities, aliases, relations, evidence (loom.apps.kg.store)
       recommenders/NAME/  a trained recommender: meta.json + arrays.npz (loom.apps.recommend.store)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
@@ -118,6 +119,15 @@ def cache_dir(kind: str) -> Path:
 
 def kb_dir() -> Path:
     return home() / "kb"
+
+
+def kg_dir() -> Path:
+    return home() / "kg"
+
+
+def kg_path(name: str) -> Path:
+    """kg/NAME.sqlite: one knowledge graph (loom.apps.kg.store)."""
+    return kg_dir() / f"{check_name(name, 'knowledge-graph name')}.sqlite"
 
 
 def recommenders_dir() -> Path:

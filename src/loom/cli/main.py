@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, models, recommend, tokenizer
+from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, kg, models, recommend, tokenizer
 from loom.cli.export import export
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
@@ -33,6 +33,7 @@ app.add_typer(classify_cmd.datasets_app, name="datasets")
 app.add_typer(keys_app, name="keys")
 app.add_typer(kb.app, name="kb")
 app.add_typer(kb.support_app, name="support")
+app.add_typer(kg.app, name="kg")
 app.add_typer(recommend.app, name="recommend")
 eval_cmd.app.command("recommend")(recommend.evaluate)
 app.command()(pretrain)

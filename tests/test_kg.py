@@ -1,0 +1,177 @@
+"""Knowledge graphs (issue 19) through the CLI on Chinese and English documents written here: rules
+extraction, provenance, incremental replace/remove, aliases across languages, queries, export and
+import, and the bad inputs a stranger sends."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_loom
+
+CITIES = ("# Cities\n\n北京是中国的首都。清华大学位于北京。马云于1999年在杭州创立了阿里巴巴。阿里巴巴的总部位于杭州。杭州位于浙江。\n\n"
+          "Paris is the capital of France. Marie Curie was born in Warsaw. Warsaw is the capital of Poland.\n")
+PEOPLE = "鲁迅出生于浙江绍兴。腾讯公司由马化腾创办。\n\nSteve Jobs founded Apple. Apple is headquartered in Cupertino.\n"
+
+
+def facts(graph_home, graph: str, entity: str) -> set[tuple[str, str, str]]:
+    info = json.loads(run_loom("kg", "show", graph, entity, "--json", env_home=graph_home).stdout)
+    return {(f["subject"], f["predicate"], f["object"]) for f in info["facts"]}
+
+
+def test_rules_extract_chinese_and_english_facts_with_their_sources():
+    from loom.apps.kg.extract import extract
+
+    _, found = extract(CITIES + PEOPLE)
+    triples = {(f.subject.name, f.predicate, f.object.name) for f in found}
+    assert {("北京", "capital_of", "中国"), ("马云", "founded", "阿里巴巴"), ("阿里巴巴", "headquartered_in", "杭州"),
+            ("鲁迅", "born_in", "浙江绍兴"), ("马化腾", "founded", "腾讯公司"), ("Paris", "capital_of", "France"),
+            ("Marie Curie", "born_in", "Warsaw"), ("Steve Jobs", "founded", "Apple"),
+            ("Apple", "headquartered_in", "Cupertino")} <= triples
+    assert ("杭州", "founded", "阿里巴巴") not in triples  # a place founds nothing
+    text = CITIES + PEOPLE
+    for f in found:  # every fact points at the sentence it came from
+        assert f.subject.name in text[f.start:f.end] and f.object.name in text[f.start:f.end] and 0 < f.confidence <= 1
+
+
+def test_build_query_and_multi_hop_path(tmp_path, loom_home):
+    (tmp_path / "cities.md").write_text(CITIES, encoding="utf-8")
+    (tmp_path / "people.txt").write_text(PEOPLE, encoding="utf-8")
+    report = json.loads(run_loom("kg", "add", "demo", str(tmp_path / "cities.md"), str(tmp_path / "people.txt"), "--json",
+                                 env_home=loom_home).stdout)
+    assert report["added"][0]["facts"] >= 7 and report["relations"] >= 11 and report["documents"] == 2
+    info = json.loads(run_loom("kg", "show", "demo", "杭州", "--json", env_home=loom_home).stdout)
+    hq = next(f for f in info["facts"] if f["predicate"] == "headquartered_in")
+    assert hq["sources"][0]["source"] == "cities.md" and hq["sources"][0]["sentence"] == "阿里巴巴的总部位于杭州。"
+    route = json.loads(run_loom("kg", "path", "demo", "马云", "浙江", "--json", env_home=loom_home).stdout)
+    assert [s["object"] for s in route["steps"]] == ["阿里巴巴", "杭州", "浙江"]
+    near = json.loads(run_loom("kg", "neighbors", "demo", "马云", "--hops", "2", "--json", env_home=loom_home).stdout)
+    assert {n["name"] for n in near["nodes"]} == {"马云", "阿里巴巴", "杭州"}
+    hits = json.loads(run_loom("kg", "search", "demo", "warsaw", "--json", env_home=loom_home).stdout)
+    assert hits[0]["name"] == "Warsaw" and hits[0]["relations"] == 2
+    no_path = run_loom("kg", "path", "demo", "鲁迅", "Apple", env_home=loom_home, check=False)
+    assert no_path.returncode == 1 and "no path" in no_path.stderr
+
+
+def test_replacing_or_removing_a_document_removes_exactly_what_only_it_supported(tmp_path, loom_home):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("阿里巴巴的总部位于杭州。杭州位于浙江。", encoding="utf-8")
+    b.write_text("杭州位于浙江。鲁迅出生于浙江绍兴。", encoding="utf-8")
+    run_loom("kg", "add", "g", str(a), str(b), env_home=loom_home)
+    assert ("杭州", "located_in", "浙江") in facts(loom_home, "g", "杭州")
+    run_loom("kg", "remove", "g", "--source", "a.txt", env_home=loom_home)
+    left = facts(loom_home, "g", "杭州")
+    assert left == {("杭州", "located_in", "浙江")}  # still supported by b.txt; the headquarters fact is gone
+    assert run_loom("kg", "show", "g", "阿里巴巴", env_home=loom_home, check=False).returncode == 2  # the entity too
+    b.write_text("鲁迅出生于浙江绍兴。", encoding="utf-8")  # a new version of b drops the Hangzhou sentence
+    run_loom("kg", "add", "g", str(b), env_home=loom_home)
+    gone = run_loom("kg", "show", "g", "杭州", env_home=loom_home, check=False)
+    assert gone.returncode == 2 and "no entity '杭州'" in gone.stderr
+    stats = json.loads(run_loom("kg", "list", "--json", env_home=loom_home).stdout)[0]
+    assert stats["documents"] == 1 and stats["relations"] == 1
+
+
+def test_a_chinese_and_an_english_name_become_one_entity(tmp_path, loom_home):
+    (tmp_path / "zh.txt").write_text("清华大学位于北京。", encoding="utf-8")
+    (tmp_path / "en.txt").write_text("Beijing is the capital of China.", encoding="utf-8")
+    run_loom("kg", "add", "cities", str(tmp_path / "zh.txt"), str(tmp_path / "en.txt"), env_home=loom_home)
+    run_loom("kg", "alias", "cities", "北京", "Beijing", env_home=loom_home)
+    info = json.loads(run_loom("kg", "show", "cities", "Beijing", "--json", env_home=loom_home).stdout)
+    assert set(info["aliases"]) == {"北京", "Beijing"}
+    assert {(f["predicate"], f["object"]) for f in info["facts"]} >= {("located_in", "北京"), ("capital_of", "China")}
+    (tmp_path / "more.txt").write_text("北京位于华北平原。", encoding="utf-8")  # facts added later follow the merge
+    run_loom("kg", "add", "cities", str(tmp_path / "more.txt"), env_home=loom_home)
+    assert ("北京", "located_in", "华北平原") in facts(loom_home, "cities", "Beijing")
+
+
+def test_export_and_import(tmp_path, loom_home):
+    import networkx as nx
+
+    (tmp_path / "cities.md").write_text(CITIES, encoding="utf-8")
+    run_loom("kg", "add", "demo", str(tmp_path / "cities.md"), env_home=loom_home)
+    run_loom("kg", "export", "demo", "--format", "graphml", "--out", str(tmp_path / "g.graphml"), env_home=loom_home)
+    g = nx.read_graphml(tmp_path / "g.graphml")
+    assert "北京" in {d["name"] for _, d in g.nodes(data=True)} and g.number_of_edges() >= 6
+    run_loom("kg", "export", "demo", "--format", "neo4j", "--out", str(tmp_path / "neo"), env_home=loom_home)
+    with (tmp_path / "neo" / "nodes.csv").open(encoding="utf-8") as f:
+        nodes = list(csv.reader(f))
+    with (tmp_path / "neo" / "relationships.csv").open(encoding="utf-8") as f:
+        rels = list(csv.reader(f))
+    assert nodes[0] == ["entityId:ID", "name", "type", ":LABEL"] and rels[0][:3] == [":START_ID", ":END_ID", ":TYPE"]
+    ids = {row[0] for row in nodes[1:]}
+    assert all(r[0] in ids and r[1] in ids for r in rels[1:]) and "HEADQUARTERED_IN" in {r[2] for r in rels[1:]}
+    run_loom("kg", "export", "demo", "--format", "json", "--out", str(tmp_path / "g.json"), env_home=loom_home)
+    data = json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))
+    assert all(e["evidence"] for e in data["edges"])
+    triples = tmp_path / "triples.csv"
+    triples.write_text("subject,predicate,object,subject_type,object_type\n杭州,located_in,浙江,place,place\n浙江,part_of,中国,place,place\n,x,y\n",
+                       encoding="utf-8")
+    result = json.loads(run_loom("kg", "import", "demo", str(triples), "--json", env_home=loom_home).stdout)
+    assert result["imported"] == 2 and result["skipped_rows"] == [4]
+    route = json.loads(run_loom("kg", "path", "demo", "马云", "中国", "--json", env_home=loom_home).stdout)
+    assert route["found"] and len(route["steps"]) <= 4
+
+
+def test_bad_input_is_refused_clearly(tmp_path, loom_home):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n", encoding="utf-8")
+    proc = run_loom("kg", "add", "g", str(empty), env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "holds no text" in proc.stderr
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"\x00\x01\x02binary\x00" * 50)
+    proc = run_loom("kg", "add", "g", str(binary), env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "binary" in proc.stderr
+    proc = run_loom("kg", "build", "no-such-kb", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    (tmp_path / "ok.txt").write_text("Paris is the capital of France.", encoding="utf-8")
+    run_loom("kg", "add", "places", str(tmp_path / "ok.txt"), env_home=loom_home)
+    proc = run_loom("kg", "show", "place", "Paris", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "did you mean: places" in proc.stderr
+    proc = run_loom("kg", "show", "places", "Pari", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "did you mean: Paris" in proc.stderr
+    proc = run_loom("kg", "neighbors", "places", "Paris", "--hops", "9", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "use 1 to 4" in proc.stderr
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("from,to\nParis,France\n", encoding="utf-8")
+    proc = run_loom("kg", "import", "places", str(wrong), env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "lacks the column(s) subject, predicate, object; its columns are: from, to" in proc.stderr
+    proc = run_loom("kg", "remove", "places", env_home=loom_home, check=False)
+    assert proc.returncode == 2 and "--yes" in proc.stderr
+
+
+def test_self_loops_never_enter_and_cycles_do_not_trap_queries(tmp_path, loom_home):
+    triples = tmp_path / "loop.csv"
+    triples.write_text("subject,predicate,object\nA,part_of,B\nB,part_of,C\nC,part_of,A\nA,part_of,A\n", encoding="utf-8")
+    imported = json.loads(run_loom("kg", "import", "loops", str(triples), "--json", env_home=loom_home).stdout)
+    assert imported["imported"] == 3 and imported["self_loops_skipped"] == [5]
+    near = json.loads(run_loom("kg", "neighbors", "loops", "A", "--hops", "4", "--json", env_home=loom_home).stdout)
+    assert {n["name"] for n in near["nodes"]} == {"A", "B", "C"}
+    assert not any(e["subject"] == e["object"] for e in near["edges"])
+    route = json.loads(run_loom("kg", "path", "loops", "A", "C", "--json", env_home=loom_home).stdout)
+    assert len(route["steps"]) == 1
+
+
+def test_one_transaction_per_document(tmp_path, loom_home, monkeypatch):
+    """A failure halfway through a document leaves the graph as it was: no half-built document."""
+    from loom.apps.kg import build
+    from loom.apps.kg.store import Graph
+
+    (tmp_path / "a.txt").write_text("杭州位于浙江。", encoding="utf-8")
+    build.add_files("t", [tmp_path / "a.txt"])
+    before = Graph.open("t").stats()
+    calls = {"n": 0}
+    real = Graph.add_fact
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk went away")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Graph, "add_fact", flaky)
+    (tmp_path / "b.txt").write_text("鲁迅出生于浙江绍兴。马化腾创立了腾讯公司。北京是中国的首都。", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        build.add_files("t", [tmp_path / "b.txt"])
+    assert Graph.open("t").stats() == before
