@@ -157,7 +157,7 @@ def loom_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def api_home(served_home, tmp_path_factory):
     """A LOOM_HOME with something behind every /v1 route: the served catalog (nano, slow), a tf-idf
-    classifier 'reviews', a knowledge base 'shop' holding 'policy.md', a recommender 'shop', a run 'nano'
+    classifier 'reviews', a knowledge base 'shop' holding 'policy.md', its graph 'shop' (plus cities.txt), a recommender 'shop', a run 'nano'
     with metrics and an evaluation report 'demo'. Tests copy it (copy_home) before starting a server on it."""
     import json
     import shutil
@@ -177,6 +177,13 @@ def api_home(served_home, tmp_path_factory):
         clicks = home / "clicks.csv"
         clicks.write_text("user,item\n" + "".join(f"u{u},i{(u + k) % 7}\n" for u in range(12) for k in range(3)), encoding="utf-8")
         loom_cli("recommend", "train", "--data", str(clicks), "--model", "pop", "--name", "shop")
+        from loom.apps.kg.build import build_from_kb
+
+        build_from_kb("shop")  # a graph 'shop' (empty of facts: the policy names no entities)
+        from loom.apps.kg.build import add_document
+        from loom.apps.kg.store import Graph
+
+        add_document(Graph.open("shop"), "cities.txt", ["Paris is the capital of France."])
     finally:
         os.environ["LOOM_HOME"] = old or ""
     run = home / "runs" / "nano"

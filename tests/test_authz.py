@@ -55,6 +55,16 @@ ROUTES = [
     ("POST", "/v1/recommend/similar", {"json": {"model": "shop", "item": "i1", "k": 2}}, USER),
     ("GET", "/v1/recommenders", {}, USER),
     ("GET", "/v1/recommenders/shop", {}, USER),
+    ("GET", "/v1/kg", {}, USER),
+    ("GET", "/v1/kg/shop", {}, USER),
+    ("POST", "/v1/kg/shop/build", {"json": {}}, USER),
+    ("POST", "/v1/kg/shop/documents", {"json": {"documents": [{"source": "kg-{cell}.txt", "text": "Rome is the capital of Italy."}]}}, USER),
+    ("DELETE", "/v1/kg/shop/documents", {"params": {"source": "kg-gone-{cell}.txt"}}, USER),
+    ("GET", "/v1/kg/shop/entities/Paris", {}, USER),
+    ("GET", "/v1/kg/shop/neighbors", {"params": {"entity": "Paris"}}, USER),
+    ("GET", "/v1/kg/shop/path", {"params": {"a": "Paris", "b": "France"}}, USER),
+    ("GET", "/v1/kg/shop/search", {"params": {"q": "par"}}, USER),
+    ("DELETE", "/v1/kg/doomed-{cell}", {}, ADMIN),
     ("POST", "/v1/train/jobs", {"data": {"kind": "classify", "name": "job-{cell}", "base": "tfidf"},
                                 "files": {"data": ("reviews.csv", b"text,label\n" + b"great room,pos\nawful room,neg\n" * 10)}}, ADMIN),
     ("GET", "/v1/train/jobs", {}, ADMIN),
@@ -85,6 +95,10 @@ def _prepare(server_url, admin_headers, cell: str, store, keyed: bool) -> dict:
     httpx.post(server_url + "/v1/kb", json={"name": f"doomed-{cell}", "encoder": "minilm"}, headers=admin_headers).raise_for_status()
     httpx.post(server_url + "/v1/kb/shop/documents", headers=admin_headers, timeout=60,
                json={"documents": [{"source": f"gone-{cell}.md", "text": "To be deleted."}]}).raise_for_status()
+    httpx.post(server_url + "/v1/kg/doomed-" + cell + "/documents", headers=admin_headers, timeout=60,
+               json={"documents": [{"source": "x.txt", "text": "Oslo is the capital of Norway."}]}).raise_for_status()
+    httpx.post(server_url + "/v1/kg/shop/documents", headers=admin_headers, timeout=60,
+               json={"documents": [{"source": f"kg-gone-{cell}.txt", "text": "Lima is the capital of Peru."}]}).raise_for_status()
     victim = store.create(f"victim-{cell}")[0].id if keyed else "no-such-key"
     return {"cell": cell, "victim": victim}
 
@@ -139,6 +153,6 @@ def test_the_matrix_covers_every_route(servers):
     schema = httpx.get(server.url + "/openapi.json").json()
     served = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("job-{name}", "{name}").replace("/ghost", "/{name}").replace("{victim}", "{key_id}")
-               .replace("/shop", "/{name}").replace("/nano/", "/{name}/").replace("/demo", "/{name}"))
+               .replace("/shop", "/{name}").replace("/nano/", "/{name}/").replace("/demo", "/{name}").replace("/Paris", "/{entity}"))
               for m, p, _, _ in ROUTES}
     assert served - listed == set(), "routes missing from the authorisation matrix"

@@ -175,3 +175,57 @@ def test_one_transaction_per_document(tmp_path, loom_home, monkeypatch):
     with pytest.raises(RuntimeError):
         build.add_files("t", [tmp_path / "b.txt"])
     assert Graph.open("t").stats() == before
+
+
+def test_a_knowledge_base_graph_follows_its_documents(tmp_path, loom_home):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "company.md").write_text("# 公司\n\n马云于1999年在杭州创立了阿里巴巴。阿里巴巴的总部位于杭州。\n", encoding="utf-8")
+    (docs / "places.md").write_text("# Places\n\nParis is the capital of France.\n", encoding="utf-8")
+    run_loom("kb", "create", "shop", "--encoder", "minilm", env_home=loom_home)
+    run_loom("kb", "add", "shop", str(docs), env_home=loom_home)
+    first = json.loads(run_loom("kg", "build", "shop", "--json", env_home=loom_home).stdout)
+    assert first["added"] == 2 and first["facts"] >= 3
+    info = json.loads(run_loom("kg", "show", "shop", "阿里巴巴", "--json", env_home=loom_home).stdout)
+    assert all(s["source"].endswith("company.md") for f in info["facts"] for s in f["sources"])
+    (tmp_path / "extra.txt").write_text("Rome is the capital of Italy.", encoding="utf-8")
+    run_loom("kg", "add", "shop", str(tmp_path / "extra.txt"), env_home=loom_home)  # added to the graph directly
+    again = json.loads(run_loom("kg", "build", "shop", "--json", env_home=loom_home).stdout)
+    assert again["added"] == 0 and again["unchanged"] == 2
+    kb_source = next(s["source"] for f in info["facts"] for s in f["sources"])
+    run_loom("kb", "delete-doc", "shop", kb_source, env_home=loom_home)
+    third = json.loads(run_loom("kg", "build", "shop", "--json", env_home=loom_home).stdout)
+    assert third["removed"] == 1 and third["documents"] == 2  # places.md and extra.txt remain
+    assert run_loom("kg", "show", "shop", "阿里巴巴", env_home=loom_home, check=False).returncode == 2
+    assert ("Rome", "capital_of", "Italy") in facts(loom_home, "shop", "Rome")
+
+
+def test_graphs_over_http(tmp_path, loom_home):
+    import httpx
+
+    from conftest import LiveServer
+
+    with LiveServer(loom_home) as server:
+        url = server.url + "/v1/kg"
+        added = httpx.post(url + "/cities/documents", timeout=60, json={"documents": [
+            {"source": "zh.txt", "text": "马云于1999年在杭州创立了阿里巴巴。阿里巴巴的总部位于杭州。杭州位于浙江。"},
+            {"source": "en.txt", "text": "Paris is the capital of France."}]}).json()
+        assert added["documents"] == 2 and added["relations"] == 4
+        info = httpx.get(url + "/cities/entities/杭州", timeout=30).json()
+        assert {f["predicate"] for f in info["facts"]} == {"located_in", "headquartered_in"}
+        assert {s["source"] for f in info["facts"] for s in f["sources"]} == {"zh.txt"}
+        route = httpx.get(url + "/cities/path", params={"a": "马云", "b": "浙江"}, timeout=30).json()
+        assert [s["object"] for s in route["steps"]] == ["阿里巴巴", "杭州", "浙江"]
+        near = httpx.get(url + "/cities/neighbors", params={"entity": "Paris", "hops": 2}, timeout=30).json()
+        assert {n["name"] for n in near["nodes"]} == {"Paris", "France"}
+        assert httpx.get(url + "/cities/search", params={"q": "阿里"}, timeout=30).json()["data"][0]["name"] == "阿里巴巴"
+        missing = httpx.get(url + "/cities/entities/Pari", timeout=30)
+        assert missing.status_code == 404 and "did you mean: Paris" in missing.json()["error"]["message"]
+        for bad in ("..%2F..%2Fetc", "a b", "%00x"):
+            assert httpx.get(f"{url}/{bad}", timeout=30).status_code in (400, 404)
+        empty = httpx.post(url + "/cities/documents", timeout=30, json={"documents": [{"source": "e.txt", "text": "   "}]})
+        assert empty.status_code == 400 and "holds no text" in empty.json()["error"]["message"]
+        gone = httpx.request("DELETE", url + "/cities/documents", params={"source": "zh.txt"}, timeout=30).json()
+        assert gone["relations"] == 1
+        assert httpx.delete(url + "/cities", timeout=30).json()["deleted"]
+        assert httpx.get(url, timeout=30).json()["data"] == []

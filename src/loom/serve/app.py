@@ -25,7 +25,7 @@ from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
 from loom.errors import StorageError
-from loom.serve import errors, kb_routes, keys_routes, recommend_routes, runs_routes, train_routes, writing_routes
+from loom.serve import errors, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes, train_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
 from loom.serve.limits import BodyLimit
@@ -154,6 +154,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     app.include_router(keys_routes.router(authorize, server))
     app.include_router(train_routes.router(authorize, server))
     app.include_router(recommend_routes.router(authorize))
+    app.include_router(kg_routes.router(authorize, server))
 
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below

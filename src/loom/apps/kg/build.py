@@ -35,7 +35,7 @@ def _check_text(source: str, text: str) -> None:
         raise InputError(f"{source} looks binary (NUL bytes)", "give plain text, Markdown, HTML, PDF or DOCX")
 
 
-def add_document(graph: Graph, source: str, chunks: list[str], tier: str = "rules", backend=None) -> dict:
+def add_document(graph: Graph, source: str, chunks: list[str], tier: str = "rules", backend=None, origin: str = "file") -> dict:
     """Replace `source` in the graph with the facts of its chunks; one transaction."""
     if tier not in TIERS:
         raise InputError(f"unknown extractor {tier!r}", f"use one of: {', '.join(TIERS)}")
@@ -53,7 +53,7 @@ def add_document(graph: Graph, source: str, chunks: list[str], tier: str = "rule
             failures += not ok
             found.append((c, text, [], facts, "model"))
     with graph.transaction() as db:
-        doc_id = graph.replace_document(db, source, "\n".join(chunks))
+        doc_id = graph.replace_document(db, source, "\n".join(chunks), origin)
         n_facts = n_mentions = 0
         for c, text, mentions, facts, extractor in found:
             for m in mentions:
@@ -126,7 +126,8 @@ def add_files(graph_name: str, paths: list[Path], tier: str = "rules", backend=N
 
 def build_from_kb(kb_name: str, tier: str = "rules", backend=None, progress=None) -> dict:
     """The graph named after a knowledge base, brought up to date with it: new or changed documents are
-    (re)extracted chunk by chunk, removed ones dropped, unchanged ones skipped."""
+    (re)extracted chunk by chunk, removed ones dropped, unchanged ones skipped. Documents added to the
+    graph directly (files, imports) are left alone."""
     import contextlib
 
     from loom.apps.support.store import KnowledgeBase
@@ -134,7 +135,7 @@ def build_from_kb(kb_name: str, tier: str = "rules", backend=None, progress=None
     kb = KnowledgeBase(kb_name)
     graph = Graph.open(kb_name, create=True)
     with contextlib.closing(graph.connect()) as db:
-        have = {r["source"]: r["sha256"] for r in db.execute("SELECT source, sha256 FROM documents")}
+        have = {r["source"]: r["sha256"] for r in db.execute("SELECT source, sha256 FROM documents WHERE origin = 'kb'")}
     docs = {d["source"]: d for d in kb.documents()}
     report = {"graph": kb_name, "added": 0, "unchanged": 0, "removed": 0, "facts": 0, "model_failures": 0}
     for source in set(have) - set(docs):
@@ -145,7 +146,7 @@ def build_from_kb(kb_name: str, tier: str = "rules", backend=None, progress=None
         if have.get(source) == hashlib.sha256("\n".join(chunks).encode("utf-8")).hexdigest():
             report["unchanged"] += 1
             continue
-        result = add_document(graph, source, chunks, tier, backend)
+        result = add_document(graph, source, chunks, tier, backend, origin="kb")
         report["added"] += 1
         report["facts"] += result["facts"]
         report["model_failures"] += result["model_failures"]

@@ -24,7 +24,8 @@ from loom.errors import NotFoundError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL, added REAL NOT NULL);
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL, added REAL NOT NULL,
+    origin TEXT NOT NULL DEFAULT 'file');  -- kb: mirrors a knowledge-base document (build keeps it in step)
 CREATE TABLE IF NOT EXISTS entities (id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS aliases (
     key TEXT PRIMARY KEY, alias TEXT NOT NULL, entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE);
@@ -127,11 +128,12 @@ class Graph:
         db.execute("INSERT INTO aliases VALUES (?, ?, ?)", (k, name, entity_id))
         return entity_id
 
-    def replace_document(self, db: sqlite3.Connection, source: str, text: str) -> int:
+    def replace_document(self, db: sqlite3.Connection, source: str, text: str, origin: str = "file") -> int:
         """Drop what `source` supported (if anything) and register it afresh; returns its id."""
         self._drop(db, source)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        return db.execute("INSERT INTO documents (source, sha256, added) VALUES (?, ?, ?)", (source, digest, time.time())).lastrowid
+        return db.execute("INSERT INTO documents (source, sha256, added, origin) VALUES (?, ?, ?, ?)",
+                          (source, digest, time.time(), origin)).lastrowid
 
     def remove_document(self, source: str) -> bool:
         with self.transaction() as db:
