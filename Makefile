@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(PY) bench/writing.py
 	$(PY) bench/decode_speed.py
 	$(PY) bench/recommend.py
+	$(PY) bench/kg_extraction.py
 	$(PY) bench/export.py
 
 clean:
