@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) bench/decode_speed.py
 	$(PY) bench/recommend.py
 	$(PY) bench/kg_extraction.py
+	$(PY) bench/kg_multihop.py
 	$(PY) bench/export.py
 
 clean:

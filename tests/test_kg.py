@@ -229,3 +229,27 @@ def test_graphs_over_http(tmp_path, loom_home):
         assert gone["relations"] == 1
         assert httpx.delete(url + "/cities", timeout=30).json()["deleted"]
         assert httpx.get(url, timeout=30).json()["data"] == []
+
+
+def test_support_answers_add_the_graph_facts_with_their_sources(tmp_path, loom_home):
+    """A question whose answer needs two pages: the knowledge base alone quotes one, the graph adds the
+    second fact, cited to the page that states it."""
+    docs = tmp_path / "pages"
+    docs.mkdir()
+    (docs / "马云.md").write_text("# 马云\n\n马云创立了阿里巴巴。马云是一位知名企业家。\n", encoding="utf-8")
+    (docs / "阿里巴巴.md").write_text("# 阿里巴巴\n\n阿里巴巴的总部位于杭州。阿里巴巴是一家大型科技企业。\n", encoding="utf-8")
+    (docs / "Jobs.md").write_text("# Steve Jobs\n\nSteve Jobs founded Apple. He is a well-known entrepreneur.\n", encoding="utf-8")
+    (docs / "Apple.md").write_text("# Apple\n\nApple is headquartered in Cupertino. Apple employs thousands of people.\n", encoding="utf-8")
+    run_loom("kb", "create", "pages", "--encoder", "e5", env_home=loom_home)
+    run_loom("kb", "add", "pages", str(docs), env_home=loom_home)
+    question = "马云创立的公司总部在哪个城市？"
+    plain = json.loads(run_loom("support", "ask", "pages", question, "--no-graph", "--json", env_home=loom_home).stdout)
+    assert "杭州" not in plain["answer"] and not plain["graph_facts"]
+    run_loom("kg", "build", "pages", env_home=loom_home)
+    rich = json.loads(run_loom("support", "ask", "pages", question, "--json", env_home=loom_home).stdout)  # graph on by default now
+    assert "阿里巴巴的总部位于杭州" in rich["answer"] and "知识图谱" in rich["answer"]
+    cited = {c["source"] for c in rich["citations"] if c["title"] == "knowledge graph"}
+    assert any(s.endswith("阿里巴巴.md") for s in cited) and any(s.endswith("马云.md") for s in cited)
+    english = json.loads(run_loom("support", "ask", "pages", "Where is the company Steve Jobs founded headquartered?", "--json",
+                                  env_home=loom_home).stdout)
+    assert "Apple is headquartered in Cupertino" in english["answer"]

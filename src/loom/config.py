@@ -252,6 +252,10 @@ class SupportConfig(_Strict):
         None, ge=-1.0, le=1.0, description="override: answer with the FAQ answer when a FAQ question's raw cosine "
         "similarity is at least this (None = calibrated: halfway from off-topic questions to the FAQ question itself)")
     max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
+    graph: bool | None = Field(None, description="add the knowledge-graph facts around the question's entities (the "
+                               "graph `loom kg build KB` made), cited; None = when the KB has a graph")
+    graph_hops: int = Field(2, ge=1, le=3, description="how far from the question's entities graph facts may be")
+    graph_facts: int = Field(6, ge=1, le=20, description="at most this many graph facts per answer")
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -126,7 +126,8 @@ _MIN_SCORE_HELP = ("hand off unless the best passage is at least this far from t
                    "towards its own questions' level (1)")
 
 
-def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float = 0.5):
+def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float = 0.5,
+            graph: bool | None = None):
     from loom.apps.support.answer import SupportTurn
     from loom.apps.support.backend import sources_footer
     from loom.apps.support.store import KnowledgeBase
@@ -140,7 +141,7 @@ def _answer(name: str, question: str, history: list, model: str | None, conversa
 
         with console.status(f"loading {model}"):
             generator = registry.open_backend(model)
-    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_score=min_score), generator)
+    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_score=min_score, graph=graph), generator)
     for piece in turn:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -157,6 +158,8 @@ def ask(
     question: str = typer.Argument(...),
     model: str = typer.Option(None, help="chat model that writes the answer (default: the KB's, else extractive)"),
     min_score: float = typer.Option(0.5, "--min-score", help=_MIN_SCORE_HELP),
+    graph: bool = typer.Option(None, "--graph/--no-graph", help="add knowledge-graph facts around the question's entities "
+                                                               "(default: when `loom kg build KB` made a graph)"),
     json_out: bool = typer.Option(False, "--json", help="print answer, citations, confidence and hand-off as JSON"),
 ) -> None:
     """Answer one question, with citations, or hand it to a person when the KB does not cover it."""
@@ -166,11 +169,12 @@ def ask(
 
     if json_out:
         with contextlib.redirect_stdout(io.StringIO()):
-            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score)
+            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
         print_json({"answer": turn.text, "citations": turn.citations, "confidence": turn.confidence,
-                    "handoff": turn.handoff, "mode": turn.mode, "score": round(turn.verdict.score, 3), "fallback": turn.fallback})
+                    "handoff": turn.handoff, "mode": turn.mode, "score": round(turn.verdict.score, 3), "fallback": turn.fallback,
+                    "graph_facts": turn.graph_facts})
         return
-    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score)
+    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
 
 
 @support_app.command()

@@ -21,6 +21,23 @@ def label(predicate: str, chinese: bool = False) -> str:
     return (pair[0] if chinese else pair[1]) if pair else predicate
 
 
+_PHRASES = {  # key -> (Chinese, English) sentence for a fact
+    "capital_of": ("{s}是{o}的首都", "{s} is the capital of {o}"), "located_in": ("{s}位于{o}", "{s} is located in {o}"),
+    "headquartered_in": ("{s}的总部位于{o}", "{s} is headquartered in {o}"), "born_in": ("{s}出生于{o}", "{s} was born in {o}"),
+    "founded": ("{s}创立了{o}", "{s} founded {o}"), "part_of": ("{s}属于{o}", "{s} is part of {o}"),
+    "works_for": ("{s}任职于{o}", "{s} works for {o}"), "educated_at": ("{s}毕业于{o}", "{s} studied at {o}"),
+    "is_a": ("{s}是{o}", "{s} is {o}"),
+}
+
+
+def phrase(predicate: str, subject: str, obj: str, chinese: bool = False) -> str:
+    """A fact as a short sentence in the reader's language ("阿里巴巴的总部位于杭州")."""
+    pattern = _PHRASES.get(predicate)
+    if pattern:
+        return pattern[0 if chinese else 1].format(s=subject, o=obj)
+    return f"{subject}{predicate}{obj}" if chinese else f"{subject} {predicate} {obj}"
+
+
 def network(graph: Graph):
     """networkx.MultiDiGraph: nodes = entity ids (name, type), edges = relations (predicate, id)."""
     import networkx as nx

@@ -88,6 +88,7 @@ class SupportTurn:
         self.mode = ""
         self.fallback = ""  # why a generated answer was replaced by the extractive one
         self.draft = ""  # the chat model's own answer, shown or not
+        self.graph_facts: list[dict] = []  # knowledge-graph facts added to the answer
 
     def __iter__(self) -> Iterator[str]:
         faq = self._faq_match()
@@ -97,11 +98,37 @@ class SupportTurn:
         elif not self.hits or not self.verdict.answerable:
             self.mode, self.handoff = "handoff", True
             yield from self._emit(TEXT[self.lang]["handoff"], [])
+            return
         elif self.generator is not None:
             yield from self._generate()
         else:
             self.mode = "extractive"
             yield from self._emit(self._extract(self.best) + " [1]", [self.best])
+        yield from self._graph_facts()
+
+    def _graph_facts(self) -> Iterator[str]:
+        """Facts from the KB's knowledge graph around what the question names, each cited to the
+        document that states it: answers that need a second fact from another passage get it."""
+        from loom import home
+
+        wanted = self.cfg.graph if self.cfg.graph is not None else home.kg_path(self.kb.name).is_file()
+        if not wanted or not home.kg_path(self.kb.name).is_file():
+            return
+        from loom.apps.kg.context import facts_for
+        from loom.apps.kg.store import Graph
+
+        found = facts_for(Graph(self.kb.name), self.question, self.cfg.graph_hops, self.cfg.graph_facts)
+        if not found:
+            return
+        first = len(self.citations) + 1
+        lines = [f"- {f['text']} [{n}]" for n, f in enumerate(found, first)]
+        heading = "知识图谱中的相关事实" if self.lang == "zh" else "Related facts from the knowledge graph"
+        piece = f"\n\n{heading}:\n" + "\n".join(lines)
+        self.text += piece
+        self.citations += [{"n": n, "source": f["source"], "title": "knowledge graph", "chunk_id": None, "text": f["sentence"],
+                            "fact": f["text"]} for n, f in enumerate(found, first)]
+        self.graph_facts = found
+        yield piece
 
     def _evidence(self, top: dict) -> Hit | None:
         """The passage an answer comes from: the one the encoder finds most similar in the whole KB.
