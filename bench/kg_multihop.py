@@ -42,7 +42,11 @@ def main() -> None:
             turn = SupportTurn(kb, q["question"], [], SupportConfig(graph=graph))
             text = "".join(turn)
             handoffs[graph] += turn.handoff
-            right[graph][q["lang"]] += (not turn.handoff) and q["answer"].casefold() in text.casefold()
+            ok = (not turn.handoff) and q["answer"].casefold() in text.casefold()
+            right[graph][q["lang"]] += ok
+            if graph and not ok:
+                print(f"  missed with the graph: {q['question']} (gold {q['answer']}; facts: "
+                      f"{'; '.join(f['text'] for f in turn.graph_facts) or 'none'})")
     n = {lang: sum(q["lang"] == lang for q in questions) for lang in ("zh", "en")}
     for graph in (False, True):
         total = sum(right[graph].values())
