@@ -253,3 +253,51 @@ def test_support_answers_add_the_graph_facts_with_their_sources(tmp_path, loom_h
     english = json.loads(run_loom("support", "ask", "pages", "Where is the company Steve Jobs founded headquartered?", "--json",
                                   env_home=loom_home).stdout)
     assert "Apple is headquartered in Cupertino" in english["answer"]
+
+
+class _Canned:
+    """A chat backend that answers with fixed text (what a remote model might send back)."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def stream(self, request):
+        from loom.backends.base import Chunk
+
+        assert request.sampling.json_object  # the model tier always asks for constrained JSON
+        yield Chunk(self.answer)
+
+
+def test_the_model_tier_keeps_only_facts_the_text_states():
+    from loom.apps.kg.build import model_facts
+
+    text = "马云于1999年在杭州创立了阿里巴巴。Paris is the capital of France."
+    good = json.dumps({"triples": [
+        {"subject": "马云", "subject_type": "PERSON", "relation": "创立", "object": "阿里巴巴", "object_type": "ORG"},
+        {"subject": "Paris", "relation": "capital of", "object": "France"},
+        {"subject": "Lyon", "relation": "located in", "object": "France"},  # not in the text: dropped
+        {"subject": "Paris", "relation": "is", "object": "Paris"},  # a self-loop: dropped
+        "not an object"]})
+    facts, ok = model_facts(_Canned(good), text)
+    assert ok and {(f.subject.name, f.predicate, f.object.name) for f in facts} == {("马云", "founded", "阿里巴巴"), ("Paris", "capital_of", "France")}
+    assert all(text[f.start:f.end].count(f.subject.name) for f in facts)  # the evidence span is the stating sentence
+    for broken in ("{\"triples\": ", "[1, 2]", "{\"triples\": {\"a\": 1}}", ""):
+        facts, ok = model_facts(_Canned(broken), text)
+        assert facts == [] and not ok
+
+
+def test_the_model_tier_on_a_model_too_small_for_the_prompt_fails_clearly(tmp_path, served_home):
+    """A real tiny chat model (128-token context) cannot take the extraction prompt: a clear error, exit 2,
+    and the graph is left without a half-built document."""
+    import shutil
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(served_home / "models.json", home / "models.json")
+    (tmp_path / "a.txt").write_text("杭州位于浙江。", encoding="utf-8")
+    run_loom("kg", "add", "m", str(tmp_path / "a.txt"), env_home=home)
+    (tmp_path / "b.txt").write_text("鲁迅出生于绍兴。", encoding="utf-8")
+    proc = run_loom("kg", "add", "m", str(tmp_path / "b.txt"), "--extractor", "auto", "--model", "nano", env_home=home, check=False)
+    assert proc.returncode == 2 and "context of 128 tokens" in proc.stderr
+    stats = json.loads(run_loom("kg", "list", "--json", env_home=home).stdout)[0]
+    assert stats["documents"] == 1 and stats["relations"] == 1
