@@ -345,3 +345,33 @@ def test_recommendations_with_reasons_for_a_user_items_and_a_text(page, site, tm
     page.fill("#rec-items", "")
     page.click("#rec-form button[type=submit]")
     assert page.text_content("#error") == "Pick a user or type some liked items."
+
+
+def test_graph_from_a_knowledge_base_drawn_and_traced_to_its_source(page, site):
+    import httpx
+
+    kb = httpx.post(site.url + "/v1/kb", json={"name": "towns", "encoder": "minilm"}, timeout=60)
+    kb.raise_for_status()
+    httpx.post(site.url + "/v1/kb/towns/documents", timeout=120, json={"documents": [
+        {"source": "companies.md", "text": "# Companies\n\n马云于1999年在杭州创立了阿里巴巴。阿里巴巴的总部位于杭州。\n"},
+        {"source": "places.md", "text": "# Places\n\n杭州位于浙江。Paris is the capital of France.\n"}]}).raise_for_status()
+    page.click("[data-tab=graph]")
+    page.wait_for_function("[...document.getElementById('kg-kb').options].some((o) => o.value === 'towns')")
+    page.select_option("#kg-kb", "towns")
+    page.click("#kg-build")
+    page.wait_for_function("document.getElementById('kg-name').value === 'towns' && "
+                           "document.getElementById('kg-status').textContent.includes('relations')")
+    page.fill("#kg-query", "杭州")
+    page.click("#kg-search-form button[type=submit]")
+    page.wait_for_selector("#kg-view .node.center")
+    names = page.eval_on_selector_all("#kg-view .node", "nodes => nodes.map(n => n.dataset.name)")
+    assert set(names) >= {"杭州", "阿里巴巴", "浙江", "马云"}
+    facts = page.text_content("#kg-facts")
+    assert "阿里巴巴 —headquartered in→ 杭州" in facts and "companies.md" in facts and "阿里巴巴的总部位于杭州。" in facts
+    page.screenshot(path=str(ARTIFACTS / "graph.png"))
+    page.click("#kg-view .node[data-name='浙江']")  # walk the graph: 浙江 becomes the centre
+    page.wait_for_function("document.getElementById('kg-title').textContent.startsWith('浙江')")
+    assert "places.md" in page.text_content("#kg-facts")
+    page.fill("#kg-query", "")
+    page.click("#kg-search-form button[type=submit]")
+    assert page.text_content("#error") == "Please type something first."

@@ -36,6 +36,9 @@ const STRINGS = {
     rec_title: "Item", rec_score: "Score", rec_why: "Why", rec_liked: "because you liked", rec_popular: "popular with",
     rec_users: "users", route_history: "From this user's history", route_items: "From the items you listed",
     route_popular: "New user: the most popular items", route_text: "Closest item texts", need_user: "Pick a user or type some liked items.",
+    tab_graph: "Graph", graph: "Graph", kg_from_kb: "Build from knowledge base", kg_build: "Build", kg_entity: "Entity",
+    kg_entity_ph: "a name, e.g. 杭州 or Paris", kg_hops: "Hops", kg_built: "built", kg_entities: "entities", kg_relations: "relations",
+    kg_none: "No graphs yet: build one from a knowledge base.", kg_source: "Source",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -72,6 +75,9 @@ const STRINGS = {
     rec_title: "物品", rec_score: "得分", rec_why: "推荐理由", rec_liked: "因为你喜欢", rec_popular: "热门：",
     rec_users: "位用户", route_history: "根据该用户的历史", route_items: "根据你列出的物品",
     route_popular: "新用户：最热门的物品", route_text: "文本最相近的物品", need_user: "请选择用户，或输入喜欢的物品。",
+    tab_graph: "图谱", graph: "知识图谱", kg_from_kb: "从知识库构建", kg_build: "构建", kg_entity: "实体",
+    kg_entity_ph: "名称，例如 杭州 或 Paris", kg_hops: "跳数", kg_built: "已构建", kg_entities: "个实体", kg_relations: "条关系",
+    kg_none: "还没有知识图谱：请从知识库构建。", kg_source: "来源",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
