@@ -301,3 +301,12 @@ def test_the_model_tier_on_a_model_too_small_for_the_prompt_fails_clearly(tmp_pa
     assert proc.returncode == 2 and "context of 128 tokens" in proc.stderr
     stats = json.loads(run_loom("kg", "list", "--json", env_home=home).stdout)[0]
     assert stats["documents"] == 1 and stats["relations"] == 1
+
+
+def test_names_given_in_both_languages_merge_by_themselves(tmp_path, loom_home):
+    (tmp_path / "zh.txt").write_text("北京（Beijing）是中国的首都。清华大学位于北京。", encoding="utf-8")
+    (tmp_path / "en.txt").write_text("Beijing hosted the Olympic Games. Peking University is located in Beijing.", encoding="utf-8")
+    run_loom("kg", "add", "auto", str(tmp_path / "zh.txt"), str(tmp_path / "en.txt"), env_home=loom_home)
+    info = json.loads(run_loom("kg", "show", "auto", "Beijing", "--json", env_home=loom_home).stdout)
+    assert {"北京", "Beijing"} <= set(info["aliases"])
+    assert {(f["subject"], f["object"]) for f in info["facts"]} >= {("北京", "中国"), ("清华大学", "北京"), ("Peking University", "北京")}

@@ -55,6 +55,8 @@ def add_document(graph: Graph, source: str, chunks: list[str], tier: str = "rule
     with graph.transaction() as db:
         doc_id = graph.replace_document(db, source, "\n".join(chunks), origin)
         n_facts = n_mentions = 0
+        for zh, en in {pair for text in chunks for pair in rules.bilingual_names(text)}:
+            graph.merge_in(db, zh, en)  # the text says they are one thing: one entity under both names
         for c, text, mentions, facts, extractor in found:
             for m in mentions:
                 graph.add_mention(db, doc_id, c, m.name, m.type, m.start, m.end)

@@ -111,7 +111,8 @@ def zh_mentions(sentence: str, offset: int = 0) -> list[Mention]:
 _NOT = {"founded": ({"PLACE"}, set()), "born_in": ({"PLACE", "ORG"}, {"PERSON"}), "located_in": (set(), {"PERSON"}),
         "headquartered_in": ({"PLACE"}, {"PERSON"}), "capital_of": ({"PERSON", "ORG"}, {"PERSON"}),
         "educated_at": ({"PLACE"}, {"PERSON"}), "works_for": ({"PLACE"}, {"PERSON"})}
-_MAX_GAP = {"zh": 16, "en": 40}  # characters between two entities for the text between them to be read as a relation
+_MAX_GAP = {"zh": 16, "en": 40}
+_ASIDE = re.compile(r"\s*[（(][^（）()]{0,40}[）)]")  # a parenthesis between two entities (an alias, a date) is not the relation  # characters between two entities for the text between them to be read as a relation
 
 
 def _fits(predicate: str, subject: Mention, obj: Mention) -> bool:
@@ -132,7 +133,7 @@ def _pairs(mentions: list[Mention], max_gap: int):
 def _zh_facts(sentence: str, mentions: list[Mention], offset: int) -> list[Fact]:
     facts = []
     for a, b in _pairs(mentions, _MAX_GAP["zh"]):
-        between = sentence[a.end - offset:b.start - offset]
+        between = _ASIDE.sub("", sentence[a.end - offset:b.start - offset])  # "北京（Beijing）是中国的首都"
         after = sentence[b.end - offset:]
         span = (offset, offset + len(sentence))
         for pattern, predicate, confidence in _ZH_BETWEEN:
@@ -217,7 +218,7 @@ def _en_facts(sentence: str, mentions: list[Mention], offset: int) -> list[Fact]
     facts = []
     span = (offset, offset + len(sentence))
     for a, b in _pairs(mentions, _MAX_GAP["en"]):
-        between = sentence[a.end - offset:b.start - offset].rstrip()
+        between = _ASIDE.sub("", sentence[a.end - offset:b.start - offset]).rstrip()
         between = between if between.startswith((",", "'")) else " " + between.strip()
         for pattern, predicate, confidence in _EN_BETWEEN:
             subject, obj = (a, b) if confidence > 0 else (b, a)
@@ -247,6 +248,22 @@ def extract(text: str) -> tuple[list[Mention], list[Fact]]:
         mentions.extend(found)
         facts.extend(_zh_facts(sentence, found, start) if has_cjk(sentence) else _en_facts(sentence, found, start))
     return mentions, facts
+
+
+_ZH_THEN_EN = re.compile(r"([\u4e00-\u9fff]{2,12})\s*[（(]\s*([A-Z][A-Za-z.'&-]*(?:\s+[A-Za-z.'&-]+){0,4})\s*[)）]")
+_EN_THEN_ZH = re.compile(r"([A-Z][A-Za-z.'&-]*(?:\s+[A-Z][A-Za-z.'&-]*){0,4})\s*[（(]\s*([\u4e00-\u9fff]{2,12})\s*[)）]")
+
+
+def bilingual_names(text: str) -> list[tuple[str, str]]:
+    """(Chinese, English) pairs a text gives for one thing: "北京（Beijing）", "Hangzhou (杭州)". The
+    Chinese side is trimmed to the entity jieba finds at its end, so "首都北京（Beijing）" pairs 北京."""
+    pairs = []
+    for m in _ZH_THEN_EN.finditer(text):
+        found = zh_mentions(m.group(1))
+        zh = found[-1].name if found and found[-1].end == len(m.group(1)) else m.group(1)
+        pairs.append((zh, m.group(2).strip()))
+    pairs += [(m.group(2), m.group(1).strip()) for m in _EN_THEN_ZH.finditer(text)]
+    return pairs
 
 
 def cooccurrence(text: str) -> tuple[list[Mention], list[Fact]]:

@@ -169,18 +169,26 @@ class Graph:
         """Make two names one entity (e.g. 北京 and Beijing), now and for facts added later. Returns the
         canonical name kept."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO merges VALUES (?, ?)", (key(a), key(b)))
-            ids = [db.execute("SELECT entity_id FROM aliases WHERE key = ?", (key(n),)).fetchone() for n in (a, b)]
-            if not all(ids) or ids[0][0] == ids[1][0]:
-                keep = ids[0][0] if ids[0] else ids[1][0] if ids[1] else None
-            else:
-                keep, gone = ids[0][0], ids[1][0]
-                for sql in ("UPDATE aliases SET entity_id = ? WHERE entity_id = ?", "UPDATE mentions SET entity_id = ? WHERE entity_id = ?"):
-                    db.execute(sql, (keep, gone))
-                for column in ("subject_id", "object_id"):
-                    self._repoint(db, column, keep, gone)
-                db.execute("DELETE FROM entities WHERE id = ?", (gone,))
-            return db.execute("SELECT name FROM entities WHERE id = ?", (keep,)).fetchone()[0] if keep else a
+            return self.merge_in(db, a, b)
+
+    def merge_in(self, db: sqlite3.Connection, a: str, b: str) -> str:
+        """merge() inside a transaction the caller holds (a document's build records the pairs its text
+        names, "北京（Beijing）")."""
+        if key(a) == key(b):
+            return a
+        db.execute("INSERT OR IGNORE INTO merges VALUES (?, ?)", (key(a), key(b)))
+        ids = [db.execute("SELECT entity_id FROM aliases WHERE key = ?", (key(n),)).fetchone() for n in (a, b)]
+        if not all(ids) or ids[0][0] == ids[1][0]:
+            keep = ids[0][0] if ids[0] else ids[1][0] if ids[1] else None
+        else:
+            keep, gone = ids[0][0], ids[1][0]
+            for sql in ("UPDATE aliases SET entity_id = ? WHERE entity_id = ?", "UPDATE mentions SET entity_id = ? WHERE entity_id = ?"):
+                db.execute(sql, (keep, gone))
+            for column in ("subject_id", "object_id"):
+                self._repoint(db, column, keep, gone)
+            db.execute("DELETE FROM relations WHERE subject_id = object_id")  # a relation between the two names says nothing now
+            db.execute("DELETE FROM entities WHERE id = ?", (gone,))
+        return db.execute("SELECT name FROM entities WHERE id = ?", (keep,)).fetchone()[0] if keep else a
 
     @staticmethod
     def _repoint(db, column: str, keep: int, gone: int) -> None:
