@@ -227,8 +227,15 @@ def test_graphs_over_http(tmp_path, loom_home):
         assert empty.status_code == 400 and "holds no text" in empty.json()["error"]["message"]
         gone = httpx.request("DELETE", url + "/cities/documents", params={"source": "zh.txt"}, timeout=30).json()
         assert gone["relations"] == 1
+        assert httpx.get(url + "/cities/neighbors", params={"entity": "Paris"}, timeout=30).status_code == 200  # cached at 3 writes
         assert httpx.delete(url + "/cities", timeout=30).json()["deleted"]
         assert httpx.get(url, timeout=30).json()["data"] == []
+        # made again under the same name: the server's cached view of the old graph must not come back
+        httpx.post(url + "/cities/documents", timeout=60, json={"documents": [  # three writes: the old graph also stood at three
+            {"source": f"new{i}.txt", "text": "Lima is the capital of Peru."} for i in range(3)]}).raise_for_status()
+        again = httpx.get(url + "/cities/neighbors", params={"entity": "Lima"}, timeout=30).json()
+        assert {n["name"] for n in again["nodes"]} == {"Lima", "Peru"}
+        assert httpx.get(url + "/cities/entities/Paris", timeout=30).status_code == 404
 
 
 def test_support_answers_add_the_graph_facts_with_their_sources(tmp_path, loom_home):

@@ -15,6 +15,7 @@ import re
 import sqlite3
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,8 +77,9 @@ class Graph:
                 raise NotFoundError(f"no knowledge graph named {name!r}" + (f" (did you mean: {', '.join(close)}?)" if close else ""),
                                     "build one with `loom kg build KB` or `loom kg add NAME FILE`")
             graph.path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic.guarded(graph.path), graph.connect() as db:
+            with atomic.guarded(graph.path), contextlib.closing(graph.connect()) as db:
                 db.executescript(SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (uuid.uuid4().hex,))
         return graph
 
     @contextlib.contextmanager
@@ -104,10 +106,12 @@ class Graph:
         db.row_factory = sqlite3.Row
         return db
 
-    def generation(self) -> int:
+    def generation(self) -> tuple[str, int]:
+        """(this file's id, how many writes it has seen): changes with every write, and a graph deleted
+        and made again under the same name never looks like the old one to a cache."""
         with contextlib.closing(self.connect()) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return int(row[0]) if row else 0
+            rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('id', 'generation')").fetchall())
+        return rows.get("id", ""), int(rows.get("generation", 0))
 
     # -- writing ------------------------------------------------------------------------------
     def entity(self, db: sqlite3.Connection, name: str, type_: str) -> int:
