@@ -75,11 +75,13 @@ def _evidence(graph: Graph, relation_id: int) -> list[dict]:
 
 
 def import_triples(graph_name: str, path: Path) -> dict:
-    """Add the triples of a CSV (header: subject,predicate,object[,subject_type,object_type]) as one document."""
+    """Add the triples of a CSV (header: subject,predicate,object[,subject_type,object_type]) or a JSONL
+    file with the same keys as one document."""
     from loom.data.readers import read_text_file
+    from loom.data.sources import read_records
 
-    text = read_text_file(path)
-    rows = list(csv.DictReader(io.StringIO(text)))
+    text = read_text_file(path)  # UTF-8 or GB18030
+    rows = read_records(path, text)  # CSV by its suffix, else JSON lines
     if not rows:
         raise InputError(f"{path} holds no triples", "write a header subject,predicate,object and one triple per line")
     missing = [c for c in ("subject", "predicate", "object") if c not in rows[0]]

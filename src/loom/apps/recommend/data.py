@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,18 +82,10 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     if not text.strip():
         raise InputError(f"{path} is empty", "give a file with one interaction per line: user,item[,rating,timestamp]")
     if path.suffix.lower() == ".jsonl" or text.lstrip().startswith("{"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path} line {n} is not JSON: {e.msg}", "one JSON object per line") from e
-                if not isinstance(row, dict):
-                    raise InputError(f"{path} line {n} is not a JSON object", 'write {"user": ..., "item": ...} per line')
-                rows.append({str(k).lower(): v for k, v in row.items()})
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        return columns, rows
+        from loom.data.sources import read_records  # the JSONL reader the data stage already has
+
+        rows = [{str(k).lower(): v for k, v in row.items()} for row in read_records(path.with_suffix(".jsonl"), text)]
+        return list(dict.fromkeys(k for r in rows for k in r)), rows
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".inter", ".item") or "\t" in text.splitlines()[0] else ","
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
     header = [h.split(":")[0].strip().lower() for h in next(reader)]
