@@ -70,6 +70,82 @@ def test_sft_under_torchrun_two_processes_on_gloo(tmp_path, loom_home, pipeline)
     assert "pong" in answer.stdout
 
 
+def _pairs_file(path):
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in [("ping", "pong"), ("hello", "world"), ("red", "blue")]] * 12
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _losses(run) -> list[float]:
+    return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+
+# Under torchrun, a run of finetune_sft that dies (both ranks) after its 5th optimizer step: the step-4 checkpoint stays.
+_DYING_SFT = """
+import sys
+import loom.train.sft as sft
+from loom.config import SFTConfig
+original, calls = sft.loop.clip_and_step, {"n": 0}
+def dying(model, optimizer, max_norm):
+    calls["n"] += 1
+    if calls["n"] == 5:
+        raise KeyboardInterrupt
+    return original(model, optimizer, max_norm)
+sft.loop.clip_and_step = dying
+cfg = SFTConfig(base="nano", fsdp=True, max_steps=8, save_every=4, eval_every=100, log_every=1, batch_size=4, max_len=64,
+                lr=3e-3, threads=1)
+try:
+    sft.finetune_sft(sys.argv[1], "fsdp-lora", cfg, progress=False)
+except KeyboardInterrupt:
+    sys.exit(0)
+"""
+
+
+def test_sft_fsdp_shards_like_ddp_and_resumes(tmp_path, loom_home, pipeline):
+    """FSDP over 2 gloo processes: each rank holds half of every tensor, yet its gradients are DDP's, so
+    the loss curve equals DDP's on the same data; the gathered model is saved whole and answers; a
+    LoRA run (frozen and trainable weights in one shard unit) killed after a checkpoint resumes under
+    FSDP to the loss of an unbroken run; --fsdp in a single process is refused with the fix."""
+    data = _pairs_file(tmp_path / "pairs.jsonl")
+    run_loom("models", "add", "nano", str(pipeline["home"] / "runs" / "nano" / "model"), env_home=loom_home)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, LOOM_HOME=str(loom_home))
+    common = ["--base", "nano", "--data", str(data), "--no-lora", "--max-steps", "150", "--lr", "3e-3", "--batch-size", "4",
+              "--max-len", "64", "--threads", "1", "--quiet"]
+    for name, extra in (("ddp", []), ("fsdp", ["--fsdp"])):
+        proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "finetune", "sft", "--name", name,
+                               *common, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp, fsdp = _losses(loom_home / "runs" / "ddp"), _losses(loom_home / "runs" / "fsdp")
+    assert json.loads((loom_home / "runs" / "fsdp" / "result.json").read_text())["parallel"] == "fsdp over 2 processes"
+    assert len(fsdp) == 15 and fsdp[0] == pytest.approx(ddp[0], rel=1e-4) and fsdp[-1] == pytest.approx(ddp[-1], rel=0.05, abs=0.02)
+    answer = run_loom("generate", "fsdp", "--prompt", "ping", "--temperature", "0", "--max-new-tokens", "8", env_home=loom_home)
+    assert "pong" in answer.stdout
+
+    single = run_loom("finetune", "sft", "--base", "nano", "--data", str(data), "--name", "one", "--fsdp", env_home=loom_home, check=False)
+    assert single.returncode == 2 and "torchrun" in single.stderr + single.stdout
+    assert not (loom_home / "runs" / "one").exists()
+
+    script = tmp_path / "dying_sft.py"
+    script.write_text(_DYING_SFT, encoding="utf-8")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(data)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = loom_home / "runs" / "fsdp-lora"
+    assert (run / "checkpoints" / "step-00000004").is_dir() and not (run / "model").exists()
+    lora = ["--base", "nano", "--data", str(data), "--max-steps", "8", "--save-every", "4", "--eval-every", "100", "--log-every", "1",
+            "--batch-size", "4", "--max-len", "64", "--lr", "3e-3", "--threads", "1", "--quiet", "--fsdp"]
+    for args in (["--name", "fsdp-lora", "--resume"], ["--name", "fsdp-lora-whole", *lora]):
+        proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "loom", "finetune", "sft", *args,
+                               *(lora[-1:] if "--resume" in args else [])],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed, whole = _losses(run), _losses(loom_home / "runs" / "fsdp-lora-whole")
+    assert len(resumed) == len(whole) == 8 and resumed[-1] == pytest.approx(whole[-1], rel=1e-4)
+    assert (run / "model" / "adapter_model.safetensors").is_file()
+
+
 def test_quickstart_runs_the_whole_pipeline(loom_home):
     proc = run_loom("quickstart", "--steps", "40", env_home=loom_home, timeout=900)
     out = proc.stdout + proc.stderr

@@ -201,6 +201,8 @@ class SFTConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto = a GPU when there is one (loom.runtime)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, ~30% slower")
     compile: bool = Field(False, description="torch.compile the decoder (GPUs: ~1.5x on small models; a minute of compiling first)")
+    fsdp: bool = Field(False, description="under torchrun: shard weights, gradients and optimizer state across the processes "
+                       "(FSDP) instead of a full copy each (DDP), for bases that do not fit one GPU")
     seed: int = Field(0)
     threads: int = Field(0, ge=0, description="torch threads (0 = free cores)")
 

@@ -32,6 +32,7 @@ def finetune_sft(
     dtype: str = typer.Option(None, help="auto | fp32 | bf16"),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the decoder (worth it on GPUs)"),
+    fsdp: bool = typer.Option(None, "--fsdp/--no-fsdp", help="under torchrun: shard the model across the processes (FSDP) instead of DDP"),
     eval_every: int = typer.Option(None), save_every: int = typer.Option(None), log_every: int = typer.Option(None),
     seed: int = typer.Option(None), threads: int = typer.Option(None),
     config: Path = typer.Option(None, "--config", "-c", help="YAML preset (configs/finetune/*.yaml)"),
@@ -48,7 +49,7 @@ def finetune_sft(
                  "target_modules": [t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
                  "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
                  "max_len": max_len, "packing": packing, "template": template, "device": device, "dtype": dtype,
-                 "gradient_checkpointing": gradient_checkpointing, "compile": compile, "eval_every": eval_every, "save_every": save_every, "log_every": log_every,
+                 "gradient_checkpointing": gradient_checkpointing, "compile": compile, "fsdp": fsdp, "eval_every": eval_every, "save_every": save_every, "log_every": log_every,
                  "seed": seed, "threads": threads}
     cfg = load(SFTConfig, config_source(name, resume, str(config) if config else None, overwrite), overrides)
     summary = run(str(data) if data else None, name, cfg, str(val) if val else None, overwrite, resume,
@@ -59,7 +60,7 @@ def finetune_sft(
         print_json(summary)
         return
     ex, last = summary["examples"], summary["last"]
-    kv_table(f"run {name}", {"base": summary["base"], "method": summary["method"], "device": summary["device"],
+    kv_table(f"run {name}", {"base": summary["base"], "method": summary["method"], "device": summary["device"], "parallel": summary["parallel"],
                              "examples": f"{ex['kept']} kept, {summary['dropped_rows']} bad rows, {ex['truncated']} cut at --max-len, "
                                          f"{ex['dropped_too_long']} dropped (nothing to learn within --max-len)",
                              "tokens": f"{ex['tokens']:,} ({ex['learnt_tokens']:,} learnt), length p50 {ex['length_p50']} / p95 {ex['length_p95']} / max {ex['length_max']}",

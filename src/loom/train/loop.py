@@ -44,6 +44,8 @@ def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) if max_norm > 0 else None
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if norm is not None and hasattr(norm, "full_tensor"):  # FSDP: a DTensor, already reduced over the ranks
+        norm = norm.full_tensor()
     return None if norm is None else float(norm)
 
 

@@ -10,7 +10,6 @@ whole or not at all, and the run is registered only then, so `loom serve` can se
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,8 +30,9 @@ from loom.model.load import base_folder
 from loom.tokenizer.chat import encode_all, ensure_template
 from loom.train import curves, loop
 from loom.train.pretrain import _distributed, pick_threads
-from loom.train.sft_batches import collate, epoch_batches, learnt_tokens, make_rows, sft_loss_sum
+from loom.train.sft_batches import collate, epoch_batches, learnt_tokens, make_rows
 from loom.train.sft_model import latest_checkpoint, load_for_training, restore_checkpoint, save_checkpoint, save_model
+from loom.train.sft_parallel import check_fsdp, full_weights, gradient_sync, wrap
 
 
 def config_source(name: str, resume: bool, config_path: str | None, overwrite: bool = False) -> str | None:
@@ -93,9 +93,11 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
     if cfg.qlora and rt.kind != "cuda":
         raise InputError(f"--qlora needs a CUDA GPU (4-bit bitsandbytes kernels); this run is on {rt.device}",
                          "drop --qlora to train LoRA on fp32 weights, or run on a machine with an NVIDIA GPU")
+    check_fsdp(cfg.fsdp, cfg.qlora, world_env)
     rank, world = _distributed(rt.ddp_backend)
     torch.manual_seed(cfg.seed)
     model = load_for_training(base_path, tokenizer, added, cfg, rt)
+    loss_module, train_model = wrap(model, rt, world, cfg.fsdp)  # before the optimizer: FSDP replaces the parameters
     rows = make_rows(train_ex, cfg.max_len, cfg.packing)
     batches_per_epoch = max(1, len(rows) // (cfg.batch_size * world) if world > 1 else math.ceil(len(rows) / cfg.batch_size))
     steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum)
@@ -111,9 +113,6 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
         raise NotFoundError(f"run {name!r} has no checkpoint to resume from", "start it again with --overwrite")
     if rank == 0:
         _write_run_files(run, cfg, data_path, data, report, val_report, len(rows), total, val_conv, start)
-    train_model = model
-    if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if rt.kind == "cuda" else None)
 
     def log(record: dict) -> None:
         if rank == 0:
@@ -136,9 +135,8 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
             loop.set_lr(optimizer, lr)
             loss_sum = 0.0
             for k, batch in enumerate(micro):
-                sync = k == len(micro) - 1 or world == 1
-                with (contextlib.nullcontext() if sync else train_model.no_sync()), rt.autocast():
-                    loss = sft_loss_sum(train_model, batch, rt.device) * world / count  # DDP averages over ranks
+                with gradient_sync(train_model, k == len(micro) - 1), rt.autocast():
+                    loss = train_model(batch) * world / count  # DDP and FSDP average gradients over ranks
                 loss.backward()
                 loss_sum += loss.item() / world
                 tokens += batch["tokens"]
@@ -154,13 +152,13 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
                 seconds, tokens = 0.0, 0
                 log(record)
             if done % cfg.eval_every == 0 or done == total:
-                val_loss = validation_loss(model, val_ex, cfg, pad, rt)
+                val_loss = validation_loss(loss_module, val_ex, cfg, pad, rt)
                 if val_loss is not None:
                     record["val_loss"] = val_loss
                     log({"step": done, "val_loss": val_loss})
-            if rank == 0 and (done % cfg.save_every == 0) and done < total:
-                save_checkpoint(run, done, model, optimizer)
-                if (run / "metrics.jsonl").is_file():
+            if done % cfg.save_every == 0 and done < total:
+                save_checkpoint(run, done, model, optimizer, rank)
+                if rank == 0 and (run / "metrics.jsonl").is_file():
                     curves.plot_loss(run / "metrics.jsonl", run / "loss.png", f"{name}: instruction tuning")
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
@@ -173,13 +171,15 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
 
     # --- save ----------------------------------------------------------------------------------
     summary = {"name": name, "base": cfg.base, "method": "qlora" if cfg.qlora else "lora" if cfg.lora else "full",
-               "device": rt.describe(), "steps": total, "examples": report.summary(), "val_examples": len(val_ex),
+               "device": rt.describe(), "parallel": f"{'fsdp' if cfg.fsdp else 'ddp'} over {world} processes" if world > 1 else "none",
+               "steps": total, "examples": report.summary(), "val_examples": len(val_ex),
                "formats": dict(data.formats), "dropped_rows": len(data.dropped), "rows": len(rows),
                "trainable_params": sum(p.numel() for p in params), "last": record, "path": str(run), "rank": rank}
+    weights = full_weights(model) if cfg.fsdp else None  # collective: a sharded model is gathered on every rank
     if rank == 0:
         meta = {"base": cfg.base, "base_path": str(base_path), "template": cfg.template, "method": summary["method"],
                 "added_tokens": added, "max_len": cfg.max_len}
-        save_model(run / "model", model, tokenizer, meta, META)
+        save_model(run / "model", model, tokenizer, meta, META, weights)
         shutil.rmtree(run / "checkpoints", ignore_errors=True)
         curves.plot_loss(run / "metrics.jsonl", run / "loss.png", f"{name}: instruction tuning")
         atomic.write_json(run / "result.json", summary)
@@ -212,20 +212,21 @@ def _batch_stream(rows, cfg: SFTConfig, pad: int, rank: int, world: int, start_s
 
 
 @torch.no_grad()
-def validation_loss(model, examples, cfg: SFTConfig, pad: int, rt) -> float | None:
-    """Mean loss per assistant token over every held-out example (no packing: each on its own)."""
+def validation_loss(loss_module, examples, cfg: SFTConfig, pad: int, rt) -> float | None:
+    """Mean loss per assistant token over every held-out example (no packing: each on its own). Every
+    rank runs it on the same examples (a sharded model needs all ranks in each forward)."""
     if not examples:
         return None
-    was_training = model.training
-    model.eval()
+    was_training = loss_module.training
+    loss_module.eval()
     rows = make_rows(examples, cfg.max_len, packing=False)
     total, count = 0.0, 0
     for start in range(0, len(rows), cfg.batch_size):
         batch = collate(rows[start:start + cfg.batch_size], pad)
         with rt.autocast():
-            total += float(sft_loss_sum(model, batch, rt.device))
+            total += float(loss_module(batch))
         count += learnt_tokens(batch)
-    model.train(was_training)
+    loss_module.train(was_training)
     return total / max(1, count)
 
 

@@ -15,6 +15,7 @@ import torch
 from loom import atomic
 from loom.config import SFTConfig
 from loom.errors import InputError
+from loom.train.sft_parallel import full_optimizer_state, full_weights, load_full_state
 
 _PREFIX = "step-"
 KEEP_LAST = 2
@@ -36,7 +37,7 @@ def load_for_training(base_path: Path, tokenizer, added_tokens: int, cfg: SFTCon
         model.resize_token_embeddings(len(tokenizer))
     if tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if not cfg.qlora:
+    if not cfg.qlora and not cfg.fsdp:  # FSDP moves each rank's shard to the device itself
         model.to(rt.device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -84,11 +85,6 @@ def _qlora_kwargs() -> dict:
     return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": torch.cuda.current_device()}}
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {n: t.detach().cpu() for n, t in model.state_dict().items() if n in names}
-
-
 def checkpoint_dirs(run: Path) -> list[Path]:
     root = run / "checkpoints"
     found = [p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / "state.pt").is_file()] if root.is_dir() else []
@@ -100,37 +96,41 @@ def latest_checkpoint(run: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_checkpoint(run: Path, step: int, model, optimizer) -> None:
+def save_checkpoint(run: Path, step: int, model, optimizer, rank: int = 0) -> None:
+    """Every rank calls this (a sharded model's tensors are gathered); rank 0 writes."""
+    weights, optimizer_state = full_weights(model, trainable_only=True), full_optimizer_state(model, optimizer)
+    if rank != 0:
+        return
     with atomic.folder_writer(run / "checkpoints" / f"{_PREFIX}{step:08d}", replace=True) as tmp:
-        torch.save({"step": step, "weights": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+        torch.save({"step": step, "weights": weights, "optimizer": optimizer_state, "torch_rng": torch.get_rng_state()},
+                   tmp / "state.pt")
     for old in checkpoint_dirs(run)[:-KEEP_LAST]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def restore_checkpoint(ckpt: Path, model, optimizer) -> int:
-    """Load weights and optimizer state; returns the step to continue from."""
+    """Load weights and optimizer state (every rank, each keeping its shard); returns the step to continue from."""
     state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")
     missing = set(state["weights"]) - set(model.state_dict())
     if missing:
         raise InputError(f"checkpoint {ckpt} does not fit this model (e.g. {sorted(missing)[0]})",
                          "resume with the settings the run started with (omit --base, --lora-r, --template)")
-    model.load_state_dict(state["weights"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
+    load_full_state(model, optimizer, state["weights"], state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])
 
 
-def save_model(out: Path, model, tokenizer, meta: dict, meta_name: str) -> None:
+def save_model(out: Path, model, tokenizer, meta: dict, meta_name: str, weights: dict | None = None) -> None:
     """LoRA: the peft adapter folder (its adapter_config.json names the base folder); full: a plain HF
-    folder. The tokenizer goes with it, chat template included. Written whole, then renamed into place."""
+    folder. The tokenizer goes with it, chat template included. Written whole, then renamed into place.
+    `weights`: the full state dict of a sharded model (gathered by the caller on every rank)."""
     from transformers import GenerationConfig
 
     with atomic.folder_writer(out, replace=True) as tmp:
         if hasattr(model, "peft_config"):
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, state_dict=weights)
         else:
             model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-            model.to("cpu").save_pretrained(tmp)
+            (model if weights is not None else model.to("cpu")).save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
         atomic.write_json(tmp / meta_name, meta)
