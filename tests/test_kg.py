@@ -153,6 +153,31 @@ def test_self_loops_never_enter_and_cycles_do_not_trap_queries(tmp_path, loom_ho
     assert len(route["steps"]) == 1
 
 
+def test_a_question_names_entities_by_whole_words_and_longest_names(tmp_path, loom_home):
+    """Entity spotting for support answers: the aliases' key index, not a scan of every alias."""
+    from loom.apps.kg import query
+    from loom.apps.kg.context import entities_in
+    from loom.apps.kg.store import Graph
+
+    triples = tmp_path / "names.csv"
+    triples.write_text("subject,predicate,object\nParis,capital_of,France\n浙江绍兴,part_of,浙江\nThe Beatles,located_in,Liverpool\n"
+                       "iPhone 15,part_of,Apple\n", encoding="utf-8")
+    run_loom("kg", "import", "names", str(triples), env_home=loom_home)
+    graph = Graph.open("names")
+    name = {}
+    for entity in ("Paris", "France", "浙江绍兴", "浙江", "The Beatles", "iPhone 15"):
+        name[query.resolve(graph, entity)] = entity
+
+    def spotted(question: str) -> list[str]:
+        return [name.get(i, "?") for i in entities_in(graph, question)]
+
+    assert spotted("A comparison of prices") == []  # not "paris" inside a longer word
+    assert spotted("Is PARIS in France?") == ["France", "Paris"]  # longest first, case folded
+    assert spotted("鲁迅出生于浙江绍兴吗？") == ["浙江绍兴"]  # the longer name takes the characters, not 浙江 inside it
+    assert spotted("the beatles' home town") == ["The Beatles"]
+    assert spotted("iphone15手机多少钱") == ["iPhone 15"]  # spaces in the name, none in the question
+
+
 def test_one_transaction_per_document(tmp_path, loom_home, monkeypatch):
     """A failure halfway through a document leaves the graph as it was: no half-built document."""
     from loom.apps.kg import build

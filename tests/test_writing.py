@@ -75,6 +75,8 @@ def test_rouge_matches_hand_computed_values():
 
     assert rouge_n("the cat sat", "the cat sat on the mat", 1) == pytest.approx(2 * 1 * 0.5 / 1.5)
     assert rouge_n("猫坐在垫子上", "猫坐在垫子上", 2) == 1.0  # characters for Chinese
+    # a digit or Latin run next to Chinese is its own unit: "14手机" is 14 + 手 + 机, not one token
+    assert rouge_n("小米14手机", "华为14手机", 1) == pytest.approx(3 / 5)
     assert rouge_l("a b c d", "a x c d") == pytest.approx(0.75)
 
 

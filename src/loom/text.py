@@ -13,7 +13,7 @@ import re
 CJK = "\u3400-\u9fff\uf900-\ufaff"  # a regex character-class body
 CJK_CHAR = re.compile(f"[{CJK}]")
 CJK_RUN = re.compile(f"[{CJK}]+")
-_UNIT = re.compile(f"[{CJK}]|[^\\W_]+")
+_UNIT = re.compile(f"[{CJK}]|[^\\W_{CJK}]+")  # a Han character alone; a letter/digit run stops at one
 # A sentence ends after 。！？；… (plus closing quotes/brackets), or after . ! ? ; (plus closers)
 # followed by whitespace, so "2.4 GHz" and "e.g." inside a word do not split.
 _SENTENCE_END = re.compile(r"(?<=[。！？；…])[”’」』）)]*|(?<=[.!?;])[\"')\]]*(?=\s)")
