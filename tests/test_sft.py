@@ -197,6 +197,9 @@ def test_bad_input_is_named_and_leaves_nothing(nano_home, pipeline, tmp_path):
     qlora = loom_cli("finetune", "sft", "--base", "nano", "--data", write_jsonl(tmp_path / "p.jsonl", pair_rows(1)),
                      "--name", "e3", "--qlora", "--device", "cpu", check=False)
     assert qlora.returncode == 2 and "--qlora needs a CUDA GPU" in qlora.stdout + qlora.stderr
+    fsdp = loom_cli("finetune", "sft", "--base", "nano", "--data", write_jsonl(tmp_path / "p5.jsonl", pair_rows(1)),
+                    "--name", "e6", "--fsdp", check=False)  # sharding needs processes to shard across
+    assert fsdp.returncode == 2 and "torchrun --nproc_per_node N" in fsdp.stdout + fsdp.stderr
 
     # a base without a chat template: the error names --template chatml
     plain_dir = tmp_path / "plain"

@@ -70,6 +70,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
         if name in {m.name for m in catalog.list_models()}:
             catalog.remove(name)  # registered again when the new run is saved
     cfg = cfg or load(SFTConfig, source)
+    check_fsdp(cfg.fsdp, cfg.qlora, int(os.environ.get("WORLD_SIZE", "1")))
     info = json.loads((run / "data.json").read_text(encoding="utf-8")) if resume else {}
     data_path = data_path or info.get("data")
     if not data_path:
@@ -93,7 +94,6 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
     if cfg.qlora and rt.kind != "cuda":
         raise InputError(f"--qlora needs a CUDA GPU (4-bit bitsandbytes kernels); this run is on {rt.device}",
                          "drop --qlora to train LoRA on fp32 weights, or run on a machine with an NVIDIA GPU")
-    check_fsdp(cfg.fsdp, cfg.qlora, world_env)
     rank, world = _distributed(rt.ddp_backend)
     torch.manual_seed(cfg.seed)
     model = load_for_training(base_path, tokenizer, added, cfg, rt)
