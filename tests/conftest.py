@@ -129,6 +129,27 @@ def served_home(pipeline, tmp_path_factory):
     return home
 
 
+@contextlib.contextmanager
+def killed_at_optimizer_step(n: int):
+    """Inside the block, instruction tuning's n-th optimizer step raises KeyboardInterrupt (as Ctrl-C
+    or a kill would land), after the checkpoints of the steps before it were written."""
+    import loom.train.sft as sft
+
+    original, calls = sft.loop.clip_and_step, {"n": 0}
+
+    def dying(model, optimizer, max_norm):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(model, optimizer, max_norm)
+
+    sft.loop.clip_and_step = dying
+    try:
+        yield
+    finally:
+        sft.loop.clip_and_step = original
+
+
 def loom_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """The real CLI entry point (`loom.cli.main.main`) run in this process: same parsing, output and
     exit codes as `python -m loom`, without paying for a new interpreter and model loads per call.

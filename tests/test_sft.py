@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import loom_cli
+from conftest import killed_at_optimizer_step, loom_cli
 
 PAIRS = [("ping", "pong"), ("hello", "world"), ("red", "blue"), ("up", "down"), ("cat", "dog"), ("one", "two")]
 
@@ -240,23 +240,8 @@ def test_resume_continues_from_the_last_checkpoint(nano_home, tmp_path):
     cfg = SFTConfig(base="nano", max_steps=6, save_every=3, eval_every=100, batch_size=4, max_len=64, lr=1e-3, threads=1)
     full = finetune_sft(data, "whole", cfg, progress=False)
 
-    import loom.train.sft as sft
-
-    calls = {"n": 0}
-    original = sft.loop.clip_and_step
-
-    def dying(model, optimizer, max_norm):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(model, optimizer, max_norm)
-
-    sft.loop.clip_and_step = dying
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            finetune_sft(data, "broken", cfg, progress=False)
-    finally:
-        sft.loop.clip_and_step = original
+    with killed_at_optimizer_step(5), pytest.raises(KeyboardInterrupt):
+        finetune_sft(data, "broken", cfg, progress=False)
     run = nano_home / "runs" / "broken"
     assert (run / "checkpoints" / "step-00000003").is_dir() and not (run / "model").exists()
     resumed = finetune_sft(None, "broken", None, resume=True, progress=False)

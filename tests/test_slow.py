@@ -82,21 +82,17 @@ def _losses(run) -> list[float]:
 
 
 # Under torchrun, a run of finetune_sft that dies (both ranks) after its 5th optimizer step: the step-4 checkpoint stays.
-_DYING_SFT = """
+_DYING_SFT = f"""
 import sys
-import loom.train.sft as sft
+sys.path.insert(0, {str(REPO / "tests")!r})
+from conftest import killed_at_optimizer_step
 from loom.config import SFTConfig
-original, calls = sft.loop.clip_and_step, {"n": 0}
-def dying(model, optimizer, max_norm):
-    calls["n"] += 1
-    if calls["n"] == 5:
-        raise KeyboardInterrupt
-    return original(model, optimizer, max_norm)
-sft.loop.clip_and_step = dying
+from loom.train.sft import finetune_sft
 cfg = SFTConfig(base="nano", fsdp=True, max_steps=8, save_every=4, eval_every=100, log_every=1, batch_size=4, max_len=64,
                 lr=3e-3, threads=1)
 try:
-    sft.finetune_sft(sys.argv[1], "fsdp-lora", cfg, progress=False)
+    with killed_at_optimizer_step(5):
+        finetune_sft(sys.argv[1], "fsdp-lora", cfg, progress=False)
 except KeyboardInterrupt:
     sys.exit(0)
 """
