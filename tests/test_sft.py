@@ -219,6 +219,7 @@ def test_bad_input_is_named_and_leaves_nothing(nano_home, pipeline, tmp_path):
                               "--name", "long", "--max-len", "48", "--max-steps", "2", "--json").stdout)
     assert out["examples"]["dropped_too_long"] == 1 and out["examples"]["truncated"] == 1
     assert out["examples"]["length_max"] <= 48
+    assert 100 < out["peak_memory_mb"] < 20_000  # reported, so a user can size a preset to a machine
 
     # a run named like a registered model would replace it when registered: refused before training
     taken = loom_cli("finetune", "sft", "--base", "nano", "--data", write_jsonl(tmp_path / "p4.jsonl", pair_rows(1)),

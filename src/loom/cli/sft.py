@@ -65,5 +65,6 @@ def finetune_sft(
                                          f"{ex['dropped_too_long']} dropped (nothing to learn within --max-len)",
                              "tokens": f"{ex['tokens']:,} ({ex['learnt_tokens']:,} learnt), length p50 {ex['length_p50']} / p95 {ex['length_p95']} / max {ex['length_max']}",
                              "steps": summary["steps"], "train loss": last.get("loss"), "val loss": last.get("val_loss"),
-                             "trainable params": f"{summary['trainable_params']:,}", "path": summary["path"]})
+                             "trainable params": f"{summary['trainable_params']:,}",
+                             "peak memory": f"{summary['peak_memory_mb']:,.0f} MiB", "path": summary["path"]})
     console.print(f"chat with: loom chat {name}    evaluate: loom eval chat {name} --data FILE    serve: loom serve --preload {name}")

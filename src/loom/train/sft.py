@@ -174,7 +174,8 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
                "device": rt.describe(), "parallel": f"{'fsdp' if cfg.fsdp else 'ddp'} over {world} processes" if world > 1 else "none",
                "steps": total, "examples": report.summary(), "val_examples": len(val_ex),
                "formats": dict(data.formats), "dropped_rows": len(data.dropped), "rows": len(rows),
-               "trainable_params": sum(p.numel() for p in params), "last": record, "path": str(run), "rank": rank}
+               "trainable_params": sum(p.numel() for p in params), "peak_memory_mb": _peak_memory_mb(rt), "last": record,
+               "path": str(run), "rank": rank}
     weights = full_weights(model) if cfg.fsdp else None  # collective: a sharded model is gathered on every rank
     if rank == 0:
         meta = {"base": cfg.base, "base_path": str(base_path), "template": cfg.template, "method": summary["method"],
@@ -189,6 +190,23 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _peak_memory_mb(rt) -> float:
+    """Peak memory of this process so far, in MiB: allocated tensors on a GPU, resident set on a CPU
+    (what decides whether a preset fits a machine)."""
+    if rt.kind == "cuda":
+        return round(torch.cuda.max_memory_allocated(rt.device) / 2**20, 1)
+    import sys
+
+    try:
+        import resource
+    except ImportError:  # Windows: the current resident set instead
+        import psutil
+
+        return round(psutil.Process().memory_info().rss / 2**20, 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _sum_across(value: float, world: int, device: str) -> float:
