@@ -136,6 +136,7 @@ def test_sft_fsdp_shards_like_ddp_and_resumes(tmp_path, loom_home, pipeline):
     resumed, whole = _losses(run), _losses(loom_home / "runs" / "fsdp-lora-whole")
     assert len(resumed) == len(whole) == 8 and resumed[-1] == pytest.approx(whole[-1], rel=1e-4)
     assert (run / "model" / "adapter_model.safetensors").is_file()
+    run_loom("generate", "fsdp-lora", "--prompt", "ping", "--max-new-tokens", "4", env_home=loom_home)  # whole adapters: they load
 
 
 def test_quickstart_runs_the_whole_pipeline(loom_home):

@@ -100,8 +100,9 @@ def full_weights(model: torch.nn.Module, trainable_only: bool = False) -> dict[s
     """The model's state dict with every sharded tensor gathered whole. Collective: every rank calls it."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    state = get_model_state_dict(model, options=_options())
-    if trainable_only:
+    # trainable_only: frozen weights (a LoRA run's whole base) are neither gathered nor copied
+    state = get_model_state_dict(model, options=_options(ignore_frozen_params=trainable_only))
+    if trainable_only:  # buffers too are left out: a checkpoint holds what training changes
         names = {n for n, p in model.named_parameters() if p.requires_grad}
         state = {n: t for n, t in state.items() if n in names}
     return state
