@@ -278,3 +278,35 @@ def test_validation_file_and_eval_metrics(nano_home, tmp_path):
     assert score("rouge", "the cat sat", "the cat sat") == 1.0 and score("chrf", "abc", "xyz") < 0.1
     bad = loom_cli("eval", "chat", "nano", "--data", data, "--metric", "bleu", check=False)
     assert bad.returncode == 2 and "unknown metric" in bad.stdout + bad.stderr
+
+
+def test_a_batch_split_to_fit_memory_trains_as_the_whole_batch(nano_home, tmp_path, monkeypatch, capsys):
+    """--max-batch-tokens splits a micro-batch into passes that fit; the loss is summed over learnt tokens
+    and divided by the step's total, so the run ends where the unsplit run ends. On a CPU the budget
+    comes from the free memory: too little of it for one row gives a warning naming the fixes."""
+    from loom import runtime
+    from loom.config import SFTConfig
+    from loom.train.sft import finetune_sft
+    from loom.train.sft_batches import Row, split_by_tokens
+    from loom.train.sft_model import batch_token_budget
+
+    rows = [Row([0] * n, [0] * n) for n in (30, 20, 20, 10)]
+    assert [[len(r.input_ids) for r in g] for g in split_by_tokens(rows, 60)] == [[30, 20], [20, 10]]
+    assert [len(g) for g in split_by_tokens(rows, 10)] == [1, 1, 1, 1] and split_by_tokens(rows, 0) == [rows]
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows())
+    base = dict(base="nano", lora=False, max_steps=4, eval_every=100, batch_size=8, max_len=64, lr=1e-3, threads=1)
+    whole = finetune_sft(data, "whole", SFTConfig(**base), progress=False)
+    split = finetune_sft(data, "split", SFTConfig(**base, max_batch_tokens=16), progress=False)  # ~2 rows a pass
+    assert split["batch_token_budget"] == 16 and whole["batch_token_budget"] > 10_000  # auto: this machine's free memory
+    assert split["last"]["loss"] == pytest.approx(whole["last"]["loss"], rel=1e-4)
+
+    import psutil
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(nano_home / "runs" / "whole" / "model")
+    short = psutil.virtual_memory()._replace(available=1_000)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: short)
+    cfg = SFTConfig(base="nano", max_len=64)
+    assert batch_token_budget(model, cfg, runtime.choose("cpu"), 1) == 64  # one row at a time, at the least
+    assert "--gradient-checkpointing" in capsys.readouterr().err

@@ -201,6 +201,9 @@ class SFTConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto = a GPU when there is one (loom.runtime)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, ~30% slower")
     compile: bool = Field(False, description="torch.compile the decoder (GPUs: ~1.5x on small models; a minute of compiling first)")
+    max_batch_tokens: int = Field(0, ge=0, description="most tokens (rows x longest row) in one forward pass: a larger "
+                                  "micro-batch is split into several, with the same result. 0 = auto: on a CPU, sized to "
+                                  "the memory free after loading the model; on a GPU, no limit")
     fsdp: bool = Field(False, description="under torchrun: shard weights, gradients and optimizer state across the processes "
                        "(FSDP) instead of a full copy each (DDP), for bases that do not fit one GPU")
     seed: int = Field(0)

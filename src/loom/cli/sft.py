@@ -32,6 +32,8 @@ def finetune_sft(
     dtype: str = typer.Option(None, help="auto | fp32 | bf16"),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the decoder (worth it on GPUs)"),
+    max_batch_tokens: int = typer.Option(None, help="most tokens per forward pass; larger micro-batches are split (0 = auto: "
+                                         "fit a CPU's free memory)"),
     fsdp: bool = typer.Option(None, "--fsdp/--no-fsdp", help="under torchrun: shard the model across the processes (FSDP) instead of DDP"),
     eval_every: int = typer.Option(None), save_every: int = typer.Option(None), log_every: int = typer.Option(None),
     seed: int = typer.Option(None), threads: int = typer.Option(None),
@@ -49,7 +51,7 @@ def finetune_sft(
                  "target_modules": [t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
                  "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
                  "max_len": max_len, "packing": packing, "template": template, "device": device, "dtype": dtype,
-                 "gradient_checkpointing": gradient_checkpointing, "compile": compile, "fsdp": fsdp, "eval_every": eval_every, "save_every": save_every, "log_every": log_every,
+                 "gradient_checkpointing": gradient_checkpointing, "compile": compile, "fsdp": fsdp, "max_batch_tokens": max_batch_tokens, "eval_every": eval_every, "save_every": save_every, "log_every": log_every,
                  "seed": seed, "threads": threads}
     cfg = load(SFTConfig, config_source(name, resume, str(config) if config else None, overwrite), overrides)
     summary = run(str(data) if data else None, name, cfg, str(val) if val else None, overwrite, resume,

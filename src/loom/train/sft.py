@@ -30,8 +30,8 @@ from loom.model.load import base_folder
 from loom.tokenizer.chat import encode_all, ensure_template
 from loom.train import curves, loop
 from loom.train.pretrain import _distributed, pick_threads
-from loom.train.sft_batches import collate, epoch_batches, learnt_tokens, make_rows
-from loom.train.sft_model import latest_checkpoint, load_for_training, restore_checkpoint, save_checkpoint, save_model
+from loom.train.sft_batches import collate, epoch_batches, learnt_tokens, make_rows, split_by_tokens
+from loom.train.sft_model import batch_token_budget, latest_checkpoint, load_for_training, restore_checkpoint, save_checkpoint, save_model
 from loom.train.sft_parallel import check_fsdp, full_weights, gradient_sync, wrap
 
 
@@ -70,7 +70,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
         if name in {m.name for m in catalog.list_models()}:
             catalog.remove(name)  # registered again when the new run is saved
     cfg = cfg or load(SFTConfig, source)
-    check_fsdp(cfg.fsdp, cfg.qlora, int(os.environ.get("WORLD_SIZE", "1")))
+    check_fsdp(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     info = json.loads((run / "data.json").read_text(encoding="utf-8")) if resume else {}
     data_path = data_path or info.get("data")
     if not data_path:
@@ -97,6 +97,7 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
     rank, world = _distributed(rt.ddp_backend)
     torch.manual_seed(cfg.seed)
     model = load_for_training(base_path, tokenizer, added, cfg, rt)
+    budget = batch_token_budget(model, cfg, rt, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     loss_module, train_model = wrap(model, rt, world, cfg.fsdp)  # before the optimizer: FSDP replaces the parameters
     rows = make_rows(train_ex, cfg.max_len, cfg.packing)
     batches_per_epoch = max(1, len(rows) // (cfg.batch_size * world) if world > 1 else math.ceil(len(rows) / cfg.batch_size))
@@ -121,14 +122,14 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
 
     # --- loop ----------------------------------------------------------------------------------
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stream = _batch_stream(rows, cfg, pad, rank, world, start)
+    stream = _batch_stream(rows, cfg, rank, world, start)
     bar = tqdm(total=total, initial=start, desc="sft", unit="step", disable=not progress or rank != 0, dynamic_ncols=True)
     record, seconds, tokens = {}, 0.0, 0
     train_model.train()
     try:
         for step in range(start, total):
             t0 = time.perf_counter()
-            micro = [next(stream) for _ in range(cfg.grad_accum)]
+            micro = [collate(part, pad) for _ in range(cfg.grad_accum) for part in split_by_tokens(next(stream), budget)]
             count = sum(learnt_tokens(b) for b in micro)
             count = max(1, int(_sum_across(count, world, rt.device)))  # every rank divides by the step's global count
             lr = loop.linear_lr(step, cfg.lr, warmup, total)
@@ -174,7 +175,8 @@ def finetune_sft(data_path: str | None, name: str, cfg: SFTConfig | None = None,
                "device": rt.describe(), "parallel": f"{'fsdp' if cfg.fsdp else 'ddp'} over {world} processes" if world > 1 else "none",
                "steps": total, "examples": report.summary(), "val_examples": len(val_ex),
                "formats": dict(data.formats), "dropped_rows": len(data.dropped), "rows": len(rows),
-               "trainable_params": sum(p.numel() for p in params), "peak_memory_mb": _peak_memory_mb(rt), "last": record,
+               "trainable_params": sum(p.numel() for p in params), "peak_memory_mb": _peak_memory_mb(rt),
+               "batch_token_budget": budget, "last": record,
                "path": str(run), "rank": rank}
     weights = full_weights(model) if cfg.fsdp else None  # collective: a sharded model is gathered on every rank
     if rank == 0:
@@ -217,15 +219,15 @@ def _sum_across(value: float, world: int, device: str) -> float:
     return t.item()
 
 
-def _batch_stream(rows, cfg: SFTConfig, pad: int, rank: int, world: int, start_step: int):
-    """Collated batches forever, epoch after epoch; on resume the batches of finished steps are skipped."""
+def _batch_stream(rows, cfg: SFTConfig, rank: int, world: int, start_step: int):
+    """This rank's batches of rows forever, epoch after epoch; on resume the batches of finished steps are skipped."""
     skip, epoch = start_step * cfg.grad_accum, 0
     while True:
         for batch in epoch_batches(rows, cfg.batch_size, cfg.seed, epoch, rank, world):
             if skip:
                 skip -= 1
                 continue
-            yield collate(batch, pad)
+            yield batch
         epoch += 1
 
 

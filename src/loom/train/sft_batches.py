@@ -66,6 +66,22 @@ def epoch_batches(rows: list[Row], batch_size: int, seed: int, epoch: int, rank:
     return batches[rank:usable:world]
 
 
+def split_by_tokens(batch: list[Row], budget: int) -> list[list[Row]]:
+    """Consecutive groups of rows whose padded size (rows x longest row) stays within `budget` tokens;
+    a row longer than the budget goes alone. budget 0 = one group. The loss is summed over learnt
+    tokens and divided by the step's total, so the groups give the step the batch would have given."""
+    if not budget:
+        return [batch]
+    groups: list[list[Row]] = []
+    for row in batch:
+        group = groups[-1] if groups else None
+        if group and max(len(r.input_ids) for r in [*group, row]) * (len(group) + 1) <= budget:
+            group.append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
 def collate(batch: list[Row], pad_id: int) -> dict[str, torch.Tensor | None]:
     """input_ids, labels [B, T] (T = longest row), positions [B, T] for packed rows else None, and
     tokens: the real (not padding) tokens in the batch."""

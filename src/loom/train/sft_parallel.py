@@ -39,17 +39,20 @@ class LossModule(torch.nn.Module):
         return sft_loss_sum(self.lm, batch, self.device)
 
 
-def check_fsdp(fsdp: bool, qlora: bool, world: int) -> None:
+def check_fsdp(cfg, world: int) -> None:
     """Fail before loading anything when --fsdp cannot work."""
-    if not fsdp:
+    if not cfg.fsdp:
         return
     if world < 2:
         raise InputError("--fsdp shards the model across processes, but this is a single process",
                          "run under torchrun: `torchrun --nproc_per_node N -m loom finetune sft ... --fsdp` (N >= 2), "
                          "or drop --fsdp")
-    if qlora:
+    if cfg.qlora:
         raise InputError("--fsdp and --qlora cannot be combined (4-bit bitsandbytes weights are not sharded here)",
                          "use --qlora on one GPU, or --fsdp with LoRA or full tuning in bf16")
+    if cfg.max_batch_tokens:  # every rank must run the same number of forward passes: each one gathers weights
+        raise InputError("--max-batch-tokens splits each rank's batches on its own, which FSDP's shared passes cannot follow",
+                         "size the passes with --batch-size and --grad-accum instead")
 
 
 def wrap(model: torch.nn.Module, rt, world: int, fsdp: bool) -> tuple[LossModule, torch.nn.Module]:
