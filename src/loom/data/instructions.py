@@ -117,5 +117,9 @@ def get(name: str) -> InstructionSet:
 def load(name: str, split: str = "all", limit: int = 0) -> list[Conversation]:
     if split not in ("all", "train", "test"):
         raise InputError(f"unknown split {split!r}", "use --split train, test or all")
-    rows = [conv for key, conv in get(name).build() if split == "all" or _split(key) == split]
+    rows = [(key, conv) for key, conv in get(name).build() if split == "all" or _split(key) == split]
+    # in the order of a hash of each example, not of the source files (zh-sentiment lists every negative
+    # review first): the first N of a split are then a fair sample, and --limit means that
+    rows.sort(key=lambda kc: hashlib.sha256(kc[0].encode("utf-8")).digest())
+    rows = [conv for _, conv in rows]
     return rows[:limit] if limit else rows
