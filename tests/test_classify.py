@@ -306,3 +306,23 @@ def test_small_chinese_set_tfidf_never_loses_to_plain_sklearn(tmp_path, loom_hom
     gold = [y for _, y in test]
     peer_acc, peer_f1 = accuracy_score(gold, pred), f1_score(gold, pred, average="macro")
     assert ours["accuracy"] >= peer_acc and ours["macro_f1"] >= peer_f1, (ours["accuracy"], peer_acc, ours["macro_f1"], peer_f1, cv["chosen"])
+
+
+def test_confusion_matrix_draws_chinese_labels(tmp_path):
+    """Chinese labels in a figure: with a CJK font on the machine (make browser-deps installs Noto CJK),
+    every glyph is drawn; matplotlib's default font alone warns that each Han character is missing."""
+    import warnings
+
+    from matplotlib import font_manager
+
+    from loom.classify.metrics import confusion_png
+    from loom.plotting import CJK_FONTS
+
+    if not {f.name for f in font_manager.fontManager.ttflist} & set(CJK_FONTS):
+        pytest.skip("no CJK font installed (make browser-deps installs fonts-noto-cjk)")
+    rep = {"accuracy": 0.5, "confusion_matrix": {"labels": ["正面", "负面"], "matrix": [[3, 1], [1, 3]]}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        confusion_png(rep, tmp_path / "cm.png", "情感")
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+    assert not [w for w in caught if "missing from font" in str(w.message)]

@@ -80,7 +80,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 LAYERS = [
-    ("ground", ["loom", "loom.errors", "loom.home", "loom.atomic", "loom.config", "loom.runtime", "loom.text", "loom.catalog"]),
+    ("ground", ["loom", "loom.errors", "loom.home", "loom.atomic", "loom.config", "loom.runtime", "loom.text", "loom.plotting", "loom.catalog"]),
     ("data", ["loom.data", "loom.datasets"]),
     ("tokenizer", ["loom.tokenizer"]),
     ("model", ["loom.model"]),

@@ -193,10 +193,9 @@ def apply_model_narrative(report: Report, backend) -> str | None:
 
 
 def charts(report: Report, limit: int = 6) -> None:
-    import matplotlib
+    from loom.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     for c in report.columns:
         if len(report.charts) >= limit:

@@ -63,10 +63,9 @@ def _worst(texts, y_true, pred, probs, labels, multi_label, k) -> list[dict]:
 
 
 def confusion_png(rep: dict, out_path: Path, title: str) -> None:
-    import matplotlib
+    from loom.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels, matrix = rep["confusion_matrix"]["labels"], np.array(rep["confusion_matrix"]["matrix"])
     size = max(4.0, 0.6 * len(labels) + 2)

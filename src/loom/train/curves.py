@@ -10,10 +10,9 @@ from loom import atomic
 
 
 def plot_loss(metrics_path: Path, out_path: Path, title: str) -> None:
-    import matplotlib
+    from loom.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     train, val = [], []
     for line in metrics_path.read_text(encoding="utf-8").splitlines():
