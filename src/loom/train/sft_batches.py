@@ -73,12 +73,15 @@ def split_by_tokens(batch: list[Row], budget: int) -> list[list[Row]]:
     if not budget:
         return [batch]
     groups: list[list[Row]] = []
+    width = 0  # longest row of the last group
     for row in batch:
-        group = groups[-1] if groups else None
-        if group and max(len(r.input_ids) for r in [*group, row]) * (len(group) + 1) <= budget:
-            group.append(row)
+        n = len(row.input_ids)
+        if groups and max(width, n) * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(row)
+            width = max(width, n)
         else:
             groups.append([row])
+            width = n
     return groups
 
 
