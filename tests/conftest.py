@@ -129,6 +129,19 @@ def served_home(pipeline, tmp_path_factory):
     return home
 
 
+@pytest.fixture(scope="session")
+def gguf_home(served_home, tmp_path_factory):
+    """served_home's catalog plus nano and slow exported to f16 GGUF (nano-f16, slow-f16): models the
+    llama.cpp engine runs in its child process."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("gguf_home")
+    shutil.copy(served_home / "models.json", home / "models.json")
+    for name in ("nano", "slow"):
+        run_loom("export", name, "--quant", "f16", env_home=home)
+    return home
+
+
 @contextlib.contextmanager
 def killed_at_optimizer_step(n: int):
     """Inside the block, instruction tuning's n-th optimizer step raises KeyboardInterrupt (as Ctrl-C

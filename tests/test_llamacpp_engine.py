@@ -6,7 +6,6 @@ strings, JSON mode, usage, batching, cancellation, the queue bound and the conte
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
@@ -18,16 +17,6 @@ from conftest import LiveServer, hang_up_after_three_lines, run_loom, statuses_o
 pytest.importorskip("llama_cpp", reason="the llama.cpp engine needs llama-cpp-python (a core dependency: `make install` builds it)")
 
 HELLO = [{"role": "user", "content": "the river runs"}]
-
-
-@pytest.fixture(scope="module")
-def gguf_home(served_home, tmp_path_factory):
-    """served_home's catalog plus nano and slow exported to f16 GGUF (nano-f16, slow-f16)."""
-    home = tmp_path_factory.mktemp("gguf_home")
-    shutil.copy(served_home / "models.json", home / "models.json")
-    for name in ("nano", "slow"):
-        run_loom("export", name, "--quant", "f16", env_home=home)
-    return home
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +158,7 @@ def test_a_failure_while_joining_gives_every_kv_slot_back(gguf_home, monkeypatch
     from loom.model.decode import SequenceState
 
     monkeypatch.setenv("LOOM_HOME", str(gguf_home))
-    lm = LlamaCppLM(catalog.resolve("nano-f16"), max_batch=4)
+    lm = LlamaCppLM(catalog.resolve("nano-f16"), max_batch=4, isolate=False)  # the runner's slots, in this process
     states = [lm._state(Request(prompt=f"the river {i}", sampling=Sampling(max_tokens=5, temperature=0))) for i in range(3)]
     boom = states[1]
     real_choose = SequenceState.choose

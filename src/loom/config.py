@@ -233,6 +233,9 @@ class ServeConfig(_Strict):
         "llama.cpp (quantised kernels, batched) or transformers (dequantised fp32, batched; the GPU path)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="where local transformers models run (loom.runtime): auto = a GPU when there is one")
+    isolate_engines: bool = Field(
+        True, description="run each llama.cpp model in a supervised child process, so a native crash fails its requests "
+        "(503) and restarts the engine instead of killing the server; false = in the server process (benchmarks)")
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per local model")
     max_queue: int = Field(64, ge=1, description="waiting requests per local model before answering 503")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")

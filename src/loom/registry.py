@@ -5,10 +5,13 @@ never imports the apps above it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from loom import catalog
 from loom.catalog import Engine
+
+log = logging.getLogger(__name__)
 
 # name prefix -> factory(rest of the name) -> Backend; filled by the apps that define them
 _PREFIXES: dict[str, Callable] = {}
@@ -20,13 +23,16 @@ def register_prefix(prefix: str, factory: Callable) -> None:
 
 
 def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64,
-                 allow_paths: bool = True, device: str = "auto"):
+                 allow_paths: bool = True, device: str = "auto", isolate: bool = True):
     """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
     engine applies to GGUF files: llama.cpp (quantised kernels, batched) or transformers (dequantised
     fp32, batched, and the one for GPUs); auto picks llama.cpp when it is installed and the model runs on
     the CPU, else transformers (docs/serving.md). The server passes
     allow_paths=False (see resolve). device (auto | cpu | cuda | mps, see loom.runtime) places local
-    transformers models; encoders and classifiers stay on the CPU, where they are fast enough."""
+    transformers models; encoders and classifiers stay on the CPU, where they are fast enough.
+    isolate: llama.cpp runs in a supervised child process (backends.worker; False = in this process).
+    A GGUF model whose llama.cpp engine fails its start-up self-test is served by the transformers
+    engine instead, with one warning line, unless llama.cpp was asked for by name."""
     for prefix, factory in _PREFIXES.items():
         if name_or_path.startswith(prefix):
             return factory(name_or_path[len(prefix):])
@@ -49,8 +55,21 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
         return Encoder(entry)
     if entry.backend == "gguf" and (engine == "llama.cpp" or (engine == "auto" and _llama_cpp_by_default(device))):
         from loom.backends.llamacpp import LlamaCppLM
+        from loom.backends.worker import EngineFailed
 
-        return LlamaCppLM(entry, max_batch=max_batch, max_queue=max_queue)
+        try:
+            return LlamaCppLM(entry, max_batch=max_batch, max_queue=max_queue, isolate=isolate)
+        except EngineFailed as e:
+            if engine == "llama.cpp":
+                raise
+            log.warning("model %s: %s; serving it with the transformers engine (slower, more memory)", entry.name, e.message)
+            fallback = _local(entry, max_batch, max_queue, device)
+            fallback.fallback_reason = e.message
+            return fallback
+    return _local(entry, max_batch, max_queue, device)
+
+
+def _local(entry, max_batch: int, max_queue: int, device: str):
     from loom.backends.local import LocalLM
 
     return LocalLM(entry, max_batch=max_batch, max_queue=max_queue, device=device)

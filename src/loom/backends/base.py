@@ -133,6 +133,10 @@ class Backend:
     def complete(self, prompt: str, sampling: Sampling | None = None) -> Completion:
         return collect(self.stream(Request(sampling or Sampling(), prompt=prompt)))
 
+    def health(self) -> dict | None:
+        """What /health says about this backend's engine (which one, its process, its self-test), if anything."""
+        return None
+
     def close(self) -> None:
         """Release threads, memory and connections."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import logging
 import time
 import weakref
 from pathlib import Path
@@ -23,6 +24,8 @@ from loom.backends.base import Info
 from loom.backends.local import BatchedLM
 from loom.catalog import ModelEntry
 from loom.tokenizer.chat import stop_token_ids
+
+log = logging.getLogger(__name__)
 
 POOL_TOKENS = 16384  # most KV cells shared by all rows (f16 K and V: qwen2.5-0.5b 12 KB a cell, ~190 MB)
 
@@ -50,17 +53,28 @@ def weights_file(entry: ModelEntry) -> str:
 
 
 class LlamaCppLM(BatchedLM):
+    """isolate=True (the default) runs llama.cpp in a supervised child process (backends.worker): a
+    native crash fails the requests in flight with a 503 and the engine restarts; the server lives.
+    isolate=False loads it in this process (benchmarks compare the two)."""
+
     def __init__(self, entry: ModelEntry, max_batch: int = 16, max_queue: int = 64, context: int = 4096,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, isolate: bool = True) -> None:
         from loom.backends.engine import BatchEngine
-        from loom.backends.runner_llamacpp import LlamaCppRunner
         from loom.model.load import load_tokenizer
 
         start = time.perf_counter()
         self.name, self.entry = entry.name, entry
-        runner = LlamaCppRunner(weights_file(entry), max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads)
+        path = weights_file(entry)
+        if isolate:
+            runner, self.self_test = start_isolated(entry.name, path, max_batch, context, threads)
+            self.context_length = runner.context
+        else:
+            from loom.backends.runner_llamacpp import LlamaCppRunner
+
+            runner = LlamaCppRunner(path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads)
+            self.self_test, self.context_length = "not run (in-process engine)", runner.context
+        self.runner = runner
         self.tokenizer = load_tokenizer(entry)
-        self.context_length = runner.context
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.engine = BatchEngine(runner, max_batch=max_batch, max_queue=max_queue)
         self.load_seconds = time.perf_counter() - start
@@ -71,3 +85,32 @@ class LlamaCppLM(BatchedLM):
     def info(self) -> Info:
         caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]
         return Info(self.name, "gguf (llama.cpp)", caps, self.context_length, self.entry.description)
+
+    def health(self) -> dict:
+        out = {"engine": "llama.cpp", "self_test": self.self_test}
+        status = getattr(self.runner, "status", None)
+        return out | (status() if status else {"process": "in-process"})
+
+
+def start_isolated(model: str, path: str, max_batch: int, context: int, threads: int | None):
+    """An EngineProcess that passed its start-up self-test, and a line saying how: weight repacking on
+    (llama.cpp's default), else off after a crash. Raises EngineFailed when neither passes (the
+    registry then falls back to the transformers engine)."""
+    from loom.backends.worker import EngineFailed, EngineProcess, Spec
+
+    spec = Spec(path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads, repack=True)
+    try:
+        runner = EngineProcess(spec, model)
+        return runner, f"passed in {runner.ready.probe_ms:.0f} ms"
+    except EngineFailed as first:
+        log.warning("model %s: llama.cpp failed its self-test with weight repacking on (%s); retrying with repacking off",
+                    model, first.message)
+        spec.repack = False
+        try:
+            runner = EngineProcess(spec, model)
+        except EngineFailed as second:
+            raise EngineFailed(f"model {model!r}: llama.cpp failed its self-test with repacking on ({first.message}) "
+                               f"and off ({second.message})", "run `loom doctor`; serve with --engine transformers") from None
+        note = f"passed with weight repacking off in {runner.ready.probe_ms:.0f} ms (with it on: {first.message})"
+        log.warning("model %s: llama.cpp self-test %s", model, note)
+        return runner, note

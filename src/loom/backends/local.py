@@ -105,10 +105,15 @@ class LocalLM(BatchedLM):
         self.context_length = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.engine = BatchEngine(TorchRunner(self.model, self.runtime.autocast), max_batch=max_batch, max_queue=max_queue)
+        self.fallback_reason: str | None = None  # set by the registry when llama.cpp failed its self-test
 
     def info(self) -> Info:
         caps = ["chat", "complete"] if self.tokenizer.chat_template else ["complete"]
         return Info(self.name, self.entry.backend, caps, self.context_length, f"{self.entry.description} [{self.runtime.describe()}]".strip())
+
+    def health(self) -> dict:
+        out = {"engine": "transformers", "device": self.runtime.describe(), "process": "in-process"}
+        return out | ({"fallback_from": "llama.cpp", "reason": self.fallback_reason} if self.fallback_reason else {})
 
 def _drain_sync(inbox: queue.Queue, cancel) -> Iterator[Chunk]:
     try:

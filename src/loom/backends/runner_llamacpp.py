@@ -36,6 +36,12 @@ def _lib():
     return llama_cpp, _internals
 
 
+def system_info() -> str:
+    """The llama.cpp build's CPU features as it reports them ("CPU : SSE3 = 1 | AVX2 = 1 | ...")."""
+    llama_cpp, _ = _lib()
+    return llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+
+
 def widen_to_f16(source: str, target: str) -> None:
     """Rewrite a GGUF file with f16 weights (llama.cpp's own quantiser, dequantising whatever the file
     holds; norms stay f32). Each weight rounds once to f16 (relative error <= 2^-11), far below the
@@ -51,10 +57,15 @@ def widen_to_f16(source: str, target: str) -> None:
 
 class LlamaCppRunner:
     def __init__(self, path: str, max_batch: int = 16, pool_tokens: int = 16384, context: int = 4096,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, repack: bool = True) -> None:
         llama_cpp, internals = _lib()
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
+        # repack=False keeps weights in their file layout: no "extra buffer types" (the AMX and
+        # interleaved-block copies some CPU kernels want). A native build on a CPU that lists AMX
+        # repacks into AMX tiles and dies with SIGILL where the kernel forbids AMX; the self-test
+        # (loom.backends.worker) retries with repacking off.
+        params.use_extra_bufts = self.repack = repack
         self.model = internals.LlamaModel(path_model=path, params=params, verbose=False)
         self.context = min(context, self.model.n_ctx_train())  # tokens one sequence may hold
         # KV cells shared by all rows: room for every row at full context, up to pool_tokens (one row alone
@@ -72,6 +83,7 @@ class LlamaCppRunner:
         self._llama = llama_cpp
         self._free_slots = list(range(max_batch - 1, -1, -1))
         self._rows: list[int] = []  # the slot (llama.cpp seq id) of each active row, in batch order
+        self.numpy = False  # logits as numpy rows instead of torch tensors (worker.py: the child never imports torch)
 
     @property
     def capacity(self) -> int:
@@ -117,13 +129,13 @@ class LlamaCppRunner:
     def discard(self, pending) -> None:
         self._release(pending)
 
-    def step(self, tokens: list[int], positions: list[int]):
+    def step(self, tokens: list[int], positions: list[int], into: np.ndarray | None = None):
         self.batch.reset()
         for i, (slot, tid, pos) in enumerate(zip(self._rows, tokens, positions)):
             self._put(i, tid, pos, slot, logits=True)
         self.batch.batch.n_tokens = len(tokens)
         self.ctx.decode(self.batch)
-        return self._logits(range(len(tokens)))
+        return self._logits(range(len(tokens)), into)
 
     def keep(self, rows: list[int]) -> None:
         kept = [self._rows[r] for r in rows]
@@ -153,15 +165,18 @@ class LlamaCppRunner:
         b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tid, pos, 1, logits
         b.seq_id[i][0] = slot
 
-    def _logits(self, positions):
-        """Logits at these batch positions as a [n, V] float32 tensor (copied: llama.cpp reuses the
-        buffer at the next decode)."""
-        import torch
-
+    def _logits(self, positions, into: np.ndarray | None = None):
+        """Logits at these batch positions as [n, V] float32 rows, copied (llama.cpp reuses its buffer
+        at the next decode): a torch tensor, or numpy rows when the runner serves a parent process
+        (worker.py sets `numpy`; a step writes straight `into` the shared logits block)."""
         positions = list(positions)
-        out = np.empty((len(positions), self.n_vocab), dtype=np.float32)
+        out = np.empty((len(positions), self.n_vocab), dtype=np.float32) if into is None else into[: len(positions)]
         for r, i in enumerate(positions):
             out[r] = np.ctypeslib.as_array(self._llama.llama_get_logits_ith(self.ctx.ctx, i), shape=(self.n_vocab,))
+        if self.numpy:
+            return out
+        import torch
+
         return torch.from_numpy(out)
 
     def _release(self, slot: int) -> None:

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, kg, models, recommend, tokenizer
+from loom.cli.doctor import doctor
 from loom.cli.export import export
 from loom.cli.generate import generate
 from loom.cli.pretrain import pretrain
@@ -43,6 +44,7 @@ app.command()(quickstart)
 app.command()(classify_cmd.classify)
 app.command()(serve)
 app.command()(chat)
+app.command()(doctor)
 app.command()(summarize)
 app.command()(report)
 app.command()(write)

@@ -24,6 +24,9 @@ def serve(
     max_batch: int = typer.Option(None, help="sequences decoded together per local model [16]"),
     max_queue: int = typer.Option(None, help="waiting requests per model before answering 503 [64]"),
     max_tokens: int = typer.Option(None, help="default max_tokens when a request sets none [512]"),
+    in_process_engines: bool = typer.Option(
+        None, "--in-process-engines", help="load llama.cpp in the server process instead of a supervised child per model "
+        "(a native crash then ends the server; for benchmarks and debugging)"),
     kb_import_dir: list[str] = typer.Option(
         None, "--kb-import-dir", help="folder from which admin keys may import files into knowledge bases by server path "
         "(repeatable); without one the API reads no server files"),
@@ -38,7 +41,8 @@ def serve(
 
     settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload or None, "engine": engine,
                                           "device": device, "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
-                                          "kb_import_dirs": kb_import_dir or None})
+                                          "kb_import_dirs": kb_import_dir or None,
+                                          "isolate_engines": False if in_process_engines else None})
     host, port = settings.host, settings.port
     from loom.serve.imports import import_roots
 

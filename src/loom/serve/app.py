@@ -68,7 +68,7 @@ class Server:
                     s = self.settings
                     self.backends[name] = await anyio.to_thread.run_sync(lambda: registry.open_backend(
                         name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue, allow_paths=trusted,
-                        device=s.device))
+                        device=s.device, isolate=s.isolate_engines))
         finally:
             if name not in self.backends:
                 self._loading.pop(name, None)  # unknown names (404s) must not pile up locks
@@ -165,7 +165,11 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "loaded_models": sorted(server.backends)}
+        """Up, the models loaded, and each local engine: which one, its process, self-test and restarts.
+        "degraded" when an engine gave up restarting (its model answers 503 with the reason)."""
+        engines = {name: report for name, b in sorted(server.backends.items()) if (report := b.health())}
+        failed = any(e.get("state") == "failed" for e in engines.values())
+        return {"status": "degraded" if failed else "ok", "loaded_models": sorted(server.backends), "engines": engines}
 
     @app.get("/metrics", dependencies=[Depends(authorize)])
     async def metrics():

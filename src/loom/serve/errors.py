@@ -40,7 +40,7 @@ def from_loom(e: LoomError) -> APIError:
     if isinstance(e, NotFoundError):
         return APIError(404, text, code="model_not_found", param="model")
     if isinstance(e, Overloaded):
-        return APIError(503, text, "server_error", "overloaded", headers={"Retry-After": "1"})
+        return APIError(503, text, "server_error", getattr(e, "code", None) or "overloaded", headers={"Retry-After": "1"})
     if isinstance(e, RemoteTimeout):
         return APIError(504, text, "server_error", "upstream_timeout")
     if isinstance(e, RemoteError):

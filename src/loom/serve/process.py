@@ -13,6 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+def _die_with_parent() -> None:
+    """Run in the child before exec: the kernel sends it SIGKILL when the thread that started it ends
+    (Linux), so a test run or benchmark that dies, even by SIGKILL, leaves no server behind. Start
+    servers from a thread that outlives them (the main thread)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port() -> int:
     import socket
 
@@ -24,16 +35,17 @@ def free_port() -> int:
 class ServerProcess:
     """`loom serve` in a subprocess on a free loopback port, with its own LOOM_HOME."""
 
-    def __init__(self, home: Path, *args: str, start_timeout: float = 90) -> None:
+    def __init__(self, home: Path, *args: str, start_timeout: float = 90, env: dict | None = None) -> None:
         import httpx
 
         home.mkdir(parents=True, exist_ok=True)
         self.home, self.port = home, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, LOOM_HOME=str(home), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, LOOM_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(home / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "loom", "serve", "--port", str(self.port), *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.time() + start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
