@@ -12,6 +12,8 @@ server, with no prefix cache, does not.
 Also reported: cold start (server spawn to ready with the model preloaded), the server's RSS with
 the model loaded, and the transformers engine's figure for context.
 Targets (issue 18): server >= 0.9x direct; cold start <= 10 s; RSS with qwen2.5-0.5b <= 1.5 GB.
+Issue 29: the same server with the engine in its supervised child process (the default) vs
+--in-process-engines, >= 0.95x.
 
     python bench/decode_speed.py [--models smollm2 qwen2.5-0.5b] [--tokens 128] [--trials 3]
 """
@@ -62,7 +64,7 @@ def served_rate(url: str, model: str, tokens: int) -> float:
     return produced / (time.perf_counter() - start)
 
 
-def measure(home: Path, model: str, engine: str, tokens: int, trials: int) -> dict:
+def measure(home: Path, model: str, engine: str, tokens: int, trials: int, in_process: bool = False) -> dict:
     import psutil
 
     from loom import catalog
@@ -76,14 +78,15 @@ def measure(home: Path, model: str, engine: str, tokens: int, trials: int) -> di
     path = weights_file(catalog.resolve(model))  # the file the server's llama.cpp runs (smollm2: its f16 copy)
     load_tokenizer(catalog.resolve(model))  # as after `loom models pull`, which prepares it once
     start = time.perf_counter()
-    server = ServerProcess(home, "--preload", model, "--engine", engine, start_timeout=900)
+    flags = ["--in-process-engines"] if in_process else []
+    server = ServerProcess(home, "--preload", model, "--engine", engine, *flags, start_timeout=900)
     cold = time.perf_counter() - start
     try:
         served_rate(server.url, model, 8)  # warm-up
         ours, theirs = [], []
         for _ in range(trials):
             ours.append(served_rate(server.url, model, tokens))
-            if engine != "transformers":
+            if engine != "transformers" and not in_process:
                 theirs.append(direct_rate(path, tokens))
         rss = psutil.Process(server.proc.pid).memory_info().rss
     finally:
@@ -110,11 +113,16 @@ def main() -> None:
                 subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
                                env=dict(os.environ, LOOM_HOME=str(home)))
         rows = [measure(home, m, "auto", args.tokens, args.trials) for m in args.models]
+        # the same server with llama.cpp in its own process instead of a supervised child (issue 29: >= 0.95x)
+        inline = [measure(home, m, "auto", args.tokens, args.trials, in_process=True) for m in args.models]
         context = [measure(home, m, "transformers", min(args.tokens, 64), 1) for m in args.models]
     for r, t in zip(rows, context):
         print(f"{r['model']}: loom serve (default engine) {r['served']:.1f} tok/s, llama-cpp-python direct {r['direct']:.1f} tok/s "
               f"= {r['served'] / r['direct']:.3f}x; cold start {r['cold_start_s']:.1f} s; server RSS {r['rss_mb']:.0f} MB; "
               f"transformers engine {t['served']:.1f} tok/s (cold start {t['cold_start_s']:.1f} s, RSS {t['rss_mb']:.0f} MB)")
+    for r, i in zip(rows, inline):
+        print(f"{r['model']}: engine in a child process {r['served']:.1f} tok/s vs in the server process {i['served']:.1f} tok/s "
+              f"= {r['served'] / i['served']:.3f}x (target >= 0.95x)")
     worst = min(r["served"] / r["direct"] for r in rows)
     print(f"ratio {worst:.3f}x loom serve vs llama.cpp direct, the lower of {len(rows)} models (target >= 0.9x): "
           f"{'PASS' if worst >= 0.9 else 'FAIL'}")

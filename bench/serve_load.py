@@ -115,6 +115,15 @@ def llama_cpp_ceiling(home: Path, model: str, rows: int, steps: int) -> dict[int
     return {int(r): float(v) for r, v in (line.split() for line in out.stdout.strip().splitlines())}
 
 
+def run_server(home: Path, args, *flags: str) -> tuple[dict, dict]:
+    with ServerProcess(home, "--preload", args.model, "--engine", args.engine, "--max-batch", str(args.concurrency),
+                       *flags, start_timeout=300) as server:
+        asyncio.run(load(server.url, args.model, 1, 8, 1))  # warm-up: first-call allocations
+        single = asyncio.run(load(server.url, args.model, 1, args.tokens, args.rounds))
+        many = asyncio.run(load(server.url, args.model, args.concurrency, args.tokens, args.rounds))
+    return single, many
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -124,11 +133,12 @@ def main() -> None:
     ap.add_argument("--engine", default="auto", help="auto (the default engine: llama.cpp for GGUF on a CPU) | llama.cpp | transformers")
     args = ap.parse_args()
     home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    with ServerProcess(home, "--preload", args.model, "--engine", args.engine, "--max-batch", str(args.concurrency),
-                       start_timeout=300) as server:
-        asyncio.run(load(server.url, args.model, 1, 8, 1))  # warm-up: first-call allocations
-        single = asyncio.run(load(server.url, args.model, 1, args.tokens, args.rounds))
-        many = asyncio.run(load(server.url, args.model, args.concurrency, args.tokens, args.rounds))
+    single, many = run_server(home, args)
+    if args.engine in ("auto", "llama.cpp"):  # issue 29: the engine's child process vs the server's own, same run
+        single_in, many_in = run_server(home, args, "--in-process-engines")
+        for label, child, inline in (("1 client", single, single_in), (f"{args.concurrency} clients", many, many_in)):
+            print(f"{label}: engine in a child process {child['tok_s']:.1f} tok/s vs in the server process "
+                  f"{inline['tok_s']:.1f} tok/s = {child['tok_s'] / inline['tok_s']:.3f}x (target >= 0.95x)")
     for r in (single, many):
         print(f"{r['clients']:>2} client(s): {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tok_s']:.1f} tok/s; "
               f"TTFT p50 {r['ttft_p50'] * 1000:.0f} ms, p99 {r['ttft_p99'] * 1000:.0f} ms; errors {len(r['errors'])}")

