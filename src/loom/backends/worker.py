@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -92,7 +92,6 @@ class Ready:
     capacity: int
     probe_ms: float
     system_info: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def signal_name(returncode: int | None) -> str:
