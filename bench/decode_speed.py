@@ -96,6 +96,9 @@ def measure(home: Path, model: str, engine: str, tokens: int, trials: int, in_pr
 
 
 def main() -> None:
+    # Every side runs the same llama.cpp build, the portable one (the package's own): the server's engine
+    # child, the in-process engine and the llama-cpp-python reference. bench/portable_build.py compares builds.
+    os.environ.setdefault("LOOM_LLAMA_BUILDS", tempfile.mkdtemp(prefix="no-extra-builds-"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-0.5b"])
     ap.add_argument("--tokens", type=int, default=128)

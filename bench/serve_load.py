@@ -125,6 +125,9 @@ def run_server(home: Path, args, *flags: str) -> tuple[dict, dict]:
 
 
 def main() -> None:
+    # Every side runs the same llama.cpp build, the portable one (the package's own): the server's engine
+    # child, the in-process engine and the llama-cpp-python reference. bench/portable_build.py compares builds.
+    os.environ.setdefault("LOOM_LLAMA_BUILDS", tempfile.mkdtemp(prefix="no-extra-builds-"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--tokens", type=int, default=64, help="max_tokens per request")

@@ -33,6 +33,9 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level: debug, info, warning, error"),
 ) -> None:
     """Serve every model in the catalog over an OpenAI-compatible HTTP API."""
+    from loom import runtime
+
+    runtime.for_serving()  # before torch loads
     import uvicorn
 
     from loom.config import ServeConfig, load
@@ -84,6 +87,9 @@ def chat(
     """Chat in the terminal: answers stream as they are generated; /reset clears the history, /exit quits."""
     import sys
 
+    from loom import runtime
+
+    runtime.for_serving()  # before torch loads
     import loom.apps.support.backend  # noqa: F401  registers `support:NAME`, so a KB can be chatted with
     from loom import registry
     from loom.backends.base import Request, Sampling
