@@ -133,15 +133,24 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64, help="max_tokens per request")
     ap.add_argument("--rounds", type=int, default=2, help="requests per client, one after another")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--pairs", type=int, default=2, help="alternated runs of the child-process and in-process engines "
+                    "compared (0: skip the comparison)")
     ap.add_argument("--engine", default="auto", help="auto (the default engine: llama.cpp for GGUF on a CPU) | llama.cpp | transformers")
     args = ap.parse_args()
     home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
     single, many = run_server(home, args)
-    if args.engine in ("auto", "llama.cpp"):  # issue 29: the engine's child process vs the server's own, same run
-        single_in, many_in = run_server(home, args, "--in-process-engines")
-        for label, child, inline in (("1 client", single, single_in), (f"{args.concurrency} clients", many, many_in)):
-            print(f"{label}: engine in a child process {child['tok_s']:.1f} tok/s vs in the server process "
-                  f"{inline['tok_s']:.1f} tok/s = {child['tok_s'] / inline['tok_s']:.3f}x (target >= 0.95x)")
+    if args.engine in ("auto", "llama.cpp") and args.pairs:
+        # issue 29: the engine's child process vs the server's own, alternated, mean of --pairs each
+        runs: dict[str, list] = {"child": [(single, many)], "inline": []}
+        for k in range(args.pairs):
+            runs["inline"].append(run_server(home, args, "--in-process-engines"))
+            if k + 1 < args.pairs:
+                runs["child"].append(run_server(home, args))
+        for i, label in ((0, "1 client"), (1, f"{args.concurrency} clients")):
+            child = statistics.mean(r[i]["tok_s"] for r in runs["child"])
+            inline = statistics.mean(r[i]["tok_s"] for r in runs["inline"])
+            print(f"{label}: engine in a child process {child:.1f} tok/s vs in the server process {inline:.1f} tok/s "
+                  f"= {child / inline:.3f}x (mean of {args.pairs} alternated runs each; target >= 0.95x)")
     for r in (single, many):
         print(f"{r['clients']:>2} client(s): {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tok_s']:.1f} tok/s; "
               f"TTFT p50 {r['ttft_p50'] * 1000:.0f} ms, p99 {r['ttft_p99'] * 1000:.0f} ms; errors {len(r['errors'])}")
