@@ -43,6 +43,7 @@ class Sampling:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     json_object: bool = False  # constrain output to one JSON object that parses
+    logprobs: int | None = None  # None: off; k (0-20): each token's logprob and its k most likely alternatives
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Chunk:
     prompt_tokens: int = 0  # set on the last chunk
     completion_tokens: int = 0  # set on the last chunk
     extra: dict | None = None  # last chunk: structured extras the server passes on (e.g. citations)
+    logprobs: list | None = None  # model.decode.TokenLogprob of the tokens whose text this chunk carries
 
 
 @dataclass

@@ -169,9 +169,10 @@ class BatchEngine:
         piece = state.push(tid)
         seq.next_token = tid
         if state.finish_reason is not None:
-            seq.emit(Chunk(piece, state.finish_reason, len(state.prompt_ids), len(state.completion_ids)))
+            seq.emit(Chunk(piece, state.finish_reason, len(state.prompt_ids), len(state.completion_ids),
+                           logprobs=state.take_logprobs()))
         elif piece:
-            seq.emit(Chunk(piece))
+            seq.emit(Chunk(piece, logprobs=state.take_logprobs()))
 
     def _step(self) -> None:
         rows = self._active

@@ -9,6 +9,8 @@ so stop strings never leak into the output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from loom.config import GenerateConfig
@@ -78,9 +80,34 @@ def token_texts(tokenizer) -> list[str]:
     return texts
 
 
+@dataclass
+class TokenLogprob:
+    """One generated token's log-probability under the model (log-softmax of its raw logits: before
+    temperature, top-k/p and penalties) and the `top` most likely alternatives at that step.
+    `token` is the text the token added to the output, so the tokens of a completion join to its text
+    (a token that ends inside a multi-byte character adds "" and the one completing it adds the whole
+    character); `bytes` is that text in UTF-8."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]] = field(default_factory=list)
+    start: int = 0  # offset of `token` in the completion text
+
+
+def _alternatives(logits: torch.Tensor, k: int, lse: torch.Tensor, tokenizer) -> list[tuple[str, float, list[int]]]:
+    values, ids = torch.topk(logits, k)
+    out = []
+    for value, tid in zip((values - lse).tolist(), ids.tolist()):
+        text = tokenizer.decode([tid], skip_special_tokens=False)
+        out.append((text, value, list(text.encode("utf-8"))))
+    return out
+
+
 class SequenceState:
     def __init__(self, tokenizer, prompt_ids: list[int], cfg: GenerateConfig, stop_ids: set[int],
-                 context_limit: int, json_object: bool = False, vocab_texts: list[str] | None = None) -> None:
+                 context_limit: int, json_object: bool = False, vocab_texts: list[str] | None = None,
+                 logprobs: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.prompt_ids = prompt_ids
         self.cfg = cfg
@@ -94,6 +121,11 @@ class SequenceState:
         self.completion_ids: list[int] = []
         self.emitted = 0
         self.finish_reason: str | None = None
+        self.logprobs = logprobs  # None: off; k: each token's logprob and its k best alternatives (0-20)
+        self._scored: tuple[int, float, list] | None = None  # the last chosen token's (id, logprob, alternatives)
+        self._logged: list[TokenLogprob] = []  # tokens whose text is not yet in an emitted chunk
+        self._assigned = 0  # characters of the completion text given to logged tokens so far
+        self.shown = 0  # characters returned by push so far (the text a client has seen)
 
     @classmethod
     def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit, vocab_texts=None):
@@ -101,10 +133,22 @@ class SequenceState:
         cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
                              top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
                              stop=sampling.stop, seed=sampling.seed)
-        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts)
+        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts,
+                   getattr(sampling, "logprobs", None))
 
     def choose(self, logits: torch.Tensor) -> int:
-        """Next token id from last-position logits [V]."""
+        """Next token id from last-position logits [V] (scored too when logprobs were asked for)."""
+        tid = self._choose(logits)
+        if self.logprobs is not None:
+            # One step's log-softmax (~0.3 ms at 152k): never every position's logits, which llama.cpp's
+            # logits_all would keep (n_ctx x vocab floats, ~2.5 GB for qwen2.5 at 4k).
+            raw = logits.detach().float().cpu()
+            lse = torch.logsumexp(raw, 0)
+            top = _alternatives(raw, self.logprobs, lse, self.tokenizer) if self.logprobs else []
+            self._scored = (tid, float(raw[tid] - lse), top)
+        return tid
+
+    def _choose(self, logits: torch.Tensor) -> int:
         probs = apply_sampling(logits, self.prompt_ids + self.completion_ids, self.cfg)
         if self.json is None:
             return self._draw(probs)
@@ -143,10 +187,17 @@ class SequenceState:
 
     def push(self, tid: int) -> str:
         """Record a chosen token; return the text that became safe to emit. Sets finish_reason when done."""
+        piece = self._push(tid)
+        self.shown += len(piece)
+        return piece
+
+    def _push(self, tid: int) -> str:
         if tid in self.stop_ids:
             self.finish_reason = "stop"
             return self.flush()
         self.completion_ids.append(tid)
+        if self.logprobs is not None:
+            self._log(tid)
         if self.json is not None:
             text = self.vocab_texts[tid]
             if "\ufffd" not in text:
@@ -154,7 +205,7 @@ class SequenceState:
             if self.json.complete:
                 self.finish_reason = "stop"
                 return self.flush()
-        text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+        text = self._decoded if self.logprobs is not None else self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
         cut = min((i for i in (text.find(s, max(0, self.emitted - self.hold)) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             piece = text[self.emitted:cut]
@@ -171,6 +222,43 @@ class SequenceState:
             return ""
         piece, self.emitted = text[self.emitted:safe], safe
         return piece
+
+    def _log(self, tid: int) -> None:
+        """Give the token the text it completed: the decoded text's growth, less a trailing incomplete
+        character (U+FFFD), which the token that completes it takes."""
+        text = self._decoded = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+        end = len(text)
+        while end > self._assigned and text[end - 1] == "\ufffd":
+            end -= 1
+        piece = text[self._assigned:end]
+        _, logprob, top = self._scored if self._scored and self._scored[0] == tid else (tid, float("nan"), [])
+        self._logged.append(TokenLogprob(piece, logprob, list(piece.encode("utf-8")), top, self._assigned))
+        self._assigned = end
+
+    def take_logprobs(self) -> list[TokenLogprob] | None:
+        """The logged tokens whose text is now emitted (all of them once finished, the last one cut where
+        the output was cut, e.g. at a stop string); None when logprobs were not asked for."""
+        if self.logprobs is None:
+            return None
+        if self.finish_reason is None:
+            n = 0
+            while n < len(self._logged) and self._logged[n].start + len(self._logged[n].token) <= self.shown:
+                n += 1
+            out, self._logged = self._logged[:n], self._logged[n:]
+            return out
+        if self.shown >= self._assigned:  # nothing was cut: flushed text past the last token joins it
+            out = self._logged
+            if out:
+                text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+                out[-1].token += text[self._assigned:self.shown]
+        else:  # cut at a stop string: tokens past the cut go, the one across it is shortened
+            out = [t for t in self._logged if t.start < self.shown]
+            if out:
+                out[-1].token = out[-1].token[: self.shown - out[-1].start]
+        if out:
+            out[-1].bytes = list(out[-1].token.encode("utf-8"))
+        self._logged = []
+        return out
 
     def flush(self) -> str:
         """All text not yet emitted (plus the JSON closing text when the budget ran out)."""

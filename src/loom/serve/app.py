@@ -36,7 +36,7 @@ from loom.serve.schema import (
     CompletionRequest,
     EmbeddingRequest,
 )
-from loom.serve.streaming import collect_choices, sse_events
+from loom.serve.streaming import collect_choices, shape_logprobs, sse_events
 
 log = logging.getLogger(__name__)
 
@@ -267,12 +267,12 @@ async def _generate(server: Server, request: Request, key: Key | None, body, kin
     done(prompt_tokens, completion_tokens)
     if kind == "chat.completion":
         shaped = [{"index": i, "message": {"role": "assistant", "content": c["text"]} | _citations(c["extra"]),
-                   "finish_reason": c["finish_reason"], "logprobs": None} | ({"loom": c["extra"]} if c["extra"] else {})
-                  for i, c in enumerate(choices)]
+                   "finish_reason": c["finish_reason"], "logprobs": shape_logprobs(c["logprobs"], True)}
+                  | ({"loom": c["extra"]} if c["extra"] else {}) for i, c in enumerate(choices)]
     else:
         prefix = body.prompt if getattr(body, "echo", False) and isinstance(body.prompt, str) else ""
-        shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"], "logprobs": None}
-                  for i, c in enumerate(choices)]
+        shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"],
+                   "logprobs": shape_logprobs(c["logprobs"], False, len(prefix))} for i, c in enumerate(choices)]
     return JSONResponse(meta | {"object": kind, "choices": shaped, "usage": {
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
 

@@ -1,7 +1,7 @@
 """OpenAI wire types (requests) and their conversion to the internal backend types.
 
 Unknown fields are ignored, as OpenAI-compatible servers do, so clients that send extras
-(`user`, `logprobs`, `frequency_penalty`, ...) keep working; known fields are range-checked."""
+(`user`, `frequency_penalty`, ...) keep working; known fields are range-checked."""
 
 from __future__ import annotations
 
@@ -69,7 +69,11 @@ class _Generation(_Wire):
         return Sampling(max_tokens=self.max_completion_tokens or self.max_tokens or default_max,
                         temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                         repetition_penalty=self.repetition_penalty, stop=list(self.stop or []), seed=seed,
-                        json_object=json_object)
+                        json_object=json_object, logprobs=self.alternatives())
+
+    def alternatives(self) -> int | None:
+        """None: no logprobs; k: each token's logprob and its k most likely alternatives."""
+        return None
 
     @property
     def include_usage(self) -> bool:
@@ -79,6 +83,18 @@ class _Generation(_Wire):
 class ChatRequest(_Generation):
     messages: list[Message] = Field(min_length=1)
     response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, v, info):
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return v
+
+    def alternatives(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def internal(self, default_max: int, index: int = 0) -> Request:
         json_object = self.response_format is not None and self.response_format.type in ("json_object", "json_schema")
@@ -89,6 +105,10 @@ class ChatRequest(_Generation):
 class CompletionRequest(_Generation):
     prompt: str | list[int] | list[str] = Field(...)
     echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20, description="the chosen token's logprob and this many alternatives")
+
+    def alternatives(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod

@@ -13,6 +13,24 @@ from loom.errors import LoomError
 from loom.serve.errors import body, from_loom
 
 
+def shape_logprobs(entries: list | None, chat: bool, offset: int = 0) -> dict | None:
+    """TokenLogprob entries in OpenAI's shape: chat {"content": [{token, logprob, bytes, top_logprobs}]},
+    completions {"tokens", "token_logprobs", "top_logprobs", "text_offset"} (offsets from `offset`).
+    None when logprobs were not asked for."""
+    if entries is None:
+        return None
+    if chat:
+        return {"content": [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes,
+                             "top_logprobs": [{"token": t, "logprob": lp, "bytes": b} for t, lp, b in e.top]}
+                            for e in entries], "refusal": None}
+    offsets, at = [], offset
+    for e in entries:
+        offsets.append(at)
+        at += len(e.token)
+    return {"tokens": [e.token for e in entries], "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries], "text_offset": offsets}
+
+
 def _dump(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
@@ -28,14 +46,17 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
             payload["usage"] = None  # OpenAI: null on every chunk but the last
         return _dump(payload)
 
-    def choice(i: int, text: str, finish: str | None, extra: dict | None = None) -> dict:
+    offsets = [0] * len(streams)  # completions: characters sent so far per choice (text_offset)
+
+    def choice(i: int, text: str, finish: str | None, extra: dict | None = None, logprobs: list | None = None) -> dict:
         if chat:
             delta = {"content": text} if text else {}
             if extra and "citations" in extra:
                 delta["citations"] = extra["citations"]
-            shaped = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
+            shaped = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": shape_logprobs(logprobs, True)}
         else:
-            shaped = {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+            shaped = {"index": i, "text": text, "finish_reason": finish, "logprobs": shape_logprobs(logprobs, False, offsets[i])}
+            offsets[i] += len(text)
         return shaped | ({"loom": extra} if extra else {})
 
     inbox: asyncio.Queue = asyncio.Queue()
@@ -66,7 +87,7 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
                     yield _dump(body(f"{type(item).__name__}: {item}", "server_error"))
                 return
             if item.text:
-                yield event([choice(i, item.text, None)])
+                yield event([choice(i, item.text, None, logprobs=item.logprobs)])
             if item.finish_reason is not None:
                 yield event([choice(i, "", item.finish_reason, item.extra)])
                 remaining -= 1
@@ -87,11 +108,13 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
 
 async def collect_choices(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk]) -> list[dict]:
     async def one(stream: AsyncIterator[Chunk], chunk: Chunk) -> dict:
-        pieces = [chunk.text]
+        pieces, logprobs = [chunk.text], chunk.logprobs
         while chunk.finish_reason is None:
             chunk = await anext(stream)
             pieces.append(chunk.text)
-        return {"text": "".join(pieces), "finish_reason": chunk.finish_reason, "extra": chunk.extra,
+            if chunk.logprobs is not None:
+                logprobs = (logprobs or []) + chunk.logprobs
+        return {"text": "".join(pieces), "finish_reason": chunk.finish_reason, "extra": chunk.extra, "logprobs": logprobs,
                 "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens}
 
     return list(await asyncio.gather(*(one(s, f) for s, f in zip(streams, firsts))))
