@@ -59,10 +59,14 @@ def test_stream_usage_seed_n_stop_and_json(client):
     stop = full[2:4]
     cut = client.completions.create(model="nano-f16", prompt="the river", max_tokens=30, temperature=0, stop=[stop]).choices[0]
     assert cut.text == full[: full.index(stop)] and cut.finish_reason == "stop"
+    from test_serve import TICKET_SCHEMA, check_ticket
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": TICKET_SCHEMA}}
     for seed in (0, 1):
-        r = client.chat.completions.create(model="nano-f16", messages=[{"role": "user", "content": "give me json"}], max_tokens=40,
-                                           temperature=1.0, seed=seed, response_format={"type": "json_object"})
-        assert isinstance(json.loads(r.choices[0].message.content), dict)
+        r = client.chat.completions.create(model="nano-f16", messages=[{"role": "user", "content": "give me json"}], max_tokens=60,
+                                           temperature=1.0, seed=seed, response_format=fmt)
+        assert r.choices[0].finish_reason == "stop"
+        check_ticket(r.choices[0].message.content)  # the same grammar engine on the llama.cpp engine
 
 
 def test_chinese_streams_whole_characters(client):

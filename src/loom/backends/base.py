@@ -43,6 +43,7 @@ class Sampling:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     json_object: bool = False  # constrain output to one JSON object that parses
+    json_schema: dict | None = None  # constrain output to this JSON Schema (model.constrain)
     logprobs: int | None = None  # None: off; k (0-20): each token's logprob and its k most likely alternatives
 
 

@@ -16,7 +16,7 @@ from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, ch
 from loom.catalog import ModelEntry
 from loom.config import GenerateConfig
 from loom.errors import InputError
-from loom.model.decode import SequenceState, encode_prompt, token_texts
+from loom.model.decode import SequenceState, encode_prompt
 from loom.tokenizer.chat import stop_token_ids
 
 
@@ -24,8 +24,6 @@ class BatchedLM(Backend):
     """A language model decoded by the batching engine, with a Hugging Face tokenizer for prompts and
     text: what the transformers engine (LocalLM) and the llama.cpp engine share. Subclasses set name,
     entry, tokenizer, context_length, stop_ids and engine."""
-
-    _vocab_texts: list[str] | None = None  # built on the first JSON-mode request (~1 s)
 
     def encode(self, request: Request) -> list[int]:
         """Prompt token ids: chat messages through the model's own template, or the raw prompt."""
@@ -56,10 +54,8 @@ class BatchedLM(Backend):
 
     def _state(self, request: Request) -> SequenceState:
         ids = self.encode(request)
-        if request.sampling.json_object and self._vocab_texts is None:
-            self._vocab_texts = token_texts(self.tokenizer)
         return SequenceState.from_sampling(self.tokenizer, ids, request.sampling, self.stop_ids,
-                                           self.context_length, self._vocab_texts)
+                                           self.context_length)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         inbox: queue.Queue = queue.Queue()
@@ -71,7 +67,7 @@ class BatchedLM(Backend):
 
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
-        # Tokenising (and, on the first JSON-mode request, the ~1 s vocabulary table) stays off the event loop.
+        # Tokenising (and, on the first structured-output request, llguidance's ~1 s tokenizer table) stays off the event loop.
         state = await anyio.to_thread.run_sync(self._state, request)
         cancel = self.engine.submit(state, lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item))
         try:

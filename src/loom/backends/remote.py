@@ -64,7 +64,9 @@ class Remote(Backend):
             body["seed"] = s.seed
         if request.messages is not None:
             check_messages(request.messages)
-            if s.json_object:
+            if s.json_schema is not None:
+                body["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": s.json_schema}}
+            elif s.json_object:
                 body["response_format"] = {"type": "json_object"}
             return "/chat/completions", body | {"messages": request.messages}
         return "/completions", body | {"prompt": request.prompt}

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from loom.config import GenerateConfig
-from loom.model.jsonmode import JsonPrefix
 
-_JSON_DRAWS = 64  # rejected draws before scanning candidates in logit order
 _NUCLEUS_CANDIDATES = (256, 4096)  # top-k sizes top-p tries (0.5 ms, 1.4 ms at 152k) before a full sort (15 ms)
 
 
@@ -68,18 +66,6 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return out / out.sum()
 
 
-def token_texts(tokenizer) -> list[str]:
-    """Text each token id adds when appended (computed against an anchor token, so tokenizers that
-    drop a word's leading space when decoding it alone still report it). Special tokens give ''."""
-    anchor = tokenizer.encode("a", add_special_tokens=False)[:1]
-    base = tokenizer.decode(anchor)
-    texts = []
-    for tid in range(len(tokenizer)):
-        full = tokenizer.decode(anchor + [tid], skip_special_tokens=True)
-        texts.append(full[len(base):] if full.startswith(base) else full)
-    return texts
-
-
 @dataclass
 class TokenLogprob:
     """One generated token's log-probability under the model (log-softmax of its raw logits: before
@@ -106,17 +92,15 @@ def _alternatives(logits: torch.Tensor, k: int, lse: torch.Tensor, tokenizer) ->
 
 class SequenceState:
     def __init__(self, tokenizer, prompt_ids: list[int], cfg: GenerateConfig, stop_ids: set[int],
-                 context_limit: int, json_object: bool = False, vocab_texts: list[str] | None = None,
-                 logprobs: int | None = None) -> None:
+                 context_limit: int, constraint=None, logprobs: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.prompt_ids = prompt_ids
         self.cfg = cfg
         self.stop_ids = stop_ids
         self.context_limit = context_limit
-        self.json = JsonPrefix() if json_object else None
-        self.vocab_texts = vocab_texts
+        self.constraint = constraint  # model.constrain.Constraint: the grammar the output must follow, if any
         self.rng = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
-        self.stops = [] if json_object else cfg.stop  # a stop string could cut the JSON short
+        self.stops = [] if constraint is not None else cfg.stop  # a stop string could cut the structured output short
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.completion_ids: list[int] = []
         self.emitted = 0
@@ -128,13 +112,19 @@ class SequenceState:
         self.shown = 0  # characters returned by push so far (the text a client has seen)
 
     @classmethod
-    def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit, vocab_texts=None):
-        """From a request's loom.backends.base.Sampling (read by attribute: the model layer sits below backends)."""
+    def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit):
+        """From a request's loom.backends.base.Sampling (read by attribute: the model layer sits below
+        backends). json_schema or json_object hold the output to a grammar (model.constrain)."""
         cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
                              top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
                              stop=sampling.stop, seed=sampling.seed)
-        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, sampling.json_object, vocab_texts,
-                   getattr(sampling, "logprobs", None))
+        constraint = None
+        schema = getattr(sampling, "json_schema", None)
+        if schema is not None or sampling.json_object:
+            from loom.model.constrain import JSON_OBJECT_SCHEMA, Constraint, schema_grammar
+
+            constraint = Constraint(tokenizer, schema_grammar(schema if schema is not None else JSON_OBJECT_SCHEMA, tokenizer))
+        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, constraint, getattr(sampling, "logprobs", None))
 
     def choose(self, logits: torch.Tensor) -> int:
         """Next token id from last-position logits [V] (scored too when logprobs were asked for)."""
@@ -149,20 +139,9 @@ class SequenceState:
         return tid
 
     def _choose(self, logits: torch.Tensor) -> int:
-        probs = apply_sampling(logits, self.prompt_ids + self.completion_ids, self.cfg)
-        if self.json is None:
-            return self._draw(probs)
-        for _ in range(_JSON_DRAWS):
-            if float(probs.sum()) <= 0:
-                break
-            tid = self._draw(probs)
-            if self._json_allows(tid):
-                return tid
-            probs[tid] = 0.0
-        for tid in torch.argsort(logits.detach().float().cpu(), descending=True).tolist():
-            if self._json_allows(tid):
-                return tid
-        raise RuntimeError("no token continues the JSON")  # unreachable: '}' or '"' always fits somewhere
+        if self.constraint is not None:  # tokens the grammar forbids get -inf: sampling picks among the rest
+            logits = self.constraint.allowed(logits.detach().float().cpu())
+        return self._draw(apply_sampling(logits, self.prompt_ids + self.completion_ids, self.cfg))
 
     def _draw(self, probs: torch.Tensor) -> int:
         if self.cfg.temperature == 0:
@@ -174,16 +153,6 @@ class SequenceState:
         cdf = torch.cumsum(probs, 0, dtype=torch.float64)
         u = torch.rand(1, generator=self.rng, dtype=torch.float64) * cdf[-1]
         return int(torch.searchsorted(cdf, u, right=True))
-
-    def _json_allows(self, tid: int) -> bool:
-        if tid in self.stop_ids:
-            return self.json.complete
-        text = self.vocab_texts[tid] if tid < len(self.vocab_texts) else ""
-        if not text:
-            return False
-        if "\ufffd" in text:  # part of a multi-byte character: only inside string content
-            return self.json.mode == "string" and self.json.escape == 0
-        return self.json.accepts(text)
 
     def push(self, tid: int) -> str:
         """Record a chosen token; return the text that became safe to emit. Sets finish_reason when done."""
@@ -198,11 +167,9 @@ class SequenceState:
         self.completion_ids.append(tid)
         if self.logprobs is not None:
             self._log(tid)
-        if self.json is not None:
-            text = self.vocab_texts[tid]
-            if "\ufffd" not in text:
-                self.json.feed(text)
-            if self.json.complete:
+        if self.constraint is not None:
+            self.constraint.accept(tid)
+            if self.constraint.done:
                 self.finish_reason = "stop"
                 return self.flush()
         text = self._decoded if self.logprobs is not None else self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
@@ -261,11 +228,10 @@ class SequenceState:
         return out
 
     def flush(self) -> str:
-        """All text not yet emitted (plus the JSON closing text when the budget ran out)."""
+        """All text not yet emitted. Structured output cut by the token budget stays cut (finish_reason
+        "length"), as OpenAI's does: closing it by hand could break the schema."""
         text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
         piece, self.emitted = text[self.emitted:], len(text)
-        if self.json is not None and not self.json.complete:
-            piece += self.json.closing_suffix()
         return piece
 
 

@@ -33,8 +33,18 @@ class Message(_Wire):
         return self.content or ""
 
 
+class JsonSchemaFormat(_Wire):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field("response", min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool | None = None  # enforced either way: the output follows the schema token by token
+
+
 class ResponseFormat(_Wire):
     type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
 
 
 class StreamOptions(_Wire):
@@ -64,12 +74,12 @@ class _Generation(_Wire):
             raise ValueError("stop takes up to 4 non-empty strings")
         return stops
 
-    def sampling(self, default_max: int, index: int = 0, json_object: bool = False) -> Sampling:
+    def sampling(self, default_max: int, index: int = 0, json_object: bool = False, json_schema: dict | None = None) -> Sampling:
         seed = None if self.seed is None else self.seed + index  # n choices: distinct but reproducible
         return Sampling(max_tokens=self.max_completion_tokens or self.max_tokens or default_max,
                         temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                         repetition_penalty=self.repetition_penalty, stop=list(self.stop or []), seed=seed,
-                        json_object=json_object, logprobs=self.alternatives())
+                        json_object=json_object, json_schema=json_schema, logprobs=self.alternatives())
 
     def alternatives(self) -> int | None:
         """None: no logprobs; k: each token's logprob and its k most likely alternatives."""
@@ -86,6 +96,13 @@ class ChatRequest(_Generation):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
 
+    @field_validator("response_format")
+    @classmethod
+    def _schema_given(cls, v):
+        if v is not None and v.type == "json_schema" and v.json_schema is None:
+            raise ValueError("type json_schema needs response_format.json_schema with a schema")
+        return v
+
     @field_validator("top_logprobs")
     @classmethod
     def _top_needs_logprobs(cls, v, info):
@@ -97,9 +114,11 @@ class ChatRequest(_Generation):
         return (self.top_logprobs or 0) if self.logprobs else None
 
     def internal(self, default_max: int, index: int = 0) -> Request:
-        json_object = self.response_format is not None and self.response_format.type in ("json_object", "json_schema")
+        fmt = self.response_format
+        json_object = fmt is not None and fmt.type == "json_object"
+        json_schema = fmt.json_schema.schema_ if fmt is not None and fmt.type == "json_schema" else None
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
-        return Request(self.sampling(default_max, index, json_object), messages=messages)
+        return Request(self.sampling(default_max, index, json_object, json_schema), messages=messages)
 
 
 class CompletionRequest(_Generation):
