@@ -1,0 +1,106 @@
+"""The cost of structured output (issue 30): decode tok/s through `loom serve` with a json_schema
+response_format against the same request unconstrained (same prompt, same number of tokens: the
+schema holds one long free-text field, and both run to max_tokens), time to first token with and
+without, and the schema compile time (llguidance) over the schemas the tests use.
+
+Targets: constrained >= 0.9x unconstrained tok/s; schema compile p95 <= 50 ms; first-token latency
+added <= 50 ms.
+
+    python bench/structured.py [--model qwen2.5-0.5b] [--tokens 96] [--trials 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+from loom.serve.process import ServerProcess
+
+MESSAGES = [{"role": "user", "content": "Describe the Great Wall of China in detail."}]
+LONG_TEXT = {"type": "object", "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
+             "required": ["title", "body"], "additionalProperties": False}
+SCHEMAS = [  # what the tests send, plus a few shapes users send
+    LONG_TEXT,
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}, "ok": {"type": "boolean"},
+                                      "level": {"enum": ["low", "high"]}}, "required": ["n", "ok", "level"]},
+    {"type": "object", "properties": {"n": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+     "required": ["n", "tags"]},
+    {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+     "required": ["city"]},
+    {"type": "object", "properties": {"people": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}, "required": ["name", "age"]}}}},
+    {"type": "object"},
+]
+
+
+def run(client: openai.OpenAI, model: str, tokens: int, schema: dict | None) -> tuple[float, float, int]:
+    """(tok/s over the whole request, time to first token in s, completion tokens)."""
+    extra = {"response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": schema}}} if schema else {}
+    start, first, produced = time.perf_counter(), None, 0
+    for chunk in client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=tokens, temperature=0, stream=True,
+                                                stream_options={"include_usage": True}, **extra):
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - start
+        if chunk.usage:
+            produced = chunk.usage.completion_tokens
+    return produced / (time.perf_counter() - start), first or 0.0, produced
+
+
+def compile_times(model: str, home: Path) -> list[float]:
+    os.environ["LOOM_HOME"] = str(home)
+    from loom import catalog
+    from loom.model.constrain import Constraint, ll_tokenizer, schema_grammar
+    from loom.model.load import load_tokenizer
+
+    tokenizer = load_tokenizer(catalog.resolve(model))
+    ll_tokenizer(tokenizer)  # once per model (~1 s), not per request
+    times = []
+    for _ in range(5):
+        for schema in SCHEMAS:
+            start = time.perf_counter()
+            Constraint(tokenizer, schema_grammar(schema, tokenizer))
+            times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="qwen2.5-0.5b")
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--trials", type=int, default=3)
+    args = ap.parse_args()
+    home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
+    if args.model == "qwen2.5-0.5b":
+        subprocess.run([sys.executable, "-m", "loom", "models", "pull", args.model, "--if-missing"], check=True,
+                       env=dict(os.environ, LOOM_HOME=str(home)))
+    with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+        run(client, args.model, 8, None)
+        run(client, args.model, 8, LONG_TEXT)  # builds llguidance's tokenizer table once (~1 s)
+        free, held = [], []
+        for _ in range(args.trials):
+            free.append(run(client, args.model, args.tokens, None))
+            held.append(run(client, args.model, args.tokens, LONG_TEXT))
+    compile_ms = compile_times(args.model, home)
+    f_rate, h_rate = statistics.median(r[0] for r in free), statistics.median(r[0] for r in held)
+    f_ttft, h_ttft = statistics.median(r[1] for r in free), statistics.median(r[1] for r in held)
+    p95 = compile_ms[min(len(compile_ms) - 1, int(0.95 * len(compile_ms)))]
+    print(f"{args.model}: unconstrained {f_rate:.1f} tok/s ({[r[2] for r in free]} tokens), json_schema {h_rate:.1f} tok/s "
+          f"({[r[2] for r in held]} tokens); first token {f_ttft * 1000:.0f} ms vs {h_ttft * 1000:.0f} ms "
+          f"(+{(h_ttft - f_ttft) * 1000:.0f} ms); schema compile p50 {statistics.median(compile_ms):.1f} ms, p95 {p95:.1f} ms "
+          f"over {len(compile_ms)} compiles of {len(SCHEMAS)} schemas")
+    ok = h_rate / f_rate >= 0.9 and p95 <= 50 and (h_ttft - f_ttft) <= 0.05
+    print(f"ratio {h_rate / f_rate:.3f}x tok/s with a json_schema vs without (targets: >= 0.9x, compile p95 <= 50 ms, "
+          f"first token +50 ms at most): {'PASS' if ok else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
