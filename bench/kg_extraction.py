@@ -4,7 +4,7 @@ Quality on bench/data/kg_sentences.jsonl: 60 Chinese and 60 English sentences, e
 entities and triples, labelled by hand for this benchmark before any extractor ran on them. Tiers:
 - baseline: the same named entities (jieba / spaCy or capitalised runs), every pair in a sentence linked;
 - rules: loom.apps.kg.extract;
-- model (with --model NAME): a chat model asked for triples in JSON mode.
+- model (with --model NAME): a chat model asked for triples held to a JSON Schema (apps/kg/build.TRIPLES_SCHEMA).
 Scores per language: entity P/R/F1 (names, case- and space-insensitive), triple P/R/F1 (subject,
 relation, object all equal) and pair P/R/F1 (the two entities linked, relation and direction ignored:
 the only measure on which the co-occurrence baseline, which names no relation, scores at all). Goal

@@ -296,7 +296,9 @@ class _Canned:
     def stream(self, request):
         from loom.backends.base import Chunk
 
-        assert request.sampling.json_object  # the model tier always asks for constrained JSON
+        from loom.apps.kg.build import TRIPLES_SCHEMA
+
+        assert request.sampling.json_schema == TRIPLES_SCHEMA  # the model tier always asks for schema-held JSON
         yield Chunk(self.answer)
 
 

@@ -23,6 +23,16 @@ _PROMPT = ("Extract the facts stated in the text as JSON: {\"triples\": [{\"subj
            "\"PERSON|PLACE|ORG|OTHER\", \"relation\": ..., \"object\": ..., \"object_type\": ...}]}. Use names exactly as "
            "written in the text; relations are short verbs or nouns (located in, born in, founded, capital of; 位于, "
            "出生于, 创立, 首都). Only facts the text states.\n\nText:\n")
+_TYPES = {"enum": ["PERSON", "PLACE", "ORG", "OTHER"]}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 40}
+# What the model tier must answer, enforced token by token (model.constrain): names and relations are
+# bounded so a weak model cannot spend its budget inside one string, and at most 12 triples a chunk.
+TRIPLES_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["triples"], "properties": {"triples": {
+    "type": "array", "maxItems": 12, "items": {
+        "type": "object", "additionalProperties": False,
+        "required": ["subject", "subject_type", "relation", "object", "object_type"],
+        "properties": {"subject": _NAME, "subject_type": _TYPES, "relation": {"type": "string", "minLength": 1, "maxLength": 30},
+                       "object": _NAME, "object_type": _TYPES}}}}}
 _RELATION_KEYS = {label: k for k, pair in rules.PREDICATES.items() for label in pair} | {
     "born in": "born_in", "located in": "located_in", "capital of": "capital_of", "founder of": "founded",
     "founded by": "founded", "headquartered in": "headquartered_in", "part of": "part_of"}
@@ -69,12 +79,13 @@ def add_document(graph: Graph, source: str, chunks: list[str], tier: str = "rule
 
 
 def model_facts(backend, text: str, max_tokens: int = 400) -> tuple[list[rules.Fact], bool]:
-    """Triples a chat model states for `text` (JSON mode). Names must occur in the text: that is the
-    span kept as evidence. Returns (facts, whether the answer parsed)."""
+    """Triples a chat model states for `text`, its answer held to TRIPLES_SCHEMA. Names must occur in
+    the text: that is the span kept as evidence. Returns (facts, whether the answer parsed: a remote
+    engine may ignore the schema, and an answer cut by max_tokens does not parse)."""
     from loom.backends.base import Request, Sampling
 
     request = Request(messages=[{"role": "user", "content": _PROMPT + text}],
-                      sampling=Sampling(max_tokens=max_tokens, temperature=0, json_object=True))
+                      sampling=Sampling(max_tokens=max_tokens, temperature=0, json_schema=TRIPLES_SCHEMA))
     answer = "".join(chunk.text for chunk in backend.stream(request))
     try:
         triples = json.loads(answer).get("triples", [])
