@@ -14,14 +14,11 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
+from _serving import home_with
 
 from loom.serve.process import ServerProcess
 
@@ -74,10 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     import psutil
 
-    home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    if args.model == "qwen2.5-0.5b":
-        subprocess.run([sys.executable, "-m", "loom", "models", "pull", args.model, "--if-missing"], check=True,
-                       env=dict(os.environ, LOOM_HOME=str(home)))
+    home = home_with(args.model)
     rounds = []
     with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
         engine = httpx.get(server.url + "/health", timeout=10).json()["engines"][args.model]

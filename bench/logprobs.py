@@ -8,16 +8,11 @@ before and after. Targets: >= 0.9x the tok/s; RSS +50 MB at most.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import openai
 import psutil
+from _serving import home_with, streamed
 
 from loom.serve.process import ServerProcess
 
@@ -26,12 +21,7 @@ MESSAGES = [{"role": "user", "content": "Write a short story about a fox who lea
 
 def rate(client: openai.OpenAI, model: str, tokens: int, logprobs: bool) -> float:
     extra = {"logprobs": True, "top_logprobs": 5} if logprobs else {}
-    start, produced = time.perf_counter(), 0
-    for chunk in client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=tokens, temperature=0, stream=True,
-                                                stream_options={"include_usage": True}, **extra):
-        if chunk.usage:
-            produced = chunk.usage.completion_tokens
-    return produced / (time.perf_counter() - start)
+    return streamed(client, model, MESSAGES, tokens, **extra)[0]
 
 
 def main() -> None:
@@ -40,10 +30,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args()
-    home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    if args.model == "qwen2.5-0.5b":
-        subprocess.run([sys.executable, "-m", "loom", "models", "pull", args.model, "--if-missing"], check=True,
-                       env=dict(os.environ, LOOM_HOME=str(home)))
+    home = home_with(args.model)
     with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
         rate(client, args.model, 8, False)

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import openai
+from _serving import home_with, streamed
 
 from loom.serve.process import ServerProcess
 
@@ -44,14 +42,7 @@ SCHEMAS = [  # what the tests send, plus a few shapes users send
 def run(client: openai.OpenAI, model: str, tokens: int, schema: dict | None) -> tuple[float, float, int]:
     """(tok/s over the whole request, time to first token in s, completion tokens)."""
     extra = {"response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": schema}}} if schema else {}
-    start, first, produced = time.perf_counter(), None, 0
-    for chunk in client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=tokens, temperature=0, stream=True,
-                                                stream_options={"include_usage": True}, **extra):
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter() - start
-        if chunk.usage:
-            produced = chunk.usage.completion_tokens
-    return produced / (time.perf_counter() - start), first or 0.0, produced
+    return streamed(client, model, MESSAGES, tokens, **extra)
 
 
 def compile_times(model: str, home: Path) -> list[float]:
@@ -77,10 +68,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args()
-    home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    if args.model == "qwen2.5-0.5b":
-        subprocess.run([sys.executable, "-m", "loom", "models", "pull", args.model, "--if-missing"], check=True,
-                       env=dict(os.environ, LOOM_HOME=str(home)))
+    home = home_with(args.model)
     with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
         run(client, args.model, 8, None)

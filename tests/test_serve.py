@@ -126,6 +126,7 @@ def test_json_schema_is_enforced_and_parse_takes_a_pydantic_model(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="nano", messages=[{"role": "user", "content": "x"}], response_format=bad)
     assert "if" in e.value.message and "then" in e.value.message
+    assert e.value.param == "response_format.json_schema.schema"
 
 
 def test_completions_text_and_token_ids(client):

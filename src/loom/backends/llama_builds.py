@@ -39,17 +39,24 @@ class Build:
 PORTABLE = Build("portable", None, frozenset())
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as the kernel lists them (x86 "flags", ARM "Features"); empty elsewhere."""
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ("model name", "flags" on x86, "Features" on ARM);
+    empty where there is no such file."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return set()
-    for line in text.splitlines():
+        return {}
+    info: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def cpu_flags(info: dict[str, str] | None = None) -> set[str]:
+    """The CPU's feature flags as the kernel lists them."""
+    info = cpu_info() if info is None else info
+    return set((info.get("flags") or info.get("Features") or "").split())
 
 
 def builds_root() -> Path:

@@ -49,10 +49,11 @@ def _machine(checks: list[Check]) -> set[str]:
     import psutil
 
     from loom import home
-    from loom.backends.llama_builds import cpu_flags
+    from loom.backends.llama_builds import cpu_flags, cpu_info
 
-    flags = cpu_flags()
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), platform.processor())
+    info = cpu_info()
+    flags = cpu_flags(info)
+    model = info.get("model name") or platform.processor()
     checks.append(Check("machine", "cpu", f"{model or 'unknown'} ({platform.machine()}, {os.cpu_count()} cores)"))
     shown = [f for f in _SHOWN_CPU if f in flags]
     checks.append(Check("machine", "cpu features", " ".join(shown) or "none of note"))
@@ -67,13 +68,6 @@ def _machine(checks: list[Check]) -> set[str]:
     if not os.access(root, os.W_OK):
         checks.append(Check("machine", "LOOM_HOME", f"{root} is not writable", "fail"))
     return flags
-
-
-def _cpuinfo_lines() -> list[str]:
-    try:
-        return open("/proc/cpuinfo", encoding="utf-8", errors="replace").read().splitlines()
-    except OSError:
-        return []
 
 
 def _llama_cpp(checks: list[Check], flags: set[str]) -> bool:

@@ -47,17 +47,19 @@ def ll_tokenizer(tokenizer):
 def schema_grammar(schema: dict, tokenizer=None, where: str = "response_format.json_schema.schema") -> str:
     """A compiled grammar for a JSON Schema; an InputError naming the problem when it cannot be enforced."""
     llguidance = _lib()
+    problem = None
     if not isinstance(schema, dict):
-        raise InputError(f"{where} must be a JSON Schema object", "send e.g. {\"type\": \"object\", \"properties\": {...}}")
-    try:
+        problem = InputError(f"{where} must be a JSON Schema object", "send e.g. {\"type\": \"object\", \"properties\": {...}}")
+    else:
         grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_LAYOUT)
-    except ValueError as e:
-        raise InputError(f"{where} is not a valid JSON Schema: {e}", "check the schema") from None
-    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
-        grammar, ll_tokenizer(tokenizer) if tokenizer is not None else None)
-    if is_error:
-        raise InputError(f"{where} cannot be enforced: {messages[0]}",
-                         "remove or rewrite those keywords; docs/serving.md lists the supported subset")
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
+            grammar, ll_tokenizer(tokenizer) if tokenizer is not None else None)
+        if is_error:
+            problem = InputError(f"{where} cannot be enforced: {messages[0]}",
+                                 "remove or rewrite those keywords; docs/serving.md lists the supported subset")
+    if problem is not None:
+        problem.param = where  # the field the HTTP error names
+        raise problem
     return grammar
 
 
@@ -81,7 +83,8 @@ class Constraint:
         if self._matcher.is_error():
             raise RuntimeError(f"structured output failed: {self._matcher.get_error()}")
         n = self._tok.vocab_size
-        # 32 tokens per int32 word, lowest bit first -> [n] booleans
+        # 32 tokens per int32 word, lowest bit first -> [n] booleans. (llguidance.torch's own
+        # apply_token_bitmask_inplace is a torch.compile kernel: 40-70 s of cold compile on this CPU.)
         bits = (self._mask[0].unsqueeze(1) >> torch.arange(32, dtype=torch.int32)) & 1
         ok = bits.flatten()[:n].bool()
         out = torch.full_like(logits, float("-inf"))

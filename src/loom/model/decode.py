@@ -198,7 +198,8 @@ class SequenceState:
         while end > self._assigned and text[end - 1] == "\ufffd":
             end -= 1
         piece = text[self._assigned:end]
-        _, logprob, top = self._scored if self._scored and self._scored[0] == tid else (tid, float("nan"), [])
+        scored_tid, logprob, top = self._scored  # choose() scored the token push() records
+        assert scored_tid == tid, "push() records the token choose() picked"
         self._logged.append(TokenLogprob(piece, logprob, list(piece.encode("utf-8")), top, self._assigned))
         self._assigned = end
 

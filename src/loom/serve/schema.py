@@ -46,7 +46,6 @@ class ResponseFormat(_Wire):
     json_schema: JsonSchemaFormat | None = None
 
 
-
 class StreamOptions(_Wire):
     include_usage: bool = False
 

@@ -108,12 +108,12 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
 
 async def collect_choices(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk]) -> list[dict]:
     async def one(stream: AsyncIterator[Chunk], chunk: Chunk) -> dict:
-        pieces, logprobs = [chunk.text], chunk.logprobs
+        pieces, logprobs = [chunk.text], None if chunk.logprobs is None else list(chunk.logprobs)
         while chunk.finish_reason is None:
             chunk = await anext(stream)
             pieces.append(chunk.text)
-            if chunk.logprobs is not None:
-                logprobs = (logprobs or []) + chunk.logprobs
+            if logprobs is not None and chunk.logprobs:  # asked for: every chunk of the choice carries a list
+                logprobs.extend(chunk.logprobs)
         return {"text": "".join(pieces), "finish_reason": chunk.finish_reason, "extra": chunk.extra, "logprobs": logprobs,
                 "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens}
 

