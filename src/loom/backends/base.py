@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loom.errors import InputError, LoomError
+from loom.model.tools import ToolSet
 
 
 class Overloaded(LoomError):
@@ -54,16 +55,18 @@ class Request:
     sampling: Sampling = field(default_factory=Sampling)
     messages: list[dict] | None = None
     prompt: str | list[int] | None = None
+    tools: ToolSet | None = None  # functions the model may call (chat only); see model.tools
 
 
 @dataclass
 class Chunk:
     text: str = ""
-    finish_reason: Literal["stop", "length"] | None = None  # set on the last chunk only
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None  # set on the last chunk only
     prompt_tokens: int = 0  # set on the last chunk
     completion_tokens: int = 0  # set on the last chunk
     extra: dict | None = None  # last chunk: structured extras the server passes on (e.g. citations)
     logprobs: list | None = None  # model.decode.TokenLogprob of the tokens whose text this chunk carries
+    tool_calls: list[dict] | None = None  # deltas: {index, id, name, arguments: ""} once, then {index, arguments: piece}
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     extra: dict | None = None
+    tool_calls: list[dict] = field(default_factory=list)  # [{id, name, arguments}] joined from the deltas
 
 
 @dataclass
@@ -145,18 +149,44 @@ class Backend:
 
 
 def collect(chunks: Iterator[Chunk]) -> Completion:
-    pieces, last = [], Chunk()
+    pieces, last, calls = [], Chunk(), []
     for chunk in chunks:
         pieces.append(chunk.text)
+        join_calls(calls, chunk.tool_calls)
         last = chunk
-    return Completion("".join(pieces), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens, last.extra)
+    return Completion("".join(pieces), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens, last.extra,
+                      calls)
+
+
+def join_calls(calls: list[dict], deltas: list[dict] | None) -> None:
+    """Fold tool-call deltas into whole calls [{id, name, arguments}] (in place)."""
+    for d in deltas or []:
+        while d["index"] >= len(calls):
+            calls.append({"id": None, "name": "", "arguments": ""})
+        call = calls[d["index"]]
+        if "id" in d:
+            call["id"], call["name"] = d["id"], d.get("name", "")
+        call["arguments"] += d.get("arguments", "")
 
 
 def check_messages(messages: list[dict]) -> None:
+    """Roles and contents; a tool result must answer a call an earlier assistant turn made."""
     if not messages:
         raise InputError("messages is empty", "send at least one message, e.g. {'role': 'user', 'content': 'hi'}")
+    call_ids: set[str] = set()
     for i, m in enumerate(messages):
         if m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
-            raise InputError(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant", "fix the role")
-        if not isinstance(m.get("content"), str):
-            raise InputError(f"messages[{i}].content must be text", "send the content as a string")
+            raise _at(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant, tool", f"messages[{i}].role",
+                      "fix the role")
+        if not isinstance(m.get("content"), str) and not (m.get("role") == "assistant" and m.get("tool_calls")):
+            raise _at(f"messages[{i}].content must be text", f"messages[{i}].content", "send the content as a string")
+        call_ids.update(c.get("id") for c in m.get("tool_calls") or [] if c.get("id"))
+        if m.get("role") == "tool" and m.get("tool_call_id") not in call_ids:
+            raise _at(f"messages[{i}].tool_call_id {m.get('tool_call_id')!r} matches no earlier assistant tool call",
+                      f"messages[{i}].tool_call_id", "send the id of the call this message answers (message.tool_calls[].id)")
+
+
+def _at(message: str, param: str, hint: str) -> InputError:
+    e = InputError(message, hint)
+    e.param = param
+    return e

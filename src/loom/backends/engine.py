@@ -168,11 +168,12 @@ class BatchEngine:
         tid = state.choose(logits)
         piece = state.push(tid)
         seq.next_token = tid
+        calls = state.take_tool_calls()
         if state.finish_reason is not None:
             seq.emit(Chunk(piece, state.finish_reason, len(state.prompt_ids), len(state.completion_ids),
-                           logprobs=state.take_logprobs()))
-        elif piece:
-            seq.emit(Chunk(piece, logprobs=state.take_logprobs()))
+                           logprobs=state.take_logprobs(), tool_calls=calls))
+        elif piece or calls:
+            seq.emit(Chunk(piece, logprobs=state.take_logprobs(), tool_calls=calls))
 
     def _step(self) -> None:
         rows = self._active

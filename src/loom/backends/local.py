@@ -17,6 +17,7 @@ from loom.catalog import ModelEntry
 from loom.config import GenerateConfig
 from loom.errors import InputError
 from loom.model.decode import SequenceState, encode_prompt
+from loom.model.tools import check_grammars, render_chat
 from loom.tokenizer.chat import stop_token_ids
 
 
@@ -32,8 +33,7 @@ class BatchedLM(Backend):
             check_messages(request.messages)
             if not tok.chat_template:
                 raise InputError(f"model {self.name!r} has no chat template", "use /v1/completions with a raw prompt, or a chat model")
-            text = tok.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-            ids = tok.encode(text, add_special_tokens=False)
+            ids = tok.encode(render_chat(tok, request.messages, request.tools), add_special_tokens=False)
         elif isinstance(request.prompt, list):
             bad = [t for t in request.prompt if not 0 <= t < len(tok)]
             if bad:
@@ -54,8 +54,10 @@ class BatchedLM(Backend):
 
     def _state(self, request: Request) -> SequenceState:
         ids = self.encode(request)
+        if request.tools is not None and request.tools.active:
+            check_grammars(self.tokenizer, request.tools)
         return SequenceState.from_sampling(self.tokenizer, ids, request.sampling, self.stop_ids,
-                                           self.context_length)
+                                           self.context_length, request.tools)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
         inbox: queue.Queue = queue.Queue()

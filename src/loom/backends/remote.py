@@ -68,6 +68,12 @@ class Remote(Backend):
                 body["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": s.json_schema}}
             elif s.json_object:
                 body["response_format"] = {"type": "json_object"}
+            if request.tools is not None and request.tools.tools:  # the engine runs its own tool parser
+                tools = request.tools
+                body["tools"] = [t.openai() for t in tools.tools]
+                body["tool_choice"] = tools.choice if tools.choice in ("auto", "required", "none") else {
+                    "type": "function", "function": {"name": tools.choice}}
+                body["parallel_tool_calls"] = tools.parallel
             return "/chat/completions", body | {"messages": request.messages}
         return "/completions", body | {"prompt": request.prompt}
 
@@ -121,15 +127,18 @@ class Remote(Backend):
                         except (json.JSONDecodeError, AttributeError):
                             raise self._fail(f"sent a malformed event: {data[:80]!r}") from None
                         for choice in choices:
-                            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                            delta = choice.get("delta") or {}
+                            text = delta.get("content") if chat else choice.get("text")
                             finish = choice.get("finish_reason") or finish
-                            if text:
-                                yield Chunk(text)
+                            calls = _call_deltas(delta.get("tool_calls")) if chat else None
+                            if text or calls:
+                                yield Chunk(text or "", tool_calls=calls)
             except httpx.HTTPError as e:
                 raise self._fail(f"failed: {type(e).__name__}: {e}", e) from e
         if not done and finish is None:
             raise self._fail("ended the stream early (no finish_reason, no [DONE])")
-        yield Chunk("", "length" if finish == "length" else "stop", usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        finish = finish if finish in ("length", "tool_calls") else "stop"
+        yield Chunk("", finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
     def embed(self, inputs: list[str] | list[list[int]], query: bool = False) -> Embeddings:
         import httpx
@@ -151,6 +160,20 @@ class Remote(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _call_deltas(wire: list | None) -> list[dict] | None:
+    """OpenAI streamed tool-call deltas -> the internal ones (Chunk.tool_calls)."""
+    out = []
+    for d in wire or []:
+        if not isinstance(d, dict) or not isinstance(d.get("index"), int):
+            continue
+        fn = d.get("function") or {}
+        item = {"index": d["index"], "arguments": fn.get("arguments") or ""}
+        if d.get("id") or fn.get("name"):
+            item |= {"id": d.get("id") or f"call_{d['index']}", "name": fn.get("name") or ""}
+        out.append(item)
+    return out or None
 
 
 def _remote_error(response) -> LoomError:

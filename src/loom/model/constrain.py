@@ -96,6 +96,11 @@ class Constraint:
         if not self._matcher.consume_token(tid):
             raise RuntimeError(f"structured output failed: {self._matcher.get_error()}")
 
+    def consume(self, token_ids: list[int]) -> bool:
+        """Feed tokens the model already wrote (a call begun before its grammar was known); False when
+        they do not fit, and then this constraint is spent."""
+        return all(self._matcher.consume_token(t) for t in token_ids)
+
     @property
     def done(self) -> bool:
         """The output is complete: the grammar takes no more tokens."""

@@ -92,13 +92,19 @@ def _alternatives(logits: torch.Tensor, k: int, lse: torch.Tensor, tokenizer) ->
 
 class SequenceState:
     def __init__(self, tokenizer, prompt_ids: list[int], cfg: GenerateConfig, stop_ids: set[int],
-                 context_limit: int, constraint=None, logprobs: int | None = None) -> None:
+                 context_limit: int, constraint=None, logprobs: int | None = None, calls=None) -> None:
         self.tokenizer = tokenizer
         self.prompt_ids = prompt_ids
         self.cfg = cfg
         self.stop_ids = stop_ids
         self.context_limit = context_limit
         self.constraint = constraint  # model.constrain.Constraint: the grammar the output must follow, if any
+        self.calls = calls  # model.toolcalls.CallTracker when the request declares tools
+        if calls is not None and (grammar := calls.first_grammar()) is not None:
+            from loom.model.constrain import Constraint
+
+            self.constraint = constraint = Constraint(tokenizer, grammar)  # tool_choice required / named
+        self._call_deltas: list[dict] = []  # tool-call deltas not yet taken by the engine
         self.rng = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
         self.stops = [] if constraint is not None else cfg.stop  # a stop string could cut the structured output short
         self.hold = max((len(s) for s in self.stops), default=1) - 1
@@ -112,9 +118,10 @@ class SequenceState:
         self.shown = 0  # characters returned by push so far (the text a client has seen)
 
     @classmethod
-    def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit):
+    def from_sampling(cls, tokenizer, prompt_ids, sampling, stop_ids, context_limit, tools=None):
         """From a request's loom.backends.base.Sampling (read by attribute: the model layer sits below
-        backends). json_schema or json_object hold the output to a grammar (model.constrain)."""
+        backends). json_schema or json_object hold the output to a grammar (model.constrain); tools
+        (a model.tools.ToolSet) are watched for calls (model.toolcalls)."""
         cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
                              top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
                              stop=sampling.stop, seed=sampling.seed)
@@ -124,7 +131,12 @@ class SequenceState:
             from loom.model.constrain import JSON_OBJECT_SCHEMA, Constraint, schema_grammar
 
             constraint = Constraint(tokenizer, schema_grammar(schema if schema is not None else JSON_OBJECT_SCHEMA, tokenizer))
-        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, constraint, getattr(sampling, "logprobs", None))
+        calls = None
+        if tools is not None and tools.active:
+            from loom.model.toolcalls import CallTracker
+
+            calls = CallTracker(tokenizer, tools)
+        return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, constraint, getattr(sampling, "logprobs", None), calls)
 
     def choose(self, logits: torch.Tensor) -> int:
         """Next token id from last-position logits [V] (scored too when logprobs were asked for)."""
@@ -155,9 +167,12 @@ class SequenceState:
         return int(torch.searchsorted(cdf, u, right=True))
 
     def push(self, tid: int) -> str:
-        """Record a chosen token; return the text that became safe to emit. Sets finish_reason when done."""
+        """Record a chosen token; return the content text that became safe to emit (tool calls go to
+        take_tool_calls). Sets finish_reason when done."""
         piece = self._push(tid)
         self.shown += len(piece)
+        if self.finish_reason == "stop" and self.calls is not None and self.calls.called:
+            self.finish_reason = "tool_calls"
         return piece
 
     def _push(self, tid: int) -> str:
@@ -173,11 +188,19 @@ class SequenceState:
                 self.finish_reason = "stop"
                 return self.flush()
         text = self._decoded if self.logprobs is not None else self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
+        if self.calls is not None:
+            if self._watch_calls(text):
+                self.finish_reason = "stop"
+                return self.flush()
+            text = text[:self.calls.content_end(text)]  # what follows is (or may be) a call: never content
         cut = min((i for i in (text.find(s, max(0, self.emitted - self.hold)) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             piece = text[self.emitted:cut]
             self.emitted = len(text)
             self.finish_reason = "stop"
+            if self.calls is not None:
+                self.calls.start = None  # cut before any call: nothing after the stop string counts
+                self._call_deltas = []
             return piece
         if len(self.completion_ids) >= self.cfg.max_new_tokens or len(self.prompt_ids) + len(self.completion_ids) >= self.context_limit:
             self.finish_reason = "length"
@@ -189,6 +212,26 @@ class SequenceState:
             return ""
         piece, self.emitted = text[self.emitted:safe], safe
         return piece
+
+    def _watch_calls(self, text: str) -> bool:
+        """Hand the text to the call tracker; when a call has begun, hold the rest of it to the tools'
+        grammar. True when that grammar is already complete (the call ended with this token)."""
+        found = self.calls.observe(text)
+        if found is not None:
+            from loom.model.constrain import Constraint
+
+            grammar, written = found
+            constraint = Constraint(self.tokenizer, grammar)
+            if constraint.consume(self.tokenizer.encode(written, add_special_tokens=False)):
+                self.constraint, self.calls.constrained, self.stops, self.hold = constraint, True, [], 0
+            # else: the model's own layout does not fit the grammar; the call is parsed at the end instead
+        self._call_deltas += self.calls.deltas(text)
+        return self.constraint is not None and self.calls.constrained and self.constraint.done
+
+    def take_tool_calls(self) -> list[dict] | None:
+        """Tool-call deltas produced since the last take (model.toolcalls); None when there are none."""
+        out, self._call_deltas = self._call_deltas, []
+        return out or None
 
     def _log(self, tid: int) -> None:
         """Give the token the text it completed: the decoded text's growth, less a trailing incomplete
@@ -232,7 +275,11 @@ class SequenceState:
         """All text not yet emitted. Structured output cut by the token budget stays cut (finish_reason
         "length"), as OpenAI's does: closing it by hand could break the schema."""
         text = self.tokenizer.decode(self.completion_ids, skip_special_tokens=True)
-        piece, self.emitted = text[self.emitted:], len(text)
+        end = len(text)
+        if self.calls is not None:  # content stops where the calls begin; the calls become deltas
+            end, deltas = self.calls.finish(text)
+            self._call_deltas += deltas
+        piece, self.emitted = text[self.emitted:end], max(self.emitted, end)
         return piece
 
 

@@ -36,7 +36,7 @@ from loom.serve.schema import (
     CompletionRequest,
     EmbeddingRequest,
 )
-from loom.serve.streaming import collect_choices, shape_logprobs, sse_events
+from loom.serve.streaming import collect_choices, shape_calls, shape_logprobs, sse_events
 
 log = logging.getLogger(__name__)
 
@@ -266,15 +266,24 @@ async def _generate(server: Server, request: Request, key: Key | None, body, kin
     completion_tokens = sum(c["completion_tokens"] for c in choices)
     done(prompt_tokens, completion_tokens)
     if kind == "chat.completion":
-        shaped = [{"index": i, "message": {"role": "assistant", "content": c["text"]} | _citations(c["extra"]),
-                   "finish_reason": c["finish_reason"], "logprobs": shape_logprobs(c["logprobs"], True)}
-                  | ({"loom": c["extra"]} if c["extra"] else {}) for i, c in enumerate(choices)]
+        shaped = [{"index": i, "message": _message(c), "finish_reason": c["finish_reason"],
+                   "logprobs": shape_logprobs(c["logprobs"], True)} | ({"loom": c["extra"]} if c["extra"] else {})
+                  for i, c in enumerate(choices)]
     else:
         prefix = body.prompt if getattr(body, "echo", False) and isinstance(body.prompt, str) else ""
         shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"],
                    "logprobs": shape_logprobs(c["logprobs"], False, len(prefix))} for i, c in enumerate(choices)]
     return JSONResponse(meta | {"object": kind, "choices": shaped, "usage": {
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
+
+
+def _message(choice: dict) -> dict:
+    """The assistant message of a collected choice: content (null when the reply is only tool calls),
+    tool calls, and a support answer's citations."""
+    message = {"role": "assistant", "content": choice["text"] or (None if choice["tool_calls"] else "")}
+    if choice["tool_calls"]:
+        message["tool_calls"] = shape_calls(choice["tool_calls"])
+    return message | _citations(choice["extra"])
 
 
 def _citations(extra: dict | None) -> dict:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.backends.base import Request, Sampling
+from loom.errors import InputError
+from loom.model.tools import Tool, ToolSet
 
 _MAX_TOKENS_CAP = 32_768
 
@@ -23,14 +25,59 @@ class TextPart(_Wire):
     text: str
 
 
+_TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class CalledFunction(_Wire):
+    name: str = Field(min_length=1)
+    arguments: str = "{}"  # a JSON object, as a string (OpenAI's wire shape)
+
+
+class ToolCall(_Wire):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class Message(_Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: the call this result answers
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+    def internal(self) -> dict:
+        out = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.role == "tool":
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class FunctionDef(_Wire):
+    name: str = Field(pattern=_TOOL_NAME, description="1-64 letters, digits, '_' or '-'")
+    description: str = ""
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None  # enforced either way: calls are decoded under the parameters' grammar
+
+
+class ToolDef(_Wire):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Wire):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class JsonSchemaFormat(_Wire):
@@ -94,6 +141,9 @@ class ChatRequest(_Generation):
     response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
 
     @field_validator("response_format")
     @classmethod
@@ -116,8 +166,23 @@ class ChatRequest(_Generation):
         fmt = self.response_format
         json_object = fmt is not None and fmt.type == "json_object"
         json_schema = fmt.json_schema.schema_ if fmt is not None and fmt.type == "json_schema" else None
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
-        return Request(self.sampling(default_max, index, json_object, json_schema), messages=messages)
+        messages = [m.internal() for m in self.messages]
+        return Request(self.sampling(default_max, index, json_object, json_schema), messages=messages, tools=self.toolset())
+
+    def toolset(self) -> ToolSet | None:
+        """The declared tools and how they may be used; an InputError (400) naming the field when they
+        cannot be (a duplicate name, parameters that are not an object schema, an undeclared choice)."""
+        choice = self.tool_choice
+        if not self.tools:
+            if choice is not None and choice != "none":
+                raise _invalid("tool_choice is set but no tools are declared", "tool_choice", "send tools, or drop tool_choice")
+            return None
+        if self.response_format is not None and self.response_format.type != "text":
+            raise _invalid("tools and a JSON response_format cannot be combined in one request", "response_format",
+                           "drop one: a tool's parameters already hold its arguments to a schema")
+        name = choice.function.name if isinstance(choice, NamedToolChoice) else (choice or "auto")
+        tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools]
+        return ToolSet(tools, name, self.parallel_tool_calls)
 
 
 class CompletionRequest(_Generation):
@@ -168,3 +233,9 @@ class ClassifyRequest(_Wire):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+def _invalid(message: str, param: str, hint: str) -> InputError:
+    e = InputError(message, hint)
+    e.param = param
+    return e

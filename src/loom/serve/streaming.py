@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
-from loom.backends.base import Chunk
+from loom.backends.base import Chunk, join_calls
 from loom.errors import LoomError
 from loom.serve.errors import body, from_loom
 
@@ -31,6 +31,20 @@ def shape_logprobs(entries: list | None, chat: bool, offset: int = 0) -> dict | 
             "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries], "text_offset": offsets}
 
 
+def shape_call_deltas(deltas: list[dict]) -> list[dict]:
+    """Internal tool-call deltas in OpenAI's streamed shape: id, type and name once, then arguments."""
+    out = []
+    for d in deltas:
+        fn = {"name": d["name"], "arguments": d["arguments"]} if "id" in d else {"arguments": d["arguments"]}
+        out.append({"index": d["index"]} | ({"id": d["id"], "type": "function"} if "id" in d else {}) | {"function": fn})
+    return out
+
+
+def shape_calls(calls: list[dict]) -> list[dict]:
+    """Whole calls (backends.base.join_calls) in OpenAI's message shape."""
+    return [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+
+
 def _dump(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
@@ -48,9 +62,12 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
 
     offsets = [0] * len(streams)  # completions: characters sent so far per choice (text_offset)
 
-    def choice(i: int, text: str, finish: str | None, extra: dict | None = None, logprobs: list | None = None) -> dict:
+    def choice(i: int, text: str, finish: str | None, extra: dict | None = None, logprobs: list | None = None,
+               calls: list[dict] | None = None) -> dict:
         if chat:
             delta = {"content": text} if text else {}
+            if calls:
+                delta["tool_calls"] = shape_call_deltas(calls)
             if extra and "citations" in extra:
                 delta["citations"] = extra["citations"]
             shaped = {"index": i, "delta": delta, "finish_reason": finish, "logprobs": shape_logprobs(logprobs, True)}
@@ -86,8 +103,8 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
                 else:
                     yield _dump(body(f"{type(item).__name__}: {item}", "server_error"))
                 return
-            if item.text:
-                yield event([choice(i, item.text, None, logprobs=item.logprobs)])
+            if item.text or item.tool_calls:
+                yield event([choice(i, item.text, None, logprobs=item.logprobs, calls=item.tool_calls)])
             if item.finish_reason is not None:
                 yield event([choice(i, "", item.finish_reason, item.extra)])
                 remaining -= 1
@@ -108,13 +125,15 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
 
 async def collect_choices(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk]) -> list[dict]:
     async def one(stream: AsyncIterator[Chunk], chunk: Chunk) -> dict:
-        pieces, logprobs = [chunk.text], None if chunk.logprobs is None else list(chunk.logprobs)
+        pieces, logprobs, calls = [chunk.text], None if chunk.logprobs is None else list(chunk.logprobs), []
+        join_calls(calls, chunk.tool_calls)
         while chunk.finish_reason is None:
             chunk = await anext(stream)
             pieces.append(chunk.text)
+            join_calls(calls, chunk.tool_calls)
             if logprobs is not None and chunk.logprobs:  # asked for: every chunk of the choice carries a list
                 logprobs.extend(chunk.logprobs)
         return {"text": "".join(pieces), "finish_reason": chunk.finish_reason, "extra": chunk.extra, "logprobs": logprobs,
-                "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens}
+                "prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens, "tool_calls": calls}
 
     return list(await asyncio.gather(*(one(s, f) for s, f in zip(streams, firsts))))
