@@ -161,3 +161,67 @@ def test_static_files_do_not_traverse(target):
                  "/ui//" + str(canary), "/ui/%00", "/ui/" + "../" * 12 + "etc/passwd"):
         r = httpx.get(server.url + path)
         assert r.status_code in (400, 404) and CANARY not in r.text and "root:" not in r.text, (path, r.status_code)
+
+
+_SCHEMA_WORDS = ["type", "properties", "required", "enum", "items", "minimum", "maxLength", "pattern", "anyOf", "$ref",
+                 "additionalProperties", "if", "format", "const", "default"]
+
+
+@st.composite
+def _tool_requests(draw, names):
+    """Chat bodies with tools: names valid and not, parameter schemas from real keywords with any values,
+    every tool_choice form, histories with calls and tool results (matching ids or not)."""
+    leaf = st.one_of(st.sampled_from(["object", "string", "integer", "array", "number", "boolean", "null"]),
+                     st.integers(-5, 5), st.text(max_size=8), st.booleans(), st.none(), st.sampled_from(["#/nope", "^a+$", "[", "("]))
+    schema = st.recursive(st.dictionaries(st.sampled_from(_SCHEMA_WORDS), leaf, max_size=4),
+                          lambda inner: st.dictionaries(st.sampled_from(_SCHEMA_WORDS), st.one_of(leaf, inner, st.lists(inner, max_size=3)),
+                                                        max_size=4), max_leaves=12)
+    good = st.sampled_from(["get_weather", "f", "a-b_c", "x" * 64])
+    tool_name = st.one_of(good, good, good, st.text(max_size=70), st.sampled_from(names))
+    simple = st.just({"type": "object", "properties": {"a": {"type": "integer", "maximum": 9}}, "required": ["a"],
+                      "additionalProperties": False})
+    tools = draw(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["function"] * 5 + ["code"]), "function": st.fixed_dictionaries(
+        {"name": tool_name, "parameters": st.one_of(schema, simple, simple, simple)})}), max_size=3, unique_by=lambda t: t["function"]["name"]))
+    declared = [t["function"]["name"] for t in tools]
+    choice = draw(st.one_of(st.sampled_from(["auto", "none", "required", "any", None]),
+                            st.builds(lambda n: {"type": "function", "function": {"name": n}}, st.sampled_from(declared + ["nope"]))))
+    call_id = draw(st.sampled_from(["call_1", "", "x" * 300]))
+    history = [{"role": "user", "content": draw(st.text(max_size=40))}]
+    if draw(st.booleans()):
+        history.append({"role": "assistant", "content": draw(st.none() | st.text(max_size=10)), "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": draw(tool_name), "arguments": draw(st.sampled_from(
+                ['{"a": 1}', "not json", "[]", "", '{"a": "' + "y" * 500 + '"}']))}}]})
+    if draw(st.booleans()):
+        history.append({"role": "tool", "tool_call_id": draw(st.sampled_from(["call_1", "other", None])), "content": draw(st.text(max_size=20))})
+    body = {"model": "slow", "messages": history, "tools": tools, "max_tokens": draw(st.sampled_from([2, 80])),
+            "stream": draw(st.booleans()), "parallel_tool_calls": draw(st.booleans())}
+    if choice is not None:
+        body["tool_choice"] = choice
+    if draw(st.booleans()):
+        body["logprobs"], body["top_logprobs"] = draw(st.booleans()), draw(st.integers(-1, 25))
+    return body
+
+
+def test_tool_fields_fuzzed_never_5xx(target):
+    """The new chat fields (tools, tool_choice, parallel_tool_calls, tool histories, logprobs) with
+    hostile values: a 200 or an OpenAI-style 4xx naming a field, never a 5xx or an error event."""
+    server, admin, canary, _ = target
+    auth = {"Authorization": f"Bearer {admin}"}
+    outcomes: set[int] = set()
+    reached: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @given(_tool_requests(_nasty(str(canary))))
+    def check(body):
+        r = httpx.post(server.url + "/v1/chat/completions", json=body, headers=auth, timeout=120)
+        outcomes.add(r.status_code)
+        assert r.status_code < 500, (json.dumps(body)[:600], r.text[:400])
+        if r.status_code >= 400:
+            assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+        elif body["stream"]:  # a stream that started must not end in an error event
+            assert not any(line.startswith('data: {"error"') for line in r.text.splitlines()), r.text[-400:]
+        else:
+            reached.add(r.json()["choices"][0]["finish_reason"])
+
+    check()
+    assert {200, 400} <= outcomes and "length" in reached, (outcomes, reached)  # some got past validation into decoding

@@ -69,6 +69,21 @@ def test_stream_usage_seed_n_stop_and_json(client):
         check_ticket(r.choices[0].message.content)  # the same grammar engine on the llama.cpp engine
 
 
+def test_tool_calls_on_the_llama_cpp_engine(client):
+    """The same call grammar and parser on llama.cpp (slow-f16: nano's context is too short for a tool
+    prompt): a named tool, whole and streamed."""
+    from test_tools import ASK, TOOLS, check_arguments
+
+    kw = dict(model="slow-f16", messages=ASK, tools=TOOLS, max_tokens=400, temperature=1.0, seed=2,
+              tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    choice = client.chat.completions.create(**kw).choices[0]
+    (call,) = choice.message.tool_calls
+    assert choice.finish_reason == "tool_calls" and call.function.name == "get_weather"
+    check_arguments("get_weather", call.function.arguments)
+    streamed = [d for c in client.chat.completions.create(**kw, stream=True) if c.choices for d in c.choices[0].delta.tool_calls or []]
+    assert "".join(d.function.arguments for d in streamed) == call.function.arguments
+
+
 def test_chinese_streams_whole_characters(client):
     """Pieces never split a character: streamed pieces join to exactly the text of the same request
     unstreamed (a split would leave U+FFFD halves in two pieces). Several seeds: the tiny model writes

@@ -53,9 +53,9 @@ class BatchedLM(Backend):
         return ids
 
     def _state(self, request: Request) -> SequenceState:
-        ids = self.encode(request)
         if request.tools is not None and request.tools.active:
-            check_grammars(self.tokenizer, request.tools)
+            check_grammars(self.tokenizer, request.tools)  # first: a bad tool is named even if the prompt is too long
+        ids = self.encode(request)
         return SequenceState.from_sampling(self.tokenizer, ids, request.sampling, self.stop_ids,
                                            self.context_length, request.tools)
 

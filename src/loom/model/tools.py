@@ -22,10 +22,11 @@ from loom.errors import InputError
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-# Whitespace a call may use between JSON tokens: models pretty-print (Qwen2.5-Coder indents by 2-4
-# spaces per level), but an unbounded run lets a weak model spend its whole budget on newlines.
-_WS = r"[ \t\n]{0,24}"
-_WS_RUN = r"[ \t\n]{1,24}"
+# Whitespace a call may use between JSON tokens: nothing, one space, or a newline and an indent, as
+# json.dumps writes with or without indent= (Qwen2.5-Coder pretty-prints with 2-4 spaces a level). An
+# unbounded run lets a weak model spend its whole budget on blanks.
+_WS = r"(\n[ \t]{0,16}| )?"
+_WS_RUN = r"[ \t\n]{1,4}"  # between tags and calls
 
 GENERIC_INSTRUCTIONS = (
     "# Tools\n\nYou can call the functions below. Their signatures, one JSON object per line:\n<tools>\n{tools}\n</tools>\n\n"
