@@ -169,19 +169,43 @@ def allowed_numbers(report: Report) -> set[str]:
     return allowed
 
 
+def narrative_schema(facts: int) -> dict:
+    """What the model answers (held to it token by token on Loom's engines): a headline and findings
+    that each name the fact they restate, so nothing is read out of free prose."""
+    finding = {"type": "object", "properties": {"fact": {"type": "integer", "minimum": 1, "maximum": max(1, facts)},
+                                                "sentence": {"type": "string", "minLength": 1, "maxLength": 300}},
+               "required": ["fact", "sentence"], "additionalProperties": False}
+    return {"type": "object", "properties": {"headline": {"type": "string", "minLength": 1, "maxLength": 120},
+                                             "findings": {"type": "array", "items": finding, "minItems": 1, "maxItems": 6}},
+            "required": ["headline", "findings"], "additionalProperties": False}
+
+
+def narrative_text(reply: str) -> str:
+    """The narrative from the structured answer; a backend that ignores the schema (a remote engine
+    without structured output) answers in prose, which is taken as it is."""
+    try:
+        value = json.loads(reply)
+        return " ".join([value["headline"].strip().rstrip(".") + "."] + [f["sentence"].strip() for f in value["findings"]])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return reply.strip()
+
+
 def apply_model_narrative(report: Report, backend) -> str | None:
     """Let a chat model write the narrative from the facts alone. Keeps the template narrative (and
     returns why) when the model writes any number that is not among the facts, or the facts do not
     fit its context; returns None when the model's text was adopted."""
     from loom.backends.base import ContextTooLong, Sampling
 
-    facts = "\n".join(f"- {f['text']}" for f in report.facts)
-    prompt = (f"Write a short report narrative titled '{report.title}' from these facts. Use only these facts and "
-              f"copy every number exactly as written; do not compute new numbers.\n\n{facts}")
+    facts = "\n".join(f"{i}. {f['text']}" for i, f in enumerate(report.facts, 1))
+    prompt = (f"Write a short report narrative titled '{report.title}' from these numbered facts: a headline, then one "
+              f"sentence per finding, each citing the fact it restates. Use only these facts and copy every number "
+              f"exactly as written; do not compute new numbers.\n\n{facts}")
     try:
-        text = backend.chat([{"role": "user", "content": prompt}], Sampling(max_tokens=400, temperature=0)).text.strip()
+        reply = backend.chat([{"role": "user", "content": prompt}],
+                             Sampling(max_tokens=400, temperature=0, json_schema=narrative_schema(len(report.facts)))).text
     except ContextTooLong as e:
         return f"the facts do not fit the model's context ({e.message}); using the template narrative"
+    text = narrative_text(reply)
     allowed = allowed_numbers(report)
     invented = sorted(n for n in numbers_in(text) if n not in allowed and n.rstrip("0").rstrip(".") not in allowed)
     if invented:
