@@ -75,6 +75,68 @@ def test_chat_streams_a_reply_and_offers_code(page):
     assert page.text_content("#error") == "Please type something first."
 
 
+MULTIPLY_TOOL = [{"type": "function", "function": {"name": "multiply", "description": "Multiply two numbers", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99}, "b": {"type": "integer", "minimum": 0, "maximum": 99}},
+    "required": ["a", "b"], "additionalProperties": False}}}]
+
+
+def test_playground_tool_calls_structured_output_and_token_probabilities(page):
+    """The chat's Advanced settings: a forced tool call shown as a block, its result typed in and sent
+    back, the reply that follows; then a JSON Schema reply rendered as token spans with probabilities.
+    'slow' (4,096-token context) fits the generic tool prompt that nano's 128 tokens cannot."""
+    import json
+
+    page.select_option("#chat-model", "slow")
+    page.click("#chat-advanced summary")
+    page.fill("#chat-schema", "{not json")
+    page.fill("#chat-input", "What is 12 times 7?")
+    page.click("#chat-send")
+    assert "JSON Schema" in page.text_content("#error") and page.locator("#chat-log .msg").count() == 0  # nothing sent
+    page.fill("#chat-schema", "")
+    page.fill("#chat-tools", json.dumps(MULTIPLY_TOOL))
+    page.select_option("#chat-tool-choice", "fn:multiply")  # a named choice: exactly one call, whatever the random model likes
+    page.fill("#chat-max", "300")
+    page.click("#chat-send")
+    page.wait_for_selector("#chat-log .tool-call .tool-result-input", timeout=120_000)
+    call = page.locator("#chat-log .msg.assistant .tool-call")
+    assert call.count() == 1 and "multiply" in call.locator(".tool-name").text_content()
+    args = json.loads(call.locator(".tool-args").text_content())
+    assert set(args) == {"a", "b"}
+    page.click("#copy-python")
+    code = page.text_content("#chat-code")
+    assert "tools=[{" in code and "tool_choice={\"type\": \"function\"" in code and "False" in code  # Python literals
+    page.select_option("#chat-tool-choice", "none")  # the follow-up answers in text
+    page.fill("#chat-max", "12")
+    call.locator(".tool-result-input").fill('{"product": 84}')
+    call.locator(".tool-send").click()
+    page.wait_for_function("""() => {
+        const log = [...document.querySelectorAll('#chat-log .msg')];
+        const result = log.findIndex((m) => m.classList.contains('tool'));
+        return result > 0 && log.length === result + 2 && log[result + 1].classList.contains('assistant') &&
+               log[result + 1].textContent.length > 0 && !document.getElementById('chat-send').disabled;
+    }""", timeout=120_000)
+    assert '"product": 84' in page.text_content("#chat-log .msg.tool") and page.text_content("#error") == ""
+
+    page.fill("#chat-tools", "")
+    page.fill("#chat-schema", json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                                          "additionalProperties": False}))
+    page.check("#chat-logprobs")
+    page.fill("#chat-max", "40")
+    page.fill("#chat-input", "Is it 84?")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelectorAll('#chat-log .msg.assistant').length === 3 && "
+                           "!document.getElementById('chat-send').disabled", timeout=120_000)
+    last = page.locator("#chat-log .msg.assistant").last
+    assert isinstance(json.loads(last.text_content())["ok"], bool)  # the schema held
+    spans = last.locator(".tok")
+    assert spans.count() > 0 and "".join(spans.all_text_contents()) == last.text_content()
+    title = spans.first.get_attribute("title")
+    assert title.startswith("p = ") and "top: " in title
+    page.click("#copy-curl")
+    assert '"logprobs":true,"top_logprobs":5' in page.text_content("#chat-code") and '"json_schema"' in page.text_content("#chat-code")
+    page.screenshot(path=str(ARTIFACTS / "playground.png"))
+
+
 def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_path):
     page.click("[data-tab=kb]")
     page.fill("#kb-new", "shop")

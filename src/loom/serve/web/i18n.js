@@ -39,6 +39,9 @@ const STRINGS = {
     tab_graph: "Graph", graph: "Graph", kg_from_kb: "Build from knowledge base", kg_build: "Build", kg_entity: "Entity",
     kg_entity_ph: "a name, e.g. 杭州 or Paris", kg_hops: "Hops", kg_built: "built", kg_entities: "entities", kg_relations: "relations",
     kg_none: "No graphs yet: build one from a knowledge base.", kg_source: "Source",
+    advanced: "Advanced", tools_json: "Tools (JSON)", tool_choice: "Tool choice", json_schema: "JSON Schema (structured output)",
+    show_logprobs: "Show token probabilities", bad_json: "this is not valid JSON", need_tools: 'expected an array of {"type": "function", "function": {"name": ...}} objects',
+    need_object: "expected a JSON object", tool_call: "Tool call", tool_result: "Tool result", send_result: "Send result", top_tokens: "top",
   },
   zh: {
     tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
@@ -78,6 +81,9 @@ const STRINGS = {
     tab_graph: "图谱", graph: "知识图谱", kg_from_kb: "从知识库构建", kg_build: "构建", kg_entity: "实体",
     kg_entity_ph: "名称，例如 杭州 或 Paris", kg_hops: "跳数", kg_built: "已构建", kg_entities: "个实体", kg_relations: "条关系",
     kg_none: "还没有知识图谱：请从知识库构建。", kg_source: "来源",
+    advanced: "高级选项", tools_json: "工具（JSON）", tool_choice: "工具选择", json_schema: "JSON Schema（结构化输出）",
+    show_logprobs: "显示词元概率", bad_json: "不是有效的 JSON", need_tools: '应为由 {"type": "function", "function": {"name": ...}} 对象组成的数组',
+    need_object: "应为 JSON 对象", tool_call: "工具调用", tool_result: "工具结果", send_result: "发送结果", top_tokens: "候选",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
