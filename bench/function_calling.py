@@ -142,7 +142,7 @@ def protocol_checks(client, model: str) -> dict[str, bool]:
             priority: int
 
         return client.chat.completions.parse(model=model, messages=[{"role": "user", "content": "File a ticket: printer broken"}],
-                                             temperature=0, max_tokens=80, response_format=Ticket).choices[0].message.parsed is not None
+                                             temperature=0, max_tokens=300, response_format=Ticket).choices[0].message.parsed is not None
 
     def logprobs():
         reply = client.chat.completions.create(model=model, messages=ask, temperature=0, max_tokens=5, logprobs=True, top_logprobs=3)
