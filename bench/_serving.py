@@ -4,6 +4,7 @@ over the whole request's wall time, prompt included)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,17 @@ def home_with(model: str) -> Path:
         subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
                        env=dict(os.environ, LOOM_HOME=str(home)))
     return home
+
+
+@contextlib.contextmanager
+def served(model: str):
+    """`loom serve` with `model` preloaded, and an openai client for it: (server, client)."""
+    import openai
+
+    from loom.serve.process import ServerProcess
+
+    with ServerProcess(home_with(model), "--preload", model, start_timeout=300) as server:
+        yield server, openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
 
 
 def streamed(client, model: str, messages: list[dict], tokens: int, **extra) -> tuple[float, float, int]:

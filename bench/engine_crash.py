@@ -18,7 +18,7 @@ import threading
 import time
 
 import httpx
-from _serving import home_with
+from _serving import served
 
 from loom.serve.process import ServerProcess
 
@@ -71,9 +71,8 @@ def main() -> None:
     args = ap.parse_args()
     import psutil
 
-    home = home_with(args.model)
     rounds = []
-    with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
+    with served(args.model) as (server, _):
         engine = httpx.get(server.url + "/health", timeout=10).json()["engines"][args.model]
         server_rss = psutil.Process(server.proc.pid).memory_info().rss / 2**20
         engine_rss = psutil.Process(engine["process"]).memory_info().rss / 2**20

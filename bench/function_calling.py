@@ -32,9 +32,8 @@ import time
 from pathlib import Path
 
 import openai
-from _serving import home_with
+from _serving import served
 
-from loom.serve.process import ServerProcess
 
 CASES = Path(__file__).parent / "data" / "function_calling.jsonl"
 
@@ -224,14 +223,12 @@ def main() -> None:
     args = ap.parse_args()
     definitions, cases = load_cases(args.split)
     cases = cases[: args.limit] if args.limit else cases
-    home = home_with(args.model)
-    os.environ["LOOM_HOME"] = str(home)
-    from loom import catalog
-
-    gguf = catalog.resolve(args.model).path
     rows, checks = {}, {}
-    with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    with served(args.model) as (server, client):
+        os.environ["LOOM_HOME"] = str(server.home)
+        from loom import catalog
+
+        gguf = catalog.resolve(args.model).path
         rows["loom"] = run_cases(client, args.model, cases, definitions)
         checks["loom"] = protocol_checks(client, args.model)
     if not args.no_peer:

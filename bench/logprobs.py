@@ -12,9 +12,8 @@ import statistics
 
 import openai
 import psutil
-from _serving import home_with, streamed
+from _serving import served, streamed
 
-from loom.serve.process import ServerProcess
 
 MESSAGES = [{"role": "user", "content": "Write a short story about a fox who learns to sail."}]
 
@@ -30,9 +29,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args()
-    home = home_with(args.model)
-    with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    with served(args.model) as (server, client):
         rate(client, args.model, 8, False)
         rss_before = psutil.Process(server.proc.pid).memory_info().rss
         plain, scored = [], []

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import openai
-from _serving import home_with, streamed
+from _serving import served, streamed
 
-from loom.serve.process import ServerProcess
 
 MESSAGES = [{"role": "user", "content": "Describe the Great Wall of China in detail."}]
 LONG_TEXT = {"type": "object", "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
@@ -68,16 +67,14 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args()
-    home = home_with(args.model)
-    with ServerProcess(home, "--preload", args.model, start_timeout=300) as server:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    with served(args.model) as (server, client):
         run(client, args.model, 8, None)
         run(client, args.model, 8, LONG_TEXT)  # builds llguidance's tokenizer table once (~1 s)
         free, held = [], []
         for _ in range(args.trials):
             free.append(run(client, args.model, args.tokens, None))
             held.append(run(client, args.model, args.tokens, LONG_TEXT))
-    compile_ms = compile_times(args.model, home)
+    compile_ms = compile_times(args.model, server.home)
     f_rate, h_rate = statistics.median(r[0] for r in free), statistics.median(r[0] for r in held)
     f_ttft, h_ttft = statistics.median(r[1] for r in free), statistics.median(r[1] for r in held)
     p95 = compile_ms[min(len(compile_ms) - 1, int(0.95 * len(compile_ms)))]

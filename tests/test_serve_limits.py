@@ -94,6 +94,7 @@ def test_remote_backend_proxies_another_server(served_home, tmp_path):
     home = tmp_path / "front"
     home.mkdir()
     run_loom("models", "add", "far-nano", upstream.url + "/v1", "--backend", "openai", "--remote-model", "nano", env_home=home)
+    run_loom("models", "add", "far-slow", upstream.url + "/v1", "--backend", "openai", "--remote-model", "slow", env_home=home)
     front = LiveServer(home)
     try:
         direct = _client(upstream).chat.completions.create(model="nano", messages=HELLO, max_tokens=8, temperature=0)
@@ -105,6 +106,17 @@ def test_remote_backend_proxies_another_server(served_home, tmp_path):
         assert streamed == direct.choices[0].message.content
         with pytest.raises(openai.BadRequestError):  # the upstream's 400 comes back as a 400
             _client(front).chat.completions.create(model="far-nano", messages=[{"role": "user", "content": "river " * 400}])
+        from test_tools import ASK, TOOLS
+
+        # Tools pass through and the upstream's calls come back as calls, whole and streamed.
+        forced = dict(messages=ASK, tools=TOOLS, max_tokens=400, temperature=1.0, seed=3,
+                      tool_choice={"type": "function", "function": {"name": "multiply"}})
+        direct_call = _client(upstream).chat.completions.create(model="slow", **forced).choices[0].message.tool_calls[0]
+        via = _client(front).chat.completions.create(model="far-slow", **forced).choices[0]
+        assert via.finish_reason == "tool_calls" and via.message.tool_calls[0].function == direct_call.function
+        deltas = [d for c in _client(front).chat.completions.create(model="far-slow", stream=True, **forced) if c.choices
+                  for d in c.choices[0].delta.tool_calls or []]
+        assert deltas[0].function.name == "multiply" and "".join(d.function.arguments for d in deltas) == direct_call.function.arguments
         upstream.stop()
         with pytest.raises(openai.APIStatusError) as e:
             _client(front).chat.completions.create(model="far-nano", messages=HELLO, max_tokens=4)

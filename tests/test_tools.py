@@ -10,7 +10,7 @@ import openai
 import pytest
 import torch
 
-from conftest import LiveServer
+from test_serve import client, server  # noqa: F401  a live `loom serve` on served_home; 'slow' loads on first use
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
                                             "parameters": {"type": "object", "properties": {
@@ -93,18 +93,6 @@ def test_calls_in_every_form_a_model_writes_become_tool_calls(pipeline):
 
 
 # ---- the server ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def server(served_home):
-    live = LiveServer(served_home, "--preload", "slow")
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-
 
 ASK = [{"role": "user", "content": "What is the weather in Paris? 巴黎天气如何？"}]
 

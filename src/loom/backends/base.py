@@ -176,17 +176,13 @@ def check_messages(messages: list[dict]) -> None:
     call_ids: set[str] = set()
     for i, m in enumerate(messages):
         if m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
-            raise _at(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant, tool", f"messages[{i}].role",
-                      "fix the role")
+            raise InputError(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant, tool", "fix the role",
+                             param=f"messages[{i}].role")
         if not isinstance(m.get("content"), str) and not (m.get("role") == "assistant" and m.get("tool_calls")):
-            raise _at(f"messages[{i}].content must be text", f"messages[{i}].content", "send the content as a string")
+            raise InputError(f"messages[{i}].content must be text", "send the content as a string",
+                             param=f"messages[{i}].content")
         call_ids.update(c.get("id") for c in m.get("tool_calls") or [] if c.get("id"))
         if m.get("role") == "tool" and m.get("tool_call_id") not in call_ids:
-            raise _at(f"messages[{i}].tool_call_id {m.get('tool_call_id')!r} matches no earlier assistant tool call",
-                      f"messages[{i}].tool_call_id", "send the id of the call this message answers (message.tool_calls[].id)")
-
-
-def _at(message: str, param: str, hint: str) -> InputError:
-    e = InputError(message, hint)
-    e.param = param
-    return e
+            raise InputError(f"messages[{i}].tool_call_id {m.get('tool_call_id')!r} matches no earlier assistant tool call",
+                             "send the id of the call this message answers (message.tool_calls[].id)",
+                             param=f"messages[{i}].tool_call_id")

@@ -47,19 +47,15 @@ def ll_tokenizer(tokenizer):
 def schema_grammar(schema: dict, tokenizer=None, where: str = "response_format.json_schema.schema") -> str:
     """A compiled grammar for a JSON Schema; an InputError naming the problem when it cannot be enforced."""
     llguidance = _lib()
-    problem = None
     if not isinstance(schema, dict):
-        problem = InputError(f"{where} must be a JSON Schema object", "send e.g. {\"type\": \"object\", \"properties\": {...}}")
-    else:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_LAYOUT)
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
-            grammar, ll_tokenizer(tokenizer) if tokenizer is not None else None)
-        if is_error:
-            problem = InputError(f"{where} cannot be enforced: {messages[0]}",
-                                 "remove or rewrite those keywords; docs/serving.md lists the supported subset")
-    if problem is not None:
-        problem.param = where  # the field the HTTP error names
-        raise problem
+        raise InputError(f"{where} must be a JSON Schema object", "send e.g. {\"type\": \"object\", \"properties\": {...}}",
+                         param=where)
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_LAYOUT)
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
+        grammar, ll_tokenizer(tokenizer) if tokenizer is not None else None)
+    if is_error:
+        raise InputError(f"{where} cannot be enforced: {messages[0]}",
+                         "remove or rewrite those keywords; docs/serving.md lists the supported subset", param=where)
     return grammar
 
 

@@ -100,10 +100,6 @@ class SequenceState:
         self.context_limit = context_limit
         self.constraint = constraint  # model.constrain.Constraint: the grammar the output must follow, if any
         self.calls = calls  # model.toolcalls.CallTracker when the request declares tools
-        if calls is not None and (grammar := calls.first_grammar()) is not None:
-            from loom.model.constrain import Constraint
-
-            self.constraint = constraint = Constraint(tokenizer, grammar)  # tool_choice required / named
         self._call_deltas: list[dict] = []  # tool-call deltas not yet taken by the engine
         self.rng = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
         self.stops = [] if constraint is not None else cfg.stop  # a stop string could cut the structured output short
@@ -125,17 +121,18 @@ class SequenceState:
         cfg = GenerateConfig(max_new_tokens=sampling.max_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
                              top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
                              stop=sampling.stop, seed=sampling.seed)
-        constraint = None
+        from loom.model.constrain import JSON_OBJECT_SCHEMA, Constraint, schema_grammar
+
+        constraint, calls = None, None
         schema = getattr(sampling, "json_schema", None)
         if schema is not None or sampling.json_object:
-            from loom.model.constrain import JSON_OBJECT_SCHEMA, Constraint, schema_grammar
-
             constraint = Constraint(tokenizer, schema_grammar(schema if schema is not None else JSON_OBJECT_SCHEMA, tokenizer))
-        calls = None
         if tools is not None and tools.active:
             from loom.model.toolcalls import CallTracker
 
             calls = CallTracker(tokenizer, tools)
+            if (grammar := calls.first_grammar()) is not None:  # tool_choice required / named: from the first token
+                constraint = Constraint(tokenizer, grammar)
         return cls(tokenizer, prompt_ids, cfg, stop_ids, context_limit, constraint, getattr(sampling, "logprobs", None), calls)
 
     def choose(self, logits: torch.Tensor) -> int:
@@ -198,8 +195,8 @@ class SequenceState:
             piece = text[self.emitted:cut]
             self.emitted = len(text)
             self.finish_reason = "stop"
-            if self.calls is not None:
-                self.calls.start = None  # cut before any call: nothing after the stop string counts
+            if self.calls is not None:  # cut before any call: nothing after the stop string counts
+                self.calls.drop()
                 self._call_deltas = []
             return piece
         if len(self.completion_ids) >= self.cfg.max_new_tokens or len(self.prompt_ids) + len(self.completion_ids) >= self.context_limit:
@@ -226,7 +223,7 @@ class SequenceState:
                 self.constraint, self.calls.constrained, self.stops, self.hold = constraint, True, [], 0
             # else: the model's own layout does not fit the grammar; the call is parsed at the end instead
         self._call_deltas += self.calls.deltas(text)
-        return self.constraint is not None and self.calls.constrained and self.constraint.done
+        return self.calls.constrained and self.constraint.done
 
     def take_tool_calls(self) -> list[dict] | None:
         """Tool-call deltas produced since the last take (model.toolcalls); None when there are none."""

@@ -63,7 +63,6 @@ class CallTracker:
         self.tokenizer, self.tools = tokenizer, tools
         self.forced = tools.choice != "auto"  # required / named: the grammar holds the reply from token 0
         self.start: int | None = 0 if self.forced else None  # where the calls begin in the completion text
-        self.form = "tagged" if self.forced else None
         self.constrained = self.forced
         self._scan = 0  # text before this offset is known to be content
         self._sent: list[tuple[str, int]] = []  # per streamed call: (id, characters of its arguments sent)
@@ -82,11 +81,10 @@ class CallTracker:
         found = self._find(text)
         if found is None:
             return None
-        self.start, self.form = found
-        if self.form == "opened":
-            after = self.start + len(CALL_OPEN)
-            return calls_grammar(self.tokenizer, self.tools, "opened"), text[after:]
-        return calls_grammar(self.tokenizer, self.tools, self.form), text[self.start:]
+        self.start, form = found
+        if form == "opened":  # the grammar takes over after the tag the model wrote
+            return calls_grammar(self.tokenizer, self.tools, "opened"), text[self.start + len(CALL_OPEN):]
+        return calls_grammar(self.tokenizer, self.tools, form), text[self.start:]
 
     def _find(self, text: str) -> tuple[int, str] | None:
         """The earliest call start in text[self._scan:]; advances _scan past what can no longer start one."""
@@ -173,6 +171,10 @@ class CallTracker:
             out.append({"index": index, "id": self._sent[-1][0], "name": name, "arguments": ""})
             out.append({"index": index, "arguments": arguments})
         return self.start, out
+
+    def drop(self) -> None:
+        """Forget any call: the reply was cut (a stop string) before it."""
+        self.start, self.constrained, self._sent = None, False, []
 
     @property
     def called(self) -> bool:

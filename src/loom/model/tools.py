@@ -63,18 +63,20 @@ class ToolSet:
         for i, tool in enumerate(self.tools):
             where = f"tools[{i}].function"
             if not NAME_PATTERN.match(tool.name or ""):
-                raise _bad(f"{where}.name {tool.name!r} is not 1-64 letters, digits, '_' or '-'", f"{where}.name",
-                           "rename the function, e.g. get_weather")
+                raise InputError(f"{where}.name {tool.name!r} is not 1-64 letters, digits, '_' or '-'",
+                                 "rename the function, e.g. get_weather", param=f"{where}.name")
             if names.index(tool.name) != i:
-                raise _bad(f"{where}.name {tool.name!r} is declared twice", f"{where}.name", "give each tool its own name")
+                raise InputError(f"{where}.name {tool.name!r} is declared twice", "give each tool its own name",
+                                 param=f"{where}.name")
             if not isinstance(tool.parameters, dict) or tool.parameters.get("type", "object") != "object":
-                raise _bad(f"{where}.parameters must be a JSON Schema of type object", f"{where}.parameters",
-                           "send e.g. {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}")
+                raise InputError(f"{where}.parameters must be a JSON Schema of type object",
+                                 "send e.g. {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}",
+                                 param=f"{where}.parameters")
         if self.choice not in ("auto", "required", "none") and self.choice not in names:
-            raise _bad(f"tool_choice names {self.choice!r}, which is not among the declared tools {names}", "tool_choice",
-                       "name one of the tools, or use auto / required / none")
+            raise InputError(f"tool_choice names {self.choice!r}, which is not among the declared tools {names}",
+                             "name one of the tools, or use auto / required / none", param="tool_choice")
         if self.choice != "none" and not self.tools:
-            raise _bad(f"tool_choice {self.choice!r} needs tools", "tool_choice", "declare tools, or drop tool_choice")
+            raise InputError(f"tool_choice {self.choice!r} needs tools", "declare tools, or drop tool_choice", param="tool_choice")
 
     @property
     def active(self) -> bool:
@@ -83,12 +85,6 @@ class ToolSet:
 
     def get(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
-
-
-def _bad(message: str, param: str, hint: str) -> InputError:
-    e = InputError(message, hint)
-    e.param = param
-    return e
 
 
 def check_grammars(tokenizer, tools: ToolSet) -> None:
@@ -159,20 +155,19 @@ def call_text(name: str, arguments) -> str:
 def _generic(messages: list[dict], declared: list[Tool]) -> list[dict]:
     """Messages for a template that knows no tools: only system, user and assistant turns."""
     out: list[dict] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         role, content = m["role"], m.get("content") or ""
         if role == "assistant" and m.get("tool_calls"):
             blocks = [call_text(c["function"]["name"], c["function"].get("arguments")) for c in m["tool_calls"]]
             out.append({"role": "assistant", "content": "\n".join(([content] if content else []) + blocks)})
         elif role == "tool":
             result = f"<tool_response>\n{content}\n</tool_response>"
-            if out and out[-1]["role"] == "user" and out[-1].get("_results"):
+            if i > 0 and messages[i - 1]["role"] == "tool":
                 out[-1]["content"] += "\n" + result  # consecutive results share one user turn
             else:
-                out.append({"role": "user", "content": result, "_results": True})
+                out.append({"role": "user", "content": result})
         else:
             out.append({"role": role, "content": content})
-    out = [{k: v for k, v in m.items() if k != "_results"} for m in out]
     if declared:
         listing = "\n".join(json.dumps(t.openai()["function"], ensure_ascii=False) for t in declared)
         instructions = GENERIC_INSTRUCTIONS.format(tools=listing)

@@ -47,7 +47,7 @@ def from_loom(e: LoomError) -> APIError:
         return APIError(502, text, "server_error", "upstream_error")
     if isinstance(e, Unsupported):
         return APIError(400, text, code="unsupported_model", param="model")
-    return APIError(400, text, code=getattr(e, "code", None) or "invalid_request", param=getattr(e, "param", None))
+    return APIError(400, text, code=getattr(e, "code", None) or "invalid_request", param=e.param)
 
 
 def response(e: APIError) -> JSONResponse:

@@ -173,16 +173,15 @@ class ChatRequest(_Generation):
         """The declared tools and how they may be used; an InputError (400) naming the field when they
         cannot be (a duplicate name, parameters that are not an object schema, an undeclared choice)."""
         choice = self.tool_choice
-        if not self.tools:
-            if choice is not None and choice != "none":
-                raise _invalid("tool_choice is set but no tools are declared", "tool_choice", "send tools, or drop tool_choice")
+        if not self.tools and choice in (None, "none"):
             return None
-        if self.response_format is not None and self.response_format.type != "text":
-            raise _invalid("tools and a JSON response_format cannot be combined in one request", "response_format",
-                           "drop one: a tool's parameters already hold its arguments to a schema")
         name = choice.function.name if isinstance(choice, NamedToolChoice) else (choice or "auto")
-        tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools]
-        return ToolSet(tools, name, self.parallel_tool_calls)
+        tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []]
+        toolset = ToolSet(tools, name, self.parallel_tool_calls)  # checks names, parameters and the choice
+        if self.response_format is not None and self.response_format.type != "text":
+            raise InputError("tools and a JSON response_format cannot be combined in one request",
+                             "drop one: a tool's parameters already hold its arguments to a schema", param="response_format")
+        return toolset
 
 
 class CompletionRequest(_Generation):
@@ -233,9 +232,3 @@ class ClassifyRequest(_Wire):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-def _invalid(message: str, param: str, hint: str) -> InputError:
-    e = InputError(message, hint)
-    e.param = param
-    return e
