@@ -34,11 +34,11 @@ def served(model: str):
 
 
 def streamed(client, model: str, messages: list[dict], tokens: int, **extra) -> tuple[float, float, int]:
-    """(tok/s, seconds to the first content piece, completion tokens) of one greedy streamed chat request."""
+    """(tok/s, seconds to the first content or tool-call piece, completion tokens) of one greedy streamed chat request."""
     start, first, produced = time.perf_counter(), None, 0
     for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=tokens, temperature=0, stream=True,
                                                 stream_options={"include_usage": True}, **extra):
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
+        if first is None and chunk.choices and (chunk.choices[0].delta.content or chunk.choices[0].delta.tool_calls):
             first = time.perf_counter() - start
         if chunk.usage:
             produced = chunk.usage.completion_tokens
