@@ -81,7 +81,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 LAYERS = [
     ("ground", ["loom", "loom.errors", "loom.home", "loom.atomic", "loom.config", "loom.runtime", "loom.text", "loom.plotting", "loom.catalog"]),
-    ("data", ["loom.data", "loom.datasets"]),
+    ("data", ["loom.data", "loom.datasets", "loom.media"]),
     ("tokenizer", ["loom.tokenizer"]),
     ("model", ["loom.model"]),
     ("train", ["loom.train", "loom.classify"]),

@@ -43,6 +43,8 @@ class ModelEntry(BaseModel):
         "as-is", description="gguf: the weights the llama.cpp engine runs. f16 widens the file once (~2 s, cached "
         "under cache/gguf-f16/): for a tiny 4-bit model whose answers flip under llama.cpp's 8-bit activations "
         "(SmolLM2-135M Q4_1), and f16 matmuls batch ~4x where Q4_1 batches ~1.8x on a 2-core CPU")
+    vision: bool = Field(False, description="openai backend: the remote model reads images (a VLM): chat image parts go "
+                         "to it unchanged; other models get the images' text, read by OCR")
     builtin: bool = False
 
 
@@ -113,7 +115,7 @@ def get(name: str) -> ModelEntry:
 
 def add(name: str, path: str, backend: Backend | None = None, chat: bool = False, description: str = "",
         replace: bool = False, task: Task | None = None, remote_model: str = "", api_key_env: str = "",
-        timeout: float = 600.0) -> ModelEntry:
+        timeout: float = 600.0, vision: bool = False) -> ModelEntry:
     home.check_name(name, "model name")
     if name in BUILTINS:
         raise ExistsError(f"{name!r} is a built-in model name", "choose another name")
@@ -124,8 +126,12 @@ def add(name: str, path: str, backend: Backend | None = None, chat: bool = False
         if not path.startswith(("http://", "https://")):
             raise InputError(f"{path!r} is not a URL", "pass the engine's base URL, e.g. http://gpu-host:8000/v1")
         entry = ModelEntry(name=name, backend="openai", path=path.rstrip("/"), chat=True, description=description,
-                           task=task or "generate", remote_model=remote_model, api_key_env=api_key_env, timeout=timeout)
+                           task=task or "generate", remote_model=remote_model, api_key_env=api_key_env, timeout=timeout,
+                           vision=vision)
     else:
+        if vision:
+            raise InputError("--vision is for remote engines that serve a vision-language model",
+                             "local models read text only; images reach them as OCR text")
         p = Path(path).expanduser().resolve()
         backend = backend or _guess_backend(p)
         _check_location(p, backend)

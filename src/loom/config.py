@@ -222,6 +222,21 @@ class GenerateConfig(_Strict):
     seed: int | None = Field(None, description="fix the sampling RNG for reproducible output")
 
 
+class MediaConfig(_Strict):
+    """Limits on images and scanned documents (loom.media); the serve config's `media:` section."""
+
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="one image or PDF file")
+    max_pixels: int = Field(60_000_000, ge=10_000, description="one image or rendered page (an A4 page at 300 dpi is "
+                            "8.7 MP); larger ones are refused before decoding (decompression bombs)")
+    max_pages: int = Field(500, ge=1, description="pages of one PDF")
+    seconds_per_document: float = Field(900.0, gt=0, description="OCR time for one file, all its pages")
+    pdf_dpi: int = Field(200, ge=72, le=600, description="resolution at which image-only PDF pages are rendered for OCR")
+    ocr_engine: Literal["rapidocr", "tesseract"] = Field(
+        "rapidocr", description="rapidocr: the bundled PP-OCR models (Chinese, English); tesseract: when installed")
+    fetch_image_urls: bool = Field(False, description="let chat requests name http(s) images for the server to fetch; "
+                                   "off: only data: URLs (a server must not fetch arbitrary URLs for a caller)")
+
+
 class ServeConfig(_Strict):
     """`loom serve`: the OpenAI-compatible server."""
 
@@ -243,6 +258,7 @@ class ServeConfig(_Strict):
     kb_import_dirs: list[str] = Field(
         default_factory=list, description="folders on this machine from which admin keys may import files into knowledge "
         "bases by path (POST /v1/kb/NAME/documents {\"paths\": [...]}); empty = the API never reads server files")
+    media: MediaConfig = Field(default_factory=MediaConfig, description="images and scans: limits, OCR engine")
 
 
 class SupportConfig(_Strict):

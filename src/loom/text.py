@@ -28,6 +28,18 @@ def cjk_count(text: str) -> int:
     return len(CJK_CHAR.findall(text))
 
 
+_WIDE = re.compile(f"[{CJK}\u3000-\u303f\uff00-\uffef]")  # Han, CJK punctuation, full-width forms
+
+
+def glue(left: str, right: str) -> str:
+    """Join two pieces of running text (OCR lines, words): no space where both sides of the seam
+    are Chinese characters or full-width punctuation ("退货" + "政策"), one space elsewhere."""
+    if not left or not right:
+        return left or right
+    wide = _WIDE.match(left[-1]) and _WIDE.match(right[0])
+    return left + right if wide else f"{left} {right}"
+
+
 def is_chinese(text: str) -> bool:
     """Mostly Chinese: CJK characters are at least 30% of the non-space characters (mixed text such
     as "Wi-Fi 连不上" counts; an English sentence quoting one character does not)."""

@@ -169,8 +169,9 @@ def join_calls(calls: list[dict], deltas: list[dict] | None) -> None:
         call["arguments"] += d.get("arguments", "")
 
 
-def check_messages(messages: list[dict]) -> None:
-    """Roles and contents; a tool result must answer a call an earlier assistant turn made."""
+def check_messages(messages: list[dict], parts: bool = False) -> None:
+    """Roles and contents; a tool result must answer a call an earlier assistant turn made. `parts`:
+    content may also be a list of OpenAI content parts (a remote vision model's image parts)."""
     if not messages:
         raise InputError("messages is empty", "send at least one message, e.g. {'role': 'user', 'content': 'hi'}")
     call_ids: set[str] = set()
@@ -178,7 +179,10 @@ def check_messages(messages: list[dict]) -> None:
         if m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
             raise InputError(f"messages[{i}].role {m.get('role')!r} is not one of system, user, assistant, tool", "fix the role",
                              param=f"messages[{i}].role")
-        if not isinstance(m.get("content"), str) and not (m.get("role") == "assistant" and m.get("tool_calls")):
+        content = m.get("content")
+        as_parts = parts and isinstance(content, list) and all(isinstance(p, dict) and p.get("type") in ("text", "image_url")
+                                                              for p in content)
+        if not isinstance(content, str) and not as_parts and not (m.get("role") == "assistant" and m.get("tool_calls")):
             raise InputError(f"messages[{i}].content must be text", "send the content as a string",
                              param=f"messages[{i}].content")
         call_ids.update(c.get("id") for c in m.get("tool_calls") or [] if c.get("id"))

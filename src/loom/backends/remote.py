@@ -63,7 +63,7 @@ class Remote(Backend):
         if s.seed is not None:
             body["seed"] = s.seed
         if request.messages is not None:
-            check_messages(request.messages)
+            check_messages(request.messages, parts=True)
             if s.json_schema is not None:
                 body["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": s.json_schema}}
             elif s.json_object:

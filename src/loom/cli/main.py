@@ -11,6 +11,7 @@ from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, kg, m
 from loom.cli.doctor import doctor
 from loom.cli.export import export
 from loom.cli.generate import generate
+from loom.cli.ocr import ocr
 from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
 from loom.cli.serve import chat, keys_app, serve
@@ -49,6 +50,7 @@ app.command()(summarize)
 app.command()(report)
 app.command()(write)
 app.command()(translate)
+app.command()(ocr)
 
 
 def main() -> None:

@@ -63,6 +63,8 @@ def add(
     api_key_env: str = typer.Option("", help="openai backend: environment variable that holds the remote API key"),
     timeout: float = typer.Option(600.0, min=0.1, help="openai backend: seconds one request may take in all, "
                                   "streaming included; past it the client gets 504"),
+    vision: bool = typer.Option(False, "--vision", help="openai backend: the remote model reads images; chat image "
+                                "parts go to it unchanged (other models get the images' text by OCR)"),
 ) -> None:
     """Register a model under a name: a local folder or file, or a remote engine (vLLM, Ollama, ...).
 
@@ -76,7 +78,7 @@ def add(
     if backend is not None and backend not in get_args(catalog.Backend):
         raise InputError(f"unknown backend {backend!r}", f"use one of: {', '.join(get_args(catalog.Backend))}")
     entry = catalog.add(name, path, backend=backend, chat=chat, description=description,
-                         remote_model=remote_model, api_key_env=api_key_env, timeout=timeout)
+                         remote_model=remote_model, api_key_env=api_key_env, timeout=timeout, vision=vision)
     console.print(f"registered {entry.name} ({entry.backend}) -> {entry.path}")
 
 

@@ -1,7 +1,10 @@
-"""Knowledge-base file readers: documents (.txt .md .html .pdf .docx) become structured text,
-FAQ files (.csv .jsonl with question/answer columns) become question-answer pairs.
+"""Knowledge-base file readers: documents (.txt .md .html .pdf .docx, and images: .png .jpg .webp
+.tiff .bmp .gif) become structured text, FAQ files (.csv .jsonl with question/answer columns) become
+question-answer pairs.
 
-Documents come back as a list of blocks (heading path, text) so chunking can follow structure."""
+Documents come back as a list of blocks (heading path, text) so chunking can follow structure.
+PDFs and images go through loom.media: a PDF page's text layer where it has one, OCR where it does
+not (scans, photos, screenshots); their blocks carry the page and the region they came from."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom.errors import InputError
+from loom.media.images import IMAGE_TYPES, SCAN_TYPES
 
-DOC_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
+DOC_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} | IMAGE_TYPES
 FAQ_TYPES = {".csv", ".jsonl"}
 MAX_FILE_BYTES = 200 * 1024 * 1024  # larger files are refused (named and skipped), not read into memory
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -21,6 +25,9 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 class Block:
     headings: tuple[str, ...]  # e.g. ("Returns", "Refund times")
     text: str
+    page: int | None = None  # PDFs and images: the 1-based page the text is on
+    region: tuple[float, float, float, float] | None = None  # where on that page: x0, y0, x1, y1 as fractions
+    ocr: bool = False  # read by OCR (not from a text layer)
 
 
 @dataclass
@@ -45,9 +52,11 @@ def _check_size(path: Path) -> None:
         raise InputError(f"{path.name} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it into smaller files")
 
 
-def read_document(path: Path) -> list[Block]:
+def read_document(path: Path, progress: bool = False) -> list[Block]:
     suffix = path.suffix.lower()
     _check_size(path)
+    if suffix in SCAN_TYPES:
+        return scan_blocks(read_scan(path, progress))
     if suffix in (".md", ".markdown"):
         return _markdown_blocks(read_text_file(path))
     if suffix == ".txt":
@@ -133,18 +142,41 @@ def _html_blocks(html: str) -> list[Block]:
     return parser.blocks
 
 
-def _pdf_blocks(path: Path) -> list[Block]:
-    try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-    except ImportError as e:
-        raise InputError("reading PDF files needs pypdf", "pip install pypdf") from e
-    try:
-        reader = PdfReader(path)
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, OSError) as e:
-        raise InputError(f"{path.name} is not a readable PDF ({e})", "re-export it, or remove it from the list") from e
-    return [Block((f"page {i + 1}",), p) for i, text in enumerate(pages) for p in _paragraphs(text)]
+def check_content(name: str, data: bytes) -> None:
+    """Refuse a file whose bytes are not what its name says, before anything is read or written: an
+    image or PDF that is damaged, empty, too large or too long (loom.media's limits), or a text file
+    that holds an image, a PDF or an archive (a wrong name or MIME type would ingest it as garbage)."""
+    from loom.media import images, pages
+
+    suffix = Path(name).suffix.lower()
+    if suffix in SCAN_TYPES:
+        pages.inspect(data, name)
+        return
+    kind = images.sniff(data[:32])
+    if kind and (suffix != ".docx" or kind != "a ZIP archive"):
+        what = f"a {kind.upper()} image" if images.is_image_kind(kind) else "a PDF" if kind == "pdf" else kind
+        fix = f"name it .{'jpg' if kind == 'jpeg' else kind}" if images.is_image_kind(kind) or kind == "pdf" else "send the document itself"
+        raise InputError(f"{name} is named as {suffix or 'a file without a type'} but holds {what}", fix)
+
+
+def read_scan(path: Path, progress: bool = False):
+    """A PDF or an image as loom.media Pages (text layer or OCR, cached by the file's hash)."""
+    from loom.media import pages
+
+    return pages.read_pages(path.read_bytes(), path.name, progress=progress)
+
+
+def scan_blocks(pages) -> list[Block]:
+    """One block per paragraph or table row; a PDF's pages are sections ("page 3") so a chunk never
+    spans two pages, and each block keeps its region (fractions of the page, for drawing)."""
+    blocks = []
+    for page in pages:
+        headings = (f"page {page.number}",) if len(pages) > 1 or page.source == "text" else ()
+        for para in page.paragraphs:
+            x0, y0, x1, y1 = para.box
+            region = (x0 / page.width, y0 / page.height, x1 / page.width, y1 / page.height)
+            blocks.append(Block(headings, para.text, page.number, tuple(round(v, 4) for v in region), page.source == "ocr"))
+    return blocks
 
 
 def _docx_blocks(path: Path) -> list[Block]:

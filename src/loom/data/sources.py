@@ -1,8 +1,9 @@
 """Readers: each yields (source, text) one document at a time, so memory stays flat.
 
 Supported: .txt/.md (documents split by blank lines, lines, or whole files), .jsonl, .csv, .parquet
-(a chosen text field), and folders of those. Binary files and undecodable bytes are errors that
-name the file, the position and the fix.
+(a chosen text field), PDFs and images (.png .jpg .webp .tiff .bmp .gif: text layer or OCR, through
+loom.media; split the same way, a paragraph being what the page layout says), and folders of those.
+Binary files and undecodable bytes are errors that name the file, the position and the fix.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from loom.errors import InputError
+from loom.media.images import SCAN_TYPES
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
-SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".csv", ".parquet"}
+SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".csv", ".parquet"} | SCAN_TYPES
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -49,7 +51,7 @@ def _check_readable(p: Path) -> None:
             head = f.read(8192)
     except OSError as e:
         raise InputError(f"cannot read {p}: {e.strerror}", "check the file's permissions") from e
-    if p.suffix.lower() != ".parquet" and b"\x00" in head:
+    if p.suffix.lower() not in {".parquet"} | SCAN_TYPES and b"\x00" in head:
         raise InputError(f"{p} looks binary (it contains NUL bytes)", "pass a text file; convert documents to .txt first (UTF-16 text: convert it to UTF-8)")
 
 
@@ -57,6 +59,9 @@ def read_documents(path: Path, text_field: str = "text", split: str = "paragraph
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         yield from _read_parquet(path, text_field)
+        return
+    if suffix in SCAN_TYPES:
+        yield from _read_scan(path, split)
         return
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # tolerate a BOM
@@ -76,6 +81,19 @@ def read_documents(path: Path, text_field: str = "text", split: str = "paragraph
             f"{path} is not valid {encoding} (byte {e.start} of a read block: {e.reason})",
             "convert it to UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`) or pass --encoding with its real encoding",
         ) from e
+
+
+def _read_scan(path: Path, split: str) -> Iterator[str]:
+    from loom.media import read_pages
+
+    pages = read_pages(path.read_bytes(), path.name, progress=sys.stderr.isatty())
+    paragraphs = [p.text for page in pages for p in page.paragraphs if p.text.strip()]
+    if split == "file":
+        yield "\n\n".join(paragraphs)
+    elif split == "line":
+        yield from (ln.text for page in pages for ln in page.lines if ln.text.strip())
+    else:
+        yield from paragraphs
 
 
 def _read_text(path: Path, split: str, encoding: str) -> Iterator[str]:

@@ -24,8 +24,8 @@ import loom.apps.support.backend  # noqa: F401  registers the `support:NAME` mod
 from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
-from loom.errors import StorageError
-from loom.serve import errors, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes, train_routes, writing_routes
+from loom.errors import LoomError, StorageError
+from loom.serve import errors, images, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes, train_routes, writing_routes
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
 from loom.serve.limits import BodyLimit
@@ -45,7 +45,10 @@ class Server:
     """Loaded backends, keys, limits and metrics shared by the routes."""
 
     def __init__(self, settings: ServeConfig) -> None:
+        from loom import media
+
         self.settings = settings
+        media.configure(settings.media)  # limits and OCR engine for uploads, KB files and chat images
         self.backends: dict[str, Backend] = {}
         self.kbs: dict = {}  # knowledge bases opened by /v1/kb (each caches its dense matrix)
         self._loading: dict[str, asyncio.Lock] = {}
@@ -231,7 +234,11 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
 async def _generate(server: Server, request: Request, key: Key | None, body, kind: str, endpoint: str):
     backend = await server.backend(body.model)
     started = time.perf_counter()
-    streams = [backend.astream(body.internal(server.settings.default_max_tokens, i)) for i in range(body.n)]
+    messages, top_extra = None, None
+    if kind == "chat.completion" and images.image_parts(body.messages):
+        messages, top_extra = await images.prepare(body.messages, server.settings.media, _reads_images(body.model))
+    streams = [backend.astream(body.internal(server.settings.default_max_tokens, i, messages) if messages
+                               else body.internal(server.settings.default_max_tokens, i)) for i in range(body.n)]
     # Pull each choice's first chunk now, so bad input (e.g. a prompt over the context) is a clean 4xx
     # instead of an error in the middle of a 200 stream.
     firsts: list[Chunk] = []
@@ -250,7 +257,7 @@ async def _generate(server: Server, request: Request, key: Key | None, body, kin
         server.account(key, endpoint, body.model, prompt_tokens, completion_tokens)
 
     if body.stream:
-        events = sse_events(streams, firsts, kind, meta, body.include_usage, done)
+        events = sse_events(streams, firsts, kind, meta, body.include_usage, done, top_extra)
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     task = asyncio.ensure_future(collect_choices(streams, firsts))
     while not task.done():  # a client that hangs up stops its generation
@@ -274,7 +281,16 @@ async def _generate(server: Server, request: Request, key: Key | None, body, kin
         shaped = [{"index": i, "text": prefix + c["text"], "finish_reason": c["finish_reason"],
                    "logprobs": shape_logprobs(c["logprobs"], False, len(prefix))} for i, c in enumerate(choices)]
     return JSONResponse(meta | {"object": kind, "choices": shaped, "usage": {
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
+        | ({"loom": top_extra} if top_extra else {}))
+
+
+def _reads_images(model: str) -> bool:
+    """A remote engine registered with --vision gets image parts as they are; everything else, their OCR text."""
+    try:
+        return catalog.get(model).vision
+    except LoomError:
+        return False
 
 
 def _message(choice: dict) -> dict:

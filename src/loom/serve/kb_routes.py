@@ -8,6 +8,7 @@ loom.serve.imports. Deleting a whole knowledge base needs an admin key once keys
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -44,7 +45,7 @@ class SearchKB(_Body):
 
 def router(authorize, server) -> APIRouter:
     from loom import catalog
-    from loom.data.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES
+    from loom.data.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES, check_content
     from loom.apps.support.store import KnowledgeBase, list_kbs
     from loom.serve.imports import Forbidden, allowed_files
 
@@ -117,13 +118,22 @@ def router(authorize, server) -> APIRouter:
         return await anyio.to_thread.run_sync(work)
 
     @api.post("/{name}/files")
-    async def upload(name: str, files: list[UploadFile] = File(..., description="documents (.txt .md .html .pdf .docx) "
-                                                                                 "or FAQ tables (.csv .jsonl)")):
+    async def upload(name: str, files: list[UploadFile] = File(..., description="documents (.txt .md .html .pdf .docx), "
+                                                                                 "images and scans (.png .jpg .webp .tiff .bmp .gif, "
+                                                                                 "image-only PDFs: read by OCR) or FAQ tables (.csv .jsonl)")):
         target = kb(name)
         received = []
         for f in files:
             data = await f.read(MAX_FILE_BYTES + 1)
             received.append((_source_name(f.filename), data))
+
+        def check() -> None:
+            """A damaged, empty, oversized or mislabelled file is a 400 before anything is written."""
+            for source, data in received:
+                if len(data) <= MAX_FILE_BYTES and Path(source).suffix.lower() in DOC_TYPES | FAQ_TYPES:
+                    check_content(source, data)
+
+        await anyio.to_thread.run_sync(check)
 
         def work() -> dict:
             reports = []
@@ -135,6 +145,14 @@ def router(authorize, server) -> APIRouter:
             return merged(reports)
 
         return await anyio.to_thread.run_sync(work)
+
+    @api.get("/{name}/pages")
+    async def page_image(name: str, source: str, page: int):
+        """A scanned page's JPEG preview, to show a cited passage where it is on the page."""
+        from fastapi.responses import Response
+
+        jpeg = await anyio.to_thread.run_sync(lambda: kb(name).page_image(source, page))
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @api.delete("/{name}/documents")
     async def delete_doc(name: str, source: str):

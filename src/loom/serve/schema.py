@@ -25,6 +25,19 @@ class TextPart(_Wire):
     text: str
 
 
+class ImageURL(_Wire):
+    url: str = Field(min_length=1, description="data:image/...;base64,... (http(s) only where the operator allows fetching)")
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Wire):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 _TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
@@ -41,13 +54,14 @@ class ToolCall(_Wire):
 
 class Message(_Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: the call this result answers
 
     def text(self) -> str:
+        """The text parts joined (image parts are resolved by serve/images.py before a model sees them)."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "".join(part.text for part in self.content if part.type == "text")
         return self.content or ""
 
     def internal(self) -> dict:
@@ -162,11 +176,12 @@ class ChatRequest(_Generation):
     def alternatives(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
-    def internal(self, default_max: int, index: int = 0) -> Request:
+    def internal(self, default_max: int, index: int = 0, messages: list[dict] | None = None) -> Request:
+        """`messages`: the internal messages when serve/images.py resolved image parts."""
         fmt = self.response_format
         json_object = fmt is not None and fmt.type == "json_object"
         json_schema = fmt.json_schema.schema_ if fmt is not None and fmt.type == "json_schema" else None
-        messages = [m.internal() for m in self.messages]
+        messages = messages or [m.internal() for m in self.messages]
         return Request(self.sampling(default_max, index, json_object, json_schema), messages=messages, tools=self.toolset())
 
     def toolset(self) -> ToolSet | None:

@@ -50,7 +50,8 @@ def _dump(payload: dict) -> str:
 
 
 async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], kind: str, meta: dict,
-                     include_usage: bool, done: Callable[[int, int], None]) -> AsyncIterator[str]:
+                     include_usage: bool, done: Callable[[int, int], None], top_extra: dict | None = None) -> AsyncIterator[str]:
+    """`top_extra`: Loom's notes on the whole request (how image parts were read), sent once, on the first event."""
     chat = kind.startswith("chat")
     obj = "chat.completion.chunk" if chat else "text_completion"
 
@@ -92,7 +93,7 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
     try:
         if chat:
             yield event([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None, "logprobs": None}
-                         for i in range(len(streams))])
+                         for i in range(len(streams))], **({"loom": top_extra} if top_extra else {}))
         remaining, prompt_tokens, completion_tokens = len(streams), 0, 0
         while remaining:
             i, item = await inbox.get()

@@ -261,4 +261,4 @@ def support(answer: str, passage: str) -> float:
 
 
 def _citation(n: int, hit: Hit) -> dict:
-    return {"n": n, "source": hit.source, "title": hit.title, "chunk_id": hit.chunk_id, "text": hit.text}
+    return {"n": n, "source": hit.source, "title": hit.title, "chunk_id": hit.chunk_id, "text": hit.text, **(hit.locator or {})}

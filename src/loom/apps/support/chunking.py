@@ -5,7 +5,7 @@ still has its context. Sentence ends: . ! ? ; and Chinese 。！？；… (plus 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from loom.data.readers import Block
@@ -16,6 +16,13 @@ class Chunk:
     ordinal: int  # position in the document, from 0
     title: str  # heading path, "Returns > Refund times"
     text: str
+    page: int | None = None  # scans and PDFs: the page the chunk is on (a chunk never spans pages)
+    regions: list = field(default_factory=list)  # [x0, y0, x1, y1] page fractions of the paragraphs it holds
+
+    @property
+    def locator(self) -> dict | None:
+        """Where the chunk came from on its page, stored beside it (citations draw it on the page)."""
+        return {"page": self.page, "regions": self.regions} if self.page is not None else None
 
     @property
     def indexed(self) -> str:
@@ -38,20 +45,30 @@ def chunk_blocks(blocks: list[Block], max_chars: int = 500, overlap: int = 100) 
         current: list[str] = []
         size = 0
         fresh = 0  # sentences in `current` not yet emitted in an earlier chunk
+        held: list[Block] = []  # the blocks whose text is in `current`
         for block in group:
             for piece in _pieces(block.text, max_chars):
                 if size + len(piece) > max_chars and fresh:
-                    chunks.append(Chunk(len(chunks), title, _join(current)))
+                    chunks.append(_chunk(len(chunks), title, current, held))
                     current, size = _tail(current, overlap), 0
                     size = sum(len(s) for s in current)
                     fresh = 0
+                    held = held[-1:]  # the overlap comes from the latest block
+                if not held or held[-1] is not block:
+                    held.append(block)
                 current.append(piece)
                 size += len(piece)
                 fresh += 1
             current.append("\n")  # paragraph boundary, kept in the chunk text
         if fresh:
-            chunks.append(Chunk(len(chunks), title, _join(current)))
+            chunks.append(_chunk(len(chunks), title, current, held))
     return chunks
+
+
+def _chunk(ordinal: int, title: str, parts: list[str], blocks: list[Block]) -> Chunk:
+    page = blocks[0].page if blocks else None
+    regions = [list(b.region) for b in blocks if b.region is not None and b.page == page]
+    return Chunk(ordinal, title, _join(parts), page, regions)
 
 
 def _tail(parts: list[str], overlap: int) -> list[str]:

@@ -4,6 +4,8 @@ it), so a reader never serves vectors of content that changed. A mixin of Knowle
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from loom import atomic
@@ -79,10 +81,11 @@ class Index:
             return {}
         marks = ",".join("?" * len(ids))
         with self.connect() as db:
-            rows = db.execute(f"SELECT c.id, d.source, c.ordinal, c.title, c.text, f.question, f.answer FROM chunks c "
+            rows = db.execute(f"SELECT c.id, d.source, c.ordinal, c.title, c.text, f.question, f.answer, c.locator FROM chunks c "
                               f"JOIN documents d ON d.id = c.doc_id LEFT JOIN faqs f ON f.chunk_id = c.id WHERE c.id IN ({marks})", ids).fetchall()
         return {r[0]: {"chunk_id": r[0], "source": r[1], "ordinal": r[2], "title": r[3], "text": r[4],
-                       "faq": {"question": r[5], "answer": r[6]} if r[5] is not None else None} for r in rows}
+                       "faq": {"question": r[5], "answer": r[6]} if r[5] is not None else None,
+                       "locator": json.loads(r[7]) if r[7] else None} for r in rows}
 
 
 def _fts_phrase(term: str) -> str:

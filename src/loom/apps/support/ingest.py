@@ -6,6 +6,7 @@ held only for the inserts. A mixin of KnowledgeBase (store.py)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 import time
@@ -16,7 +17,7 @@ import numpy as np
 
 from loom import atomic, home
 from loom.apps.support.chunking import Chunk, chunk_blocks
-from loom.data.readers import DOC_TYPES, FAQ_TYPES, FaqPair, read_document, read_faq
+from loom.data.readers import DOC_TYPES, FAQ_TYPES, SCAN_TYPES, FaqPair, read_document, read_faq, read_scan, scan_blocks
 from loom.data.words import search_terms
 from loom.errors import InputError, LoomError, NotFoundError
 
@@ -46,7 +47,7 @@ class Ingest:
         bar = tqdm(files, desc=f"kb {self.name}", unit=" files", disable=not progress)
         for path in bar:
             try:
-                self._add_file(path, report)
+                self._add_file(path, report, progress=progress)
             except InputError as e:
                 report.failed.append((str(path), e.message))
             bar.set_postfix(chunks=report.chunks)
@@ -55,10 +56,10 @@ class Ingest:
 
     def add_text(self, source: str, text: str) -> AddReport:
         """Add content sent as text (the HTTP API): `source` names it and its suffix picks the reader
-        (.md, .txt, .html, .csv/.jsonl FAQ; .pdf/.docx names are read as plain text); re-sending the
+        (.md, .txt, .html, .csv/.jsonl FAQ; .pdf/.docx/image names are read as plain text); re-sending the
         same source replaces it."""
         suffix = Path(source).suffix.lower()
-        as_text = suffix not in DOC_TYPES | FAQ_TYPES or suffix in (".pdf", ".docx")
+        as_text = suffix not in DOC_TYPES | FAQ_TYPES or suffix in SCAN_TYPES | {".docx"}
         return self.add_bytes(source, text.encode("utf-8"), read_as=".txt" if as_text else suffix)
 
     def add_bytes(self, source: str, data: bytes, read_as: str | None = None) -> AddReport:
@@ -83,7 +84,7 @@ class Ingest:
                 report.failed.append((source, e.message))
         return report
 
-    def _add_file(self, path: Path, report: AddReport, source: str | None = None) -> None:
+    def _add_file(self, path: Path, report: AddReport, source: str | None = None, progress: bool = False) -> None:
         source = source or str(path.resolve())
         from loom.data import readers
 
@@ -94,26 +95,37 @@ class Ingest:
         if row and row[0] == digest:
             report.unchanged.append(source)
             return
+        readers.check_content(path.name, data)
+        previews: dict[int, tuple[int, int, bytes]] = {}
         if path.suffix.lower() in FAQ_TYPES:
             pairs = read_faq(path)
             chunks = [Chunk(i, "FAQ", f"Q: {p.question}\nA: {p.answer}") for i, p in enumerate(pairs)]
+        elif path.suffix.lower() in SCAN_TYPES:
+            pages = read_scan(path, progress)
+            pairs, chunks = [], chunk_blocks(scan_blocks(pages))
+            previews = _previews(data, path.name, pages, {c.page for c in chunks})
         else:
             pairs, chunks = [], chunk_blocks(read_document(path))
         if not chunks:
-            raise InputError(f"{path.name} has no text", "check the file; scanned PDFs need OCR first")
-        self.write_document(source, digest, len(data), chunks, pairs)
+            scanned = path.suffix.lower() in SCAN_TYPES
+            raise InputError(f"{path.name} has no text" + (" (OCR found none on any page)" if scanned else ""),
+                             "check the file: a photo of text needs the text in focus and at least ~12 px high"
+                             if scanned else "check the file")
+        self.write_document(source, digest, len(data), chunks, pairs, previews)
         (report.replaced if row else report.added).append(source)
         report.chunks += len(chunks)
 
-    def write_document(self, source: str, digest: str, size: int, chunks: list[Chunk], pairs: list[FaqPair]) -> None:
-        """Replace `source`'s content in one transaction (embeddings computed first)."""
+    def write_document(self, source: str, digest: str, size: int, chunks: list[Chunk], pairs: list[FaqPair],
+                       previews: dict | None = None) -> None:
+        """Replace `source`'s content in one transaction (embeddings computed first). `previews`:
+        {page: (width, height, JPEG bytes)} of the scanned pages its chunks cite."""
         self._settle_encoder([c.text for c in chunks])
         vectors = self.embed([c.indexed for c in chunks])
         questions = self.embed([p.question for p in pairs]) if pairs else np.zeros((0, 1), np.float32)
         with atomic.guarded(self.path):
-            self._insert_document(source, digest, size, chunks, pairs, vectors, questions)
+            self._insert_document(source, digest, size, chunks, pairs, vectors, questions, previews or {})
 
-    def _insert_document(self, source, digest, size, chunks, pairs, vectors, questions) -> None:
+    def _insert_document(self, source, digest, size, chunks, pairs, vectors, questions, previews) -> None:
         db = self.connect()
         try:
             db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
@@ -122,13 +134,16 @@ class Ingest:
                                 (source, digest, "faq" if pairs else "doc", len(chunks), size, time.time())).lastrowid
             chunk_ids = []
             for chunk, vector in zip(chunks, vectors):
-                cid = db.execute("INSERT INTO chunks (doc_id, ordinal, title, text, embedding) VALUES (?,?,?,?,?)",
-                                 (doc_id, chunk.ordinal, chunk.title, chunk.text, vector.tobytes())).lastrowid
+                locator = json.dumps(chunk.locator) if chunk.locator else None
+                cid = db.execute("INSERT INTO chunks (doc_id, ordinal, title, text, embedding, locator) VALUES (?,?,?,?,?,?)",
+                                 (doc_id, chunk.ordinal, chunk.title, chunk.text, vector.tobytes(), locator)).lastrowid
                 db.execute("INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)", (cid, " ".join(search_terms(chunk.indexed))))
                 chunk_ids.append(cid)
             for pair, vector, cid in zip(pairs, questions, chunk_ids):
                 db.execute("INSERT INTO faqs (doc_id, chunk_id, question, answer, embedding) VALUES (?,?,?,?,?)",
                            (doc_id, cid, pair.question, pair.answer, vector.tobytes()))
+            db.executemany("INSERT INTO pages (doc_id, page, width, height, jpeg) VALUES (?,?,?,?,?)",
+                           [(doc_id, page, w, h, jpeg) for page, (w, h, jpeg) in sorted(previews.items())])
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             db.commit()
         except sqlite3.OperationalError as e:
@@ -170,6 +185,14 @@ class Ingest:
         db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         db.execute("DELETE FROM documents WHERE id = ?", row)  # chunks and faqs cascade
         return len(ids)
+
+
+def _previews(data: bytes, name: str, pages, cited: set) -> dict[int, tuple[int, int, bytes]]:
+    """JPEG previews (1400 px long side, ~100-200 KB) of the OCR-read pages that chunks were cut from."""
+    from loom.media import preview
+
+    return {p.number: (p.width, p.height, preview(data, name, p.number))
+            for p in pages if p.source == "ocr" and p.number in cited}
 
 
 def _expand(paths: list[str], report: AddReport) -> list[Path]:

@@ -37,10 +37,12 @@ class Hit:
     score: float  # the fused (or single-signal) score the list is sorted by
     scores: dict = field(default_factory=dict)  # per signal: bm25, dense, faq (raw), and their ranks
     faq: dict | None = None  # {"question", "answer"} when the chunk is an FAQ pair
+    locator: dict | None = None  # scans and PDFs: {"page": 3, "regions": [[x0, y0, x1, y1], ...]} (page fractions)
 
     def to_dict(self) -> dict:
         return {"chunk_id": self.chunk_id, "source": self.source, "title": self.title, "text": self.text,
-                "ordinal": self.ordinal, "score": self.score, "scores": self.scores, "faq": self.faq}
+                "ordinal": self.ordinal, "score": self.score, "scores": self.scores, "faq": self.faq,
+                **(self.locator or {})}
 
 
 def bm25(kb: KnowledgeBase, query: str, limit: int) -> list[tuple[int, float]]:
@@ -121,7 +123,7 @@ def search_detailed(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybr
 def _hits(kb: KnowledgeBase, order: list[int], fused: dict[int, float], scores: dict[int, dict]) -> list[Hit]:
     rows = kb.chunk_rows(order)
     return [Hit(c, rows[c]["source"], rows[c]["title"], rows[c]["text"], rows[c]["ordinal"], round(fused.get(c, 0.0), 6),
-                scores[c], rows[c]["faq"]) for c in order if c in rows]
+                scores[c], rows[c]["faq"], rows[c]["locator"]) for c in order if c in rows]
 
 
 def hit(kb: KnowledgeBase, chunk_id: int, scores: dict) -> Hit | None:

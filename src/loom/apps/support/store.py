@@ -1,7 +1,9 @@
 """A knowledge base is one SQLite file, $LOOM_HOME/kb/NAME.sqlite, holding everything:
 
     documents   one row per source file (path, SHA-256, kind doc|faq)
-    chunks      text, heading path, position, embedding (float32 BLOB, L2-normalised)
+    chunks      text, heading path, position, embedding (float32 BLOB, L2-normalised), and for scans and
+                PDFs a locator: {"page": 3, "regions": [[x0, y0, x1, y1], ...]} as page fractions
+    pages       a JPEG preview of each page read by OCR, so a cited passage can be shown on its page
     chunks_fts  FTS5 BM25 index over the chunks' search terms (jieba words for Chinese, Porter stems)
     faqs        question/answer pairs with their question embeddings (the FAQ-matching signal)
     turns       support conversations, citations, confidence and hand-off flags
@@ -30,8 +32,11 @@ CREATE TABLE IF NOT EXISTS documents (
     chunks INTEGER NOT NULL, bytes INTEGER NOT NULL, added REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL);
+    ordinal INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL, locator TEXT);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
+CREATE TABLE IF NOT EXISTS pages (
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, page INTEGER NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, jpeg BLOB NOT NULL, PRIMARY KEY (doc_id, page));
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(terms, tokenize = 'porter unicode61');
 CREATE TABLE IF NOT EXISTS faqs (
     id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
@@ -44,6 +49,13 @@ CREATE INDEX IF NOT EXISTS turns_conv ON turns (conversation, id);
 ENCODERS = ("minilm", "e5")
 
 kb_dir, kb_path = home.kb_dir, home.kb_path
+
+
+def located(locator: str | None) -> dict:
+    """A chunk's stored locator as fields for citations: {"page": 3, "regions": [...]}, or {}."""
+    import json
+
+    return json.loads(locator) if locator else {}
 
 
 def list_kbs() -> list[str]:
@@ -63,6 +75,19 @@ class KnowledgeBase(Ingest, Index, Conversations):
         # What search derives from the content (vector indexes, term counts), valid for one generation.
         self._derived_gen, self._derived_cache = -1, {}
         self._encoder = ""
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """KBs made before scans were read lack chunks.locator and the pages table: add them in place."""
+        with self.connect() as db:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(chunks)")}
+            has_pages = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pages'").fetchone()
+        if "locator" in columns and has_pages:
+            return
+        with atomic.guarded(self.path), self.connect() as db:
+            if "locator" not in columns:
+                db.execute("ALTER TABLE chunks ADD COLUMN locator TEXT")
+            db.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: only the missing pages table is made
 
     @classmethod
     def create(cls, name: str, encoder: str = "auto") -> "KnowledgeBase":
@@ -131,11 +156,21 @@ class KnowledgeBase(Ingest, Index, Conversations):
     def chunks_of(self, source: str) -> list[dict]:
         """A document's chunks in order (what the web page shows for a file)."""
         with self.connect() as db:
-            rows = db.execute("SELECT c.ordinal, c.title, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            rows = db.execute("SELECT c.ordinal, c.title, c.text, c.locator FROM chunks c JOIN documents d ON d.id = c.doc_id "
                               "WHERE d.source = ? ORDER BY c.ordinal", (source,)).fetchall()
         if not rows:
             raise NotFoundError(f"{source!r} is not in knowledge base {self.name!r}", f"see `loom kb show {self.name}`")
-        return [{"ordinal": r[0], "title": r[1], "text": r[2]} for r in rows]
+        return [{"ordinal": r[0], "title": r[1], "text": r[2], **located(r[3])} for r in rows]
+
+    def page_image(self, source: str, page: int) -> bytes:
+        """The JPEG preview of a scanned page of `source` (NotFoundError when there is none)."""
+        with self.connect() as db:
+            row = db.execute("SELECT p.jpeg FROM pages p JOIN documents d ON d.id = p.doc_id WHERE d.source = ? AND p.page = ?",
+                             (source, page)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no scanned page {page} of {source!r} in knowledge base {self.name!r}",
+                                "page images are kept for images and scanned PDF pages only")
+        return row[0]
 
     def stats(self) -> dict:
         with self.connect() as db:
