@@ -10,6 +10,8 @@ import openai
 import pytest
 import torch
 
+from loom.backends.base import Chunk
+from loom.backends.local import BatchedLM
 from test_serve import client, server  # noqa: F401  a live `loom serve` on served_home; 'slow' loads on first use
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
@@ -95,6 +97,79 @@ def test_calls_in_every_form_a_model_writes_become_tool_calls(pipeline):
 # ---- the server ---------------------------------------------------------------------------------------------
 
 ASK = [{"role": "user", "content": "What is the weather in Paris? 巴黎天气如何？"}]
+
+
+def test_grounding_tells_a_call_the_request_asked_for_from_one_it_did_not():
+    from loom.model.grounding import conversation_units, grounded
+
+    params = WEATHER["function"]["parameters"]
+    said = lambda text: conversation_units([{"role": "user", "content": text}])  # noqa: E731
+    assert not grounded('{"city": "北京", "unit": "fahrenheit"}', params, said("你好"))  # a greeting names no city
+    assert not grounded('{"city": "Toronto"}', params, said("What is the capital of Canada?"))
+    assert grounded('{"city": "上海"}', params, said("上海明天会下雨吗？"))
+    assert grounded('{"city": "San Francisco", "unit": "celsius"}', params, said("Is it cold in san francisco?"))
+    convert = {"type": "object", "properties": {"amount": {"type": "number"}, "from": {"type": "string"}, "to": {"type": "string"}}}
+    assert grounded('{"amount": 100, "from": "USD", "to": "CNY"}', convert, said("帮我把100美元换成人民币"))  # codes: neutral
+    assert grounded('{"unit": "celsius"}', params, said("hi"))  # enum values come from the schema
+
+
+class ScriptedLM(BatchedLM):
+    """A BatchedLM whose generations are scripted: a call to get_weather while tools are on, text once
+    they are off: what the gate sees from a model that calls a tool for a greeting."""
+
+    def __init__(self, call: dict, text_first: str = "") -> None:
+        self.call, self.text_first, self.runs = call, text_first, []
+
+    def _stream(self, request):
+        self.runs.append(request.tools.choice)
+        if request.tools.choice == "none":
+            yield Chunk("Hello! How can I help?")
+            yield Chunk("", "stop", 20, 6)
+            return
+        if self.text_first:
+            yield Chunk(self.text_first)
+        yield Chunk("", tool_calls=[{"index": 0, "id": "call_1", "name": "get_weather", "arguments": ""}])
+        yield Chunk("", tool_calls=[{"index": 0, "arguments": json.dumps(self.call)}])
+        yield Chunk("", "tool_calls", 60, 12)
+
+    async def _astream(self, request):
+        for chunk in self._stream(request):
+            yield chunk
+
+
+@pytest.mark.parametrize("asked, call, reply, finish", [
+    ("你好", {"city": "北京"}, "Hello! How can I help?", "stop"),  # dropped: answered again without tools
+    ("北京天气怎么样", {"city": "北京"}, "", "tool_calls"),  # the city was said: the call stands
+])
+def test_a_call_nobody_asked_for_is_dropped_and_answered_in_text(asked, call, reply, finish):
+    import asyncio
+
+    from loom.backends.base import Request, Sampling, collect, join_calls
+    from loom.model.tools import Tool, ToolSet
+
+    tools = ToolSet([Tool("get_weather", "", WEATHER["function"]["parameters"])])
+    request = Request(Sampling(max_tokens=50), messages=[{"role": "user", "content": asked}], tools=tools)
+    lm = ScriptedLM(call)
+    done = collect(lm.stream(request))
+    assert (done.text, done.finish_reason) == (reply, finish) and lm.runs == (["auto", "none"] if reply else ["auto"])
+    assert bool(done.tool_calls) == (finish == "tool_calls")
+    if reply:
+        assert done.extra["dropped_tool_calls"][0]["name"] == "get_weather" and done.completion_tokens == 6 + 12
+
+    async def streamed():
+        chunks = [c async for c in ScriptedLM(call).astream(request)]
+        calls = []
+        for c in chunks:
+            join_calls(calls, c.tool_calls)
+        return "".join(c.text for c in chunks), chunks[-1].finish_reason, calls
+
+    text, last, calls = asyncio.run(streamed())
+    assert (text, last, len(calls)) == (reply, finish, 0 if reply else 1)
+    off = Request(Sampling(max_tokens=50), messages=request.messages,
+                  tools=ToolSet(tools.tools, "auto", ground=False))  # ground_tool_calls: false
+    assert collect(ScriptedLM(call).stream(off)).finish_reason == "tool_calls"
+    text_then_call = collect(ScriptedLM(call, text_first="Sure. ").stream(request))
+    assert (text_then_call.text, text_then_call.finish_reason) == (("Sure. ", "stop") if reply else ("Sure. ", "tool_calls"))
 
 
 def test_required_and_named_choice_always_call_with_valid_arguments(client):

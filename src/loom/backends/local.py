@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from loom import runtime
 from loom.backends.base import Backend, Chunk, ContextTooLong, Info, Request, check_messages
+from loom.backends.callgate import CallGate, gated, without_tools
 from loom.catalog import ModelEntry
 from loom.config import GenerateConfig
 from loom.errors import InputError
@@ -60,11 +61,39 @@ class BatchedLM(Backend):
                                            self.context_length, request.tools)
 
     def stream(self, request: Request) -> Iterator[Chunk]:
+        if not gated(request):
+            return self._stream(request)
+        return self._gated_stream(request)
+
+    def _stream(self, request: Request) -> Iterator[Chunk]:
         inbox: queue.Queue = queue.Queue()
         cancel = self.engine.submit(self._state(request), inbox.put)
         return _drain_sync(inbox, cancel)
 
+    def _gated_stream(self, request: Request) -> Iterator[Chunk]:
+        gate = CallGate(request)
+        for chunk in self._stream(request):
+            out, rerun = gate.feed(chunk)
+            yield from out
+            if rerun:
+                for again in self._stream(without_tools(request)):
+                    yield gate.finish(again) if again.finish_reason is not None else again
+
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
+        if not gated(request):
+            async for chunk in self._astream(request):
+                yield chunk
+            return
+        gate = CallGate(request)
+        async for chunk in self._astream(request):
+            out, rerun = gate.feed(chunk)
+            for piece in out:
+                yield piece
+            if rerun:
+                async for again in self._astream(without_tools(request)):
+                    yield gate.finish(again) if again.finish_reason is not None else again
+
+    async def _astream(self, request: Request) -> AsyncIterator[Chunk]:
         import anyio
 
         loop = asyncio.get_running_loop()

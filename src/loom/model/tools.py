@@ -57,6 +57,7 @@ class ToolSet:
     tools: list[Tool]
     choice: str = "auto"
     parallel: bool = True
+    ground: bool = True  # auto: drop calls none of whose arguments the conversation holds (backends/callgate.py)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]

@@ -158,6 +158,8 @@ class ChatRequest(_Generation):
     tools: list[ToolDef] | None = Field(None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
+    ground_tool_calls: bool = Field(True, description="extension: with tool_choice auto, drop a call none of whose "
+                                    "arguments appear in the conversation and answer in text (docs/tools.md)")
 
     @field_validator("response_format")
     @classmethod
@@ -192,7 +194,7 @@ class ChatRequest(_Generation):
             return None
         name = choice.function.name if isinstance(choice, NamedToolChoice) else (choice or "auto")
         tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []]
-        toolset = ToolSet(tools, name, self.parallel_tool_calls)  # checks names, parameters and the choice
+        toolset = ToolSet(tools, name, self.parallel_tool_calls, self.ground_tool_calls)  # checks names, parameters, choice
         if self.response_format is not None and self.response_format.type != "text":
             raise InputError("tools and a JSON response_format cannot be combined in one request",
                              "drop one: a tool's parameters already hold its arguments to a schema", param="response_format")
