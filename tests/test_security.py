@@ -116,5 +116,5 @@ def test_chunked_body_over_the_limit_is_refused(tmp_path):
 
         r = httpx.post(server.url + "/v1/kb", content=pieces(), headers={"Content-Type": "application/json"}, timeout=60)
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
-        upload = httpx.post(server.url + "/v1/kb/x/files", files={"files": ("big.txt", b"a" * (5 << 20))}, timeout=60)
-        assert upload.status_code == 413
+        upload = httpx.post(server.url + "/v1/kb/x/files", files={"files": ("big.txt", b"a" * (65 << 20))}, timeout=60)
+        assert upload.status_code == 413  # uploads have their own limit (max_upload_bytes, 64 MiB)

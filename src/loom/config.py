@@ -253,7 +253,10 @@ class ServeConfig(_Strict):
         "(503) and restarts the engine instead of killing the server; false = in the server process (benchmarks)")
     max_batch: int = Field(16, ge=1, le=256, description="sequences decoded together per local model")
     max_queue: int = Field(64, ge=1, description="waiting requests per local model before answering 503")
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 (chat image parts "
+                                "included: ~3 MB of image as base64)")
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="file uploads to a knowledge base (POST "
+                                  "/v1/kb/NAME/files, all files of one request): scans are large")
     default_max_tokens: int = Field(512, ge=1, description="when a request sets neither max_tokens nor max_completion_tokens")
     kb_import_dirs: list[str] = Field(
         default_factory=list, description="folders on this machine from which admin keys may import files into knowledge "

@@ -120,7 +120,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
     app.state.server = server
     errors.install(app)
     # Under the metrics middleware below (which sees its 413s); holds for chunked bodies too.
-    app.add_middleware(BodyLimit, max_bytes=server.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=server.settings.max_body_bytes, upload_bytes=server.settings.max_upload_bytes)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):

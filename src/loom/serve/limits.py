@@ -1,10 +1,14 @@
 """The request-body size limit, as plain ASGI middleware: a declared Content-Length over the limit is
 answered 413 before the app runs; a chunked body that declares nothing is counted as it arrives and
-stops with 413 at the first byte over, so no route ever buffers more than the limit."""
+stops with 413 at the first byte over, so no route ever buffers more than the limit. File uploads
+(POST /v1/kb/NAME/files: scanned PDFs run to tens of MB) have their own, larger limit."""
 
 from __future__ import annotations
 
 import json
+import re
+
+UPLOADS = re.compile(r"^/v1/kb/[^/]+/files/?$")
 
 
 def _refusal(limit: int, size: str) -> tuple[dict, bytes]:
@@ -16,15 +20,16 @@ def _refusal(limit: int, size: str) -> tuple[dict, bytes]:
 
 
 class BodyLimit:
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, upload_bytes: int | None = None) -> None:
+        self.app, self.body_bytes, self.upload_bytes = app, max_bytes, upload_bytes or max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.upload_bytes if UPLOADS.match(scope.get("path", "")) else self.body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            start, body = _refusal(self.max_bytes, declared)
+        if declared.isdigit() and int(declared) > limit:
+            start, body = _refusal(limit, declared)
             await send(start)
             await send({"type": "http.response.body", "body": body})
             return
@@ -35,10 +40,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     from fastapi import HTTPException  # routes re-raise it as is (a 413, not a parse error)
 
-                    raise HTTPException(413, f"request body is over the {self.max_bytes}-byte limit")
+                    raise HTTPException(413, f"request body is over the {limit}-byte limit")
             return message
 
         await self.app(scope, receive if declared.isdigit() else counted, send)
