@@ -290,3 +290,15 @@ def test_image_parts_in_chat_are_read_by_ocr_or_passed_to_a_vision_model(server)
         assert e.value.body["param"] == "messages[0].content[0].image_url.url", (what, e.value.body)
         if what == "http":
             assert "does not fetch image URLs" in e.value.body["message"]
+
+
+def test_summarize_reads_its_input_from_an_image(server):
+    image = _data_url(png_bytes(render(NOTICE_EN + ["Refunds are paid back to the original card within 3 days."])))
+    reply = httpx.post(server.url + "/v1/summarize", json={"image": image, "sentences": 1}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    assert "Returns" in reply.json()["ocr"]["text"] and reply.json()["summary"].strip()
+    both = httpx.post(server.url + "/v1/summarize", json={"image": image, "input": "text"})
+    assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
+    blank = _data_url(png_bytes(render([], width=300)))
+    empty = httpx.post(server.url + "/v1/summarize", json={"image": blank}, timeout=120)
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "image"

@@ -36,7 +36,7 @@ async def prepare(messages, media: MediaConfig, vision: bool) -> tuple[list[dict
     found = image_parts(messages)
     images: dict[tuple[int, int], bytes] = {}
     for i, j, url in found:
-        images[(i, j)] = await _fetch(url, media, f"messages[{i}].content[{j}].image_url.url")
+        images[(i, j)] = await fetch(url, media, f"messages[{i}].content[{j}].image_url.url")
     report = []
     out = []
     for i, m in enumerate(messages):
@@ -52,7 +52,7 @@ async def prepare(messages, media: MediaConfig, vision: bool) -> tuple[list[dict
                         pieces.append(part.text)
                         continue
                     number = len(report) + 1
-                    text, info = await anyio.to_thread.run_sync(_read, images[(i, j)], f"image {number}", media)
+                    text, info = await anyio.to_thread.run_sync(read_text, images[(i, j)], f"image {number}", media)
                     pieces.append(_marked(number, text))
                     report.append({"message": i, "part": j, "handled": "ocr"} | info)
                 internal["content"] = "\n\n".join(p for p in pieces if p)
@@ -64,13 +64,23 @@ async def prepare(messages, media: MediaConfig, vision: bool) -> tuple[list[dict
     return out, extra
 
 
+async def image_text(url: str, media: MediaConfig, param: str) -> tuple[str, dict]:
+    """An image or PDF sent as a data URL (the writing routes' `image` field) -> its OCR text."""
+    data = await fetch(url, media, param)
+    text, info = await anyio.to_thread.run_sync(read_text, data, "the image", media)
+    if not text.strip():
+        raise InputError("OCR found no text in the image", "send a sharper image, or the text itself", param=param)
+    return text, info
+
+
 def _marked(number: int, text: str) -> str:
     if not text.strip():
         return f"[image {number}: OCR found no text in it; the model cannot see images]"
     return f"[image {number}: text read by OCR]\n{text}\n[end of image {number}]"
 
 
-def _read(data: bytes, name: str, media: MediaConfig) -> tuple[str, dict]:
+def read_text(data: bytes, name: str, media: MediaConfig) -> tuple[str, dict]:
+    """OCR text of an image or PDF, and what reading it took."""
     from loom.media import read_pages
 
     started = time.perf_counter()
@@ -92,7 +102,7 @@ def _vision_part(part, data: bytes | None) -> dict:
     return {"type": "image_url", "image_url": {"url": url} | ({"detail": part.image_url.detail} if part.image_url.detail else {})}
 
 
-async def _fetch(url: str, media: MediaConfig, param: str) -> bytes:
+async def fetch(url: str, media: MediaConfig, param: str) -> bytes:
     """The image's bytes, checked (format, size, pixels, decodable) with the server's media limits."""
     from loom.media.images import check_bytes
 

@@ -11,15 +11,29 @@ from typing import Literal
 import anyio
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SummarizeBody(_Body):
-    input: str = Field(min_length=1)
+class _FromImage(_Body):
+    """`input` as text, or `image`: a data URL of an image or scanned PDF whose text (OCR) is the input."""
+
+    input: str = Field("", description="the text")
+    image: str | None = Field(None, description="instead of input: data:image/png;base64,... (or a PDF), read by OCR")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if not self.input and not self.image:
+            raise ValueError("send the text as input, or an image (a data URL) to read it from")
+        if self.input and self.image:
+            raise ValueError("send input or image, not both")
+        return self
+
+
+class SummarizeBody(_FromImage):
     mode: Literal["extractive", "abstractive"] = "extractive"
     method: Literal["centroid", "textrank", "lead"] = "centroid"
     sentences: int | None = Field(None, ge=1, le=100)
@@ -28,8 +42,7 @@ class SummarizeBody(_Body):
     stream: bool = False
 
 
-class TranslateBody(_Body):
-    input: str = Field(min_length=1)
+class TranslateBody(_FromImage):
     to: str = Field(description="zh | en")
     glossary: dict[str, str] = Field(default_factory=dict)
     model: str | None = None
@@ -107,27 +120,38 @@ def router(authorize, server) -> APIRouter:
     async def chat_backend(model: str | None, purpose: str):
         return await server.backend(catalog.chat_model_for(model, purpose))
 
+    async def read_image(body) -> dict:
+        """Fills body.input from body.image (OCR); returns what was read, for the response."""
+        if not body.image:
+            return {}
+        from loom.serve.images import image_text
+
+        body.input, info = await image_text(body.image, server.settings.media, "image")
+        return {"ocr": info | {"text": body.input}}
+
     @api.post("/summarize")
     async def summarize(body: SummarizeBody):
         from loom.apps import summarize as s
 
+        read = await read_image(body)
         if body.mode == "extractive":
             summary = await anyio.to_thread.run_sync(lambda: s.extractive(body.input, body.sentences, body.ratio, body.method))
-            return {"summary": summary, "mode": "extractive", "method": body.method}
+            return {"summary": summary, "mode": "extractive", "method": body.method} | read
         backend = await chat_backend(body.model, "abstractive summarisation")
         s.split(body.input)  # empty or binary input: a 400 before any streaming starts
         return await _respond(_joined(s.abstractive(body.input, backend, body.sentences, body.ratio)), body.stream,
-                              lambda done: {"summary": done["text"], "mode": "abstractive", "model": backend.name})
+                              lambda done: {"summary": done["text"], "mode": "abstractive", "model": backend.name} | read)
 
     @api.post("/translate")
     async def translate(body: TranslateBody):
         from loom.apps import translate as t
 
+        read = await read_image(body)
         t.check_pair(body.input, body.to)
         backend = await chat_backend(body.model, "translation")
         return await _respond(t.translate_stream(body.input, body.to, backend, body.glossary), body.stream, lambda o: {
             "translation": o.text, "glossary_checked": o.glossary_checked,
-            "glossary_missing": [{"source": src, "target": dst} for src, dst in o.glossary_missing]})
+            "glossary_missing": [{"source": src, "target": dst} for src, dst in o.glossary_missing]} | read)
 
     @api.post("/write")
     async def write(body: WriteBody):
