@@ -74,10 +74,17 @@ def test_ocr_cli_reads_chinese_and_english_as_text_markdown_and_json(tmp_path, l
     (tmp_path / "notice.png").write_bytes(png_bytes(notice))
     tilted = notice.rotate(4, expand=True, fillcolor="white")  # a photo taken slightly askew, saved as JPEG
     (tmp_path / "tilted.jpg").write_bytes(png_bytes(tilted, "JPEG", quality=60))
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo: pixels stored on their side, the EXIF tag says turn 90 degrees to view
+    (tmp_path / "phone.jpg").write_bytes(png_bytes(notice.rotate(90, expand=True), "JPEG", quality=85, exif=exif.tobytes()))
+    (tmp_path / "sideways.png").write_bytes(png_bytes(notice.rotate(-90, expand=True)))  # a page scanned on its side
     truth = "".join(NOTICE_ZH + NOTICE_EN)
 
-    lines = loom_cli("ocr", str(tmp_path / "notice.png"), str(tmp_path / "tilted.jpg"), "-f", "json").stdout.splitlines()
-    assert len(lines) == 2  # JSON Lines: one object per file, printed as each is read
+    files = [str(tmp_path / f) for f in ("notice.png", "tilted.jpg", "phone.jpg", "sideways.png")]
+    lines = loom_cli("ocr", *files, "-f", "json").stdout.splitlines()
+    assert len(lines) == 4  # JSON Lines: one object per file, printed as each is read
     for line in lines:
         page = json.loads(line)["pages"][0]
         assert page["source"] == "ocr" and accuracy(page["text"], truth) >= 0.95, page["text"]
@@ -144,11 +151,12 @@ def test_scans_into_a_kb_with_page_region_cache_and_mixed_pdfs(tmp_path, loom_ho
     added = loom_cli("kb", "add", "shop", str(tmp_path / "scan.pdf"), str(tmp_path / "mixed.pdf"), str(tmp_path / "photo.webp"))
     assert "3 added" in added.stderr and "0 failed" in added.stderr, added.stderr
     hit = json.loads(loom_cli("kb", "search", "shop", "电池保修多久", "--json").stdout)[0]
-    assert "六个月" in hit["text"] and hit["page"] == 2 and hit["title"] == "page 2"
+    assert "六个月" in hit["text"] and hit["page"] == 2 and hit["title"] == "page 2" and hit["scanned"]
     x0, y0, x1, y1 = hit["regions"][0]
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 0.5  # the text sits in the top half of the page
     typed = json.loads(loom_cli("kb", "search", "shop", "how long does delivery take", "--json").stdout)[0]
     assert typed["source"].endswith("mixed.pdf") and typed["page"] == 1 and "two days" in typed["text"]
+    assert not typed["scanned"]  # its text layer was read: no OCR, no preview
 
     from loom.apps.support.store import KnowledgeBase
 

@@ -176,10 +176,103 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     page.fill("#kb-question", "What is the capital of Australia?")  # nothing in the KB: said plainly, not answered
     page.click("#kb-ask-form button")
     page.wait_for_function("document.getElementById('kb-answer-meta').textContent.includes('Handed off to a person')")
+    odd = tmp_path / "tool.exe"
+    odd.write_bytes(b"MZ")
+    page.set_input_files("#kb-files", str(odd))  # refused in the page: not a type a KB reads
+    page.wait_for_function("document.getElementById('error').textContent.includes('not supported')")
     bad = tmp_path / "image.png"
     bad.write_bytes(b"\x89PNG")
-    page.set_input_files("#kb-files", str(bad))
-    page.wait_for_function("document.getElementById('error').textContent.includes('not supported')")
+    page.set_input_files("#kb-files", str(bad))  # images go up now: the server's 400 names the problem
+    page.wait_for_function("document.getElementById('error').textContent.includes('image.png is not an image or PDF')")
+
+
+
+def _notice(path, lines: list[str]):
+    """A PNG of printed English lines (Pillow's own font: no font package needed), for OCR to read."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=28)
+    image = Image.new("RGB", (760, 60 + 48 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((30, 30 + 48 * i), line, font=font, fill="black")
+    image.save(path)
+    return path
+
+
+# A file handed to the page as the browser would: dropped (a drag's DataTransfer) or pasted (the clipboard's).
+HAND_OVER = """([kind, data, name, type]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type }));
+    const input = document.getElementById('chat-input');
+    input.dispatchEvent(kind === 'drop' ? new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true })
+                                        : new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_chat_sends_a_dropped_image_read_by_ocr(page, tmp_path):
+    """An image dropped on the message box and another pasted become chips (one removed again); a
+    non-image is refused by name; the sent message shows its thumbnail, and the reply says that the
+    text-only model got the image's text by OCR."""
+    import base64
+
+    data = base64.b64encode(_notice(tmp_path / "hours.png", ["Opening hours 9 to 18"]).read_bytes()).decode()
+    page.select_option("#chat-model", "slow")  # a 4,096-token context holds the image's text
+    page.fill("#chat-max", "4")
+    page.evaluate(HAND_OVER, ["drop", data, "hours.png", "image/png"])
+    page.evaluate(HAND_OVER, ["paste", data, "image.png", "image/png"])
+    page.wait_for_function("document.querySelectorAll('#chat-images .chip img').length === 2")
+    page.click("#chat-images .chip:nth-child(2) button")  # the ×
+    assert page.locator("#chat-images .chip").count() == 1
+    (tmp_path / "notes.txt").write_text("not a picture", encoding="utf-8")
+    page.set_input_files("#chat-file", str(tmp_path / "notes.txt"))  # the 📎 button's file picker
+    page.wait_for_function("document.getElementById('error').textContent.includes('notes.txt: only images')")
+    assert page.locator("#chat-images .chip").count() == 1
+    page.fill("#chat-input", "When is the shop open?")
+    page.click("#chat-send")
+    page.wait_for_selector("#chat-log .msg.assistant .ocr-note", timeout=60_000)
+    assert page.locator("#chat-log .msg.user img.thumb").count() == 1 and not page.is_visible("#chat-images")
+    assert "When is the shop open?" in page.text_content("#chat-log .msg.user")
+    note = page.text_content("#chat-log .ocr-note")
+    assert note.startswith("Image text read by OCR (") and "cannot see pictures" in note and "(0 characters)" not in note
+    page.screenshot(path=str(ARTIFACTS / "chat-image.png"))
+    page.click("#copy-curl")  # the image's base64 is cut short in the code, and says so
+    code = page.text_content("#chat-code")
+    assert '"image_url":{"url":"data:image/png;base64,<' in code and "KB of base64 left out>" in code
+
+
+def test_scanned_notice_in_a_kb_is_cited_with_its_page_and_shown_there(page, tmp_path):
+    """A PNG notice uploaded on the KB page is read by OCR; the answer's citation names its page and
+    opens the page's preview with the cited passage highlighted; Escape closes it."""
+    notice = _notice(tmp_path / "notice.png", ["Opening hours: 9 to 18 every day.", "Returns are accepted within 30 days."])
+    page.click("[data-tab=kb]")
+    page.fill("#kb-new", "scans")
+    page.click("#kb-create")
+    page.wait_for_function("document.getElementById('kb-name').value === 'scans'")
+    page.set_input_files("#kb-files", str(notice))
+    page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 uploaded')", timeout=60_000)
+    assert page.text_content("#error") == ""
+    page.fill("#kb-query", "opening hours")
+    page.click("#kb-search-form button")
+    page.wait_for_selector("#kb-hits li .show-page")
+    assert "page 1" in page.text_content("#kb-hits li")
+    page.fill("#kb-question", "What are the opening hours?")
+    page.click("#kb-ask-form button")
+    page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
+    page.click("#kb-answer button.cite")
+    assert "page 1" in page.text_content("#kb-cited-where") and "9 to 18" in page.text_content("#kb-cited-text")
+    page.click("#kb-cited-where .show-page")
+    page.wait_for_function("document.getElementById('page-view').open && document.getElementById('page-view-img').naturalWidth > 0")
+    marks = page.locator("#page-view-box .hl")
+    assert marks.count() >= 1
+    img, mark = page.locator("#page-view-img").bounding_box(), marks.first.bounding_box()
+    assert mark["width"] > 0 and mark["height"] > 0  # the box lies on the picture
+    assert img["x"] - 1 <= mark["x"] and mark["x"] + mark["width"] <= img["x"] + img["width"] + 1
+    assert img["y"] - 1 <= mark["y"] and mark["y"] + mark["height"] <= img["y"] + img["height"] + 1
+    page.screenshot(path=str(ARTIFACTS / "kb-scan.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.getElementById('page-view').open")
 
 
 def test_classifier_labels_a_text(page):

@@ -13,7 +13,7 @@ app = typer.Typer(help="Prepare raw text and pack it into token shards.", no_arg
 
 @app.command()
 def prepare(
-    inputs: list[str] = typer.Argument(..., help=".txt/.md/.jsonl/.csv/.parquet files or folders"),
+    inputs: list[str] = typer.Argument(..., help=".txt/.md/.jsonl/.csv/.parquet files, PDFs and images (OCR), or folders"),
     name: str = typer.Option(..., "--name", "-n", help="dataset name under $LOOM_HOME/datasets"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML preset (configs/data/*.yaml)"),
     text_field: str = typer.Option(None, help="text field/column of .jsonl/.csv/.parquet"),

@@ -93,7 +93,7 @@ def decode_image(data: bytes, name: str, limits: MediaConfig | None = None):
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
-        return _to_rgb(image)
+        return _to_rgb(_upright(image))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(f"{name} is a damaged or truncated {kind.upper()} image ({e})",
                          "re-save or re-scan it; the file ends before its pixels do") from e
@@ -110,10 +110,28 @@ def check_pixels(width: int, height: int, name: str, limits: MediaConfig) -> Non
                          "scale it down (300 dpi is plenty for text), or raise media.max_pixels in the serve config")
 
 
+def _upright(image):
+    """Phone photos are stored sideways with an EXIF orientation tag; turn the pixels the way the
+    camera meant (viewers do, and OCR reads upright lines best)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except (ValueError, OSError, SyntaxError, TypeError):
+        return image  # a broken EXIF block: keep the pixels as stored
+
+
 def _to_rgb(image):
     """Transparent pixels become white, as on paper (black text on a transparent PNG stays readable)."""
     from PIL import Image
 
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float scans: scale to 8 bits first
+        import numpy as np
+
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGB", rgba.size, "white")

@@ -40,12 +40,14 @@ _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
 
-def recognise(image, engine: str = "rapidocr") -> list[Line]:
-    """Lines found in a PIL RGB image, in the engine's order (reading order is layout.py's job)."""
+def recognise(image, engine: str = "rapidocr", flip_lines: bool = True) -> list[Line]:
+    """Lines found in a PIL RGB image, in the engine's order (reading order is layout.py's job).
+    flip_lines=False (rapidocr): no per-line 180-degree correction, so an upside-down page reads as
+    garbage with low confidence: how pages.py tells which way up a sideways page goes."""
     if engine not in ENGINES:
         raise InputError(f"unknown OCR engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
     with _lock:
-        return _rapidocr(image) if engine == "rapidocr" else _tesseract(image)
+        return _rapidocr(image, flip_lines) if engine == "rapidocr" else _tesseract(image)
 
 
 def engine_version(engine: str) -> str:
@@ -71,10 +73,10 @@ def _rapidocr_engine():
     return _loaded["rapidocr"]
 
 
-def _rapidocr(image) -> list[Line]:
+def _rapidocr(image, flip_lines: bool = True) -> list[Line]:
     import numpy as np
 
-    result = _rapidocr_engine()(np.asarray(image)[:, :, ::-1])  # rapidocr takes arrays as BGR (OpenCV order)
+    result = _rapidocr_engine()(np.asarray(image)[:, :, ::-1], use_cls=flip_lines)  # arrays are BGR (OpenCV order)
     if result.boxes is None or result.txts is None:
         return []
     lines = []

@@ -129,8 +129,23 @@ class _open_pdf:
 
 def _ocr_page(image, number: int, engine: str) -> Page:
     started = time.perf_counter()
-    paras = paragraphs(recognise(image, engine))
+    lines = recognise(image, engine)
+    if _sideways(lines):
+        # A page on its side: read it turned both ways without the per-line flip (which would make both
+        # read well); the way up reads with the higher confidence, the other as upside-down garbage.
+        from PIL import Image
+
+        turned = [image.transpose(Image.Transpose.ROTATE_270), image.transpose(Image.Transpose.ROTATE_90)]
+        reads = [(recognise(t, engine, flip_lines=False), t) for t in turned]
+        lines, image = max(reads, key=lambda r: sum(ln.confidence * len(ln.text) for ln in r[0]))
+    paras = paragraphs(lines)
     return Page(number, image.width, image.height, "ocr", paras, time.perf_counter() - started)
+
+
+def _sideways(lines: list[Line]) -> bool:
+    """Most lines (3 or more) taller than twice their width: text running down the page."""
+    tall = sum(ln.box[3] - ln.box[1] > 2 * (ln.box[2] - ln.box[0]) for ln in lines)
+    return tall >= 3 and tall >= 0.6 * len(lines)
 
 
 def _pdf_page(page, number: int, name: str, engine: str, limits: MediaConfig) -> Page:

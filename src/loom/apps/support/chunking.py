@@ -18,11 +18,12 @@ class Chunk:
     text: str
     page: int | None = None  # scans and PDFs: the page the chunk is on (a chunk never spans pages)
     regions: list = field(default_factory=list)  # [x0, y0, x1, y1] page fractions of the paragraphs it holds
+    scanned: bool = False  # read by OCR: the KB keeps a preview of its page
 
     @property
     def locator(self) -> dict | None:
         """Where the chunk came from on its page, stored beside it (citations draw it on the page)."""
-        return {"page": self.page, "regions": self.regions} if self.page is not None else None
+        return {"page": self.page, "regions": self.regions, "scanned": self.scanned} if self.page is not None else None
 
     @property
     def indexed(self) -> str:
@@ -68,7 +69,7 @@ def chunk_blocks(blocks: list[Block], max_chars: int = 500, overlap: int = 100) 
 def _chunk(ordinal: int, title: str, parts: list[str], blocks: list[Block]) -> Chunk:
     page = blocks[0].page if blocks else None
     regions = [list(b.region) for b in blocks if b.region is not None and b.page == page]
-    return Chunk(ordinal, title, _join(parts), page, regions)
+    return Chunk(ordinal, title, _join(parts), page, regions, any(b.ocr for b in blocks if b.page == page))
 
 
 def _tail(parts: list[str], overlap: int) -> list[str]:
