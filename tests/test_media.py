@@ -310,3 +310,16 @@ def test_summarize_reads_its_input_from_an_image(server):
     blank = _data_url(png_bytes(render([], width=300)))
     empty = httpx.post(server.url + "/v1/summarize", json={"image": blank}, timeout=120)
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "image"
+
+
+def test_tesseract_engine_reads_or_says_how_to_install_it(tmp_path, loom_home):
+    import shutil
+
+    (tmp_path / "notice.png").write_bytes(png_bytes(render(NOTICE_EN, size=30)))
+    read = loom_cli("ocr", str(tmp_path / "notice.png"), "--engine", "tesseract", check=False)
+    if shutil.which("tesseract"):
+        assert read.returncode == 0 and accuracy(read.stdout, "".join(NOTICE_EN)) >= 0.9, read.stdout
+    else:
+        assert read.returncode == 1 and "apt install tesseract-ocr" in read.stderr
+    bad = loom_cli("ocr", str(tmp_path / "notice.png"), "--engine", "paddle", check=False)
+    assert bad.returncode == 1 and "unknown OCR engine 'paddle'" in bad.stderr

@@ -44,14 +44,19 @@ def recognise(image, engine: str = "rapidocr", flip_lines: bool = True) -> list[
     """Lines found in a PIL RGB image, in the engine's order (reading order is layout.py's job).
     flip_lines=False (rapidocr): no per-line 180-degree correction, so an upside-down page reads as
     garbage with low confidence: how pages.py tells which way up a sideways page goes."""
-    if engine not in ENGINES:
-        raise InputError(f"unknown OCR engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
+    check_engine(engine)
     with _lock:
         return _rapidocr(image, flip_lines) if engine == "rapidocr" else _tesseract(image)
 
 
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown OCR engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
+
+
 def engine_version(engine: str) -> str:
     """Goes into the OCR cache key: a new engine or model version reads the file again."""
+    check_engine(engine)
     if engine == "rapidocr":
         from importlib.metadata import version
 
