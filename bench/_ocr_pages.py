@@ -1,6 +1,7 @@
 """The OCR benchmark's test set (bench/ocr.py), rendered with Pillow from text written for it: pages
-in Chinese and English (clean, rotated, blurred + noisy JPEG, small text, a dense A4 page, two columns
-under a full-width title, a ruled table) and a shop FAQ as Markdown and as an image-only PDF.
+in Chinese and English (clean, rotated by 4, 90 and 180 degrees, blurred + noisy JPEG, small text, a
+dense A4 page, two columns under a full-width title, a ruled table) and a shop FAQ as Markdown and as
+an image-only PDF.
 
 Each case keeps the exact text drawn, in reading order (columns one after the other, a table row by
 row, cells left to right), as its ground truth."""
@@ -271,8 +272,8 @@ def cases(font: tuple[str, int]) -> list[Case]:
         image, truth = _paragraph_page(font, paras[0:4], 24, 1200)
         out.append(Case(f"clean-{lang}", "clean", lang, image, truth))
         image, truth = _paragraph_page(font, paras[4:7], 24, 1200)
-        out.append(Case(f"rotated-4-{lang}", "rotated", lang, _rotate(image, 4 * sign), truth))
-        out.append(Case(f"rotated-180-{lang}", "rotated", lang, _rotate(image, 180), truth))
+        for degrees in (4 * sign, 90 * sign, 180):  # anticlockwise; a page on its side; upside down
+            out.append(Case(f"rotated{degrees:+d}-{lang}", "rotated", lang, _rotate(image, degrees), truth))
         image, truth = _paragraph_page(font, paras[7:10], 24, 1200)
         out.append(Case(f"noisy-{lang}", "noisy", lang, _degrade(image, seed=len(out)), truth, jpeg=40))
         image, truth = _paragraph_page(font, paras[9:12], 17, 900, margin=40)

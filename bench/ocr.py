@@ -1,8 +1,8 @@
 """OCR (issue 31): Loom's image and scan reading (loom.media.read_pages) against Tesseract, on a test
 set rendered here from text written for it (bench/_ocr_pages.py, Noto Sans CJK): Chinese and English
-pages, clean (24 px text), rotated (4 degrees and 180), blurred + noisy (Gaussian blur, noise, JPEG
-quality 40), small (17 px), a dense A4 page at 200 dpi, two columns under a full-width title and a
-ruled table; plus a shop FAQ (13 Chinese and 12 English entries) as Markdown and as a scan.
+pages, clean (24 px text), rotated (4 degrees, 90 and 180), blurred + noisy (Gaussian blur, noise,
+JPEG quality 40), small (17 px), a dense A4 page at 200 dpi, two columns under a full-width title and
+a ruled table; plus a shop FAQ (13 Chinese and 12 English entries) as Markdown and as a scan.
 
 Rows per page, same process, same images:
   loom rapidocr     read_pages(engine="rapidocr", cache=False): the default, bundled PP-OCR models
@@ -13,7 +13,8 @@ Rows per page, same process, same images:
 Character accuracy = max(0, 1 - edit distance / length of the truth), both texts NFKC-normalised
 (full-width and half-width punctuation count as equal) and stripped of all whitespace (spaces, line
 breaks, the tabs between a table's cells) first. The truth is the text drawn, in reading order
-(columns one after the other, a table row by row), so a page read in the wrong order loses accuracy.
+(columns one after the other, a table row by row), so a page read in the wrong order loses accuracy;
+"order ignored" compares the texts as multisets of characters, recognition alone.
 
 Targets (issue 31): accuracy >= 0.98 on the clean pages and >= 0.95 on the blurred + noisy ones;
 Loom >= tesseract + 10 points on the Chinese pages (the better of tesseract's two rows); a dense A4
@@ -77,14 +78,14 @@ def accuracy(found: str, truth: str) -> float:
 
 
 def bag_accuracy(found: str, truth: str) -> float:
-    """The same with reading order ignored (texts as multisets of characters): what recognition alone
-    got right, so that accuracy - this is what the reading order cost."""
+    """The same with reading order ignored (both texts as multisets of characters): what recognition
+    alone got right; the gap to accuracy() is what the reading order cost."""
     f, t = Counter(normalise(found)), Counter(normalise(truth))
     return max(0.0, 1.0 - max(sum((t - f).values()), sum((f - t).values())) / sum(t.values()))
 
 
 class Runner:
-    """The four ways to read one image; each returns (text, seconds)."""
+    """The four ways to read one image (ENGINES)."""
 
     def __init__(self) -> None:
         from rapidocr import RapidOCR

@@ -5,20 +5,23 @@ The page is cut into horizontal sections, then each section into columns:
      (the y-projection has a gap). Two columns whose baselines line up give one band per text row.
   2. Each band's gaps: vertical strips at least 0.8 line heights wide that none of its lines cross.
   3. Sections: consecutive bands with the same gaps join (gaps that overlap, in the same number). A
-     band without gaps joins when none of its lines crosses the section's gaps (the last line of a
-     column); a title over two columns crosses the gutter, so it is a section of its own, and so is
+     band without gaps joins when none of its lines reaches half a line height into the section's
+     gaps (the last line of a column); a title over two columns crosses the gutter, so it is a section of its own, and so is
      a table under the text (its gaps differ).
   4. Columns: a section's lines split at its gaps. Text columns are read one after the other; a grid
      whose cells are short or ragged is a table, read row by row (cells left to right). Text columns:
      every column has 3+ lines, a median line at least 8 line heights long, and at least half of its
-     lines ending near the column's right edge (wrapped text does; cells do not).
+     lines ending within 4 line heights of the column's right edge (wrapped text does; cells do not).
   5. Paragraphs, inside a column: lines one under the other join until a gap taller than 0.7 line
      heights, an indented line, or a line that stopped short of the right edge (a paragraph's end).
 Lines on one row (their vertical centres within half a line height) are read left to right.
-Heights are medians over the page, so a scan's resolution does not matter."""
+Heights are medians over the page, so a scan's resolution does not matter. A skewed scan (the lines'
+top edges at the same slope, 0.3 degrees or more) is laid out as if turned level: on a page tilted
+4 degrees, a line's upright box is ~60 px taller than the line, and neighbours would merge into rows."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -42,8 +45,38 @@ class Paragraph:
 
 
 def paragraphs(lines: list[Line]) -> list[Paragraph]:
-    """The page's paragraphs and table rows in reading order."""
+    """The page's paragraphs and table rows in reading order (boxes as found, on the page as it is)."""
     lines = [ln for ln in lines if ln.text.strip()]
+    level = _levelled(lines)
+    if level is None:
+        return _layout(lines)
+    original = {id(new): old for new, old in zip(level, lines)}
+    out = []
+    for para in _layout(level):
+        own = [original[id(ln)] for ln in para.lines]
+        out.append(Paragraph(para.text, _union(own), para.kind, para.cells, own))
+    return out
+
+
+def _levelled(lines: list[Line]) -> list[Line] | None:
+    """The lines as if the page were turned level (their corners rotated back by the median slope of
+    the long lines' top edges), or None when the page is level already or no corners are known."""
+    slopes = [math.atan2(q[1][1] - q[0][1], q[1][0] - q[0][0]) for ln in lines if (q := ln.quad)
+              and q[1][0] - q[0][0] > 2 * abs(q[3][1] - q[0][1])]
+    if len(slopes) < 2 or abs(math.degrees(median(slopes))) < 0.3:
+        return None
+    turn = -median(slopes)
+    cos, sin = math.cos(turn), math.sin(turn)
+    out = []
+    for ln in lines:
+        corners = ln.quad or ((ln.box[0], ln.box[1]), (ln.box[2], ln.box[1]), (ln.box[2], ln.box[3]), (ln.box[0], ln.box[3]))
+        xs = [x * cos - y * sin for x, y in corners]
+        ys = [x * sin + y * cos for x, y in corners]
+        out.append(Line(ln.text, (min(xs), min(ys), max(xs), max(ys)), ln.confidence))
+    return out
+
+
+def _layout(lines: list[Line]) -> list[Paragraph]:
     if not lines:
         return []
     h = median(ln.height for ln in lines)
@@ -81,8 +114,9 @@ def _gaps(lines: list[Line], h: float) -> list[tuple[float, float]]:
     return gaps
 
 
-def _crosses(line: Line, gaps: list[tuple[float, float]]) -> bool:
-    return any(line.box[0] < g1 and line.box[2] > g0 for g0, g1 in gaps)
+def _crosses(line: Line, gaps: list[tuple[float, float]], h: float) -> bool:
+    """Reaches more than half a line height into a gap (a box a few pixels over the edge does not)."""
+    return any(min(line.box[2], g1) - max(line.box[0], g0) > 0.5 * h for g0, g1 in gaps)
 
 
 def _sections(bands: list[list[Line]], h: float) -> list[tuple[list[Line], list[tuple[float, float]]]]:
@@ -91,7 +125,7 @@ def _sections(bands: list[list[Line]], h: float) -> list[tuple[list[Line], list[
         gaps = _gaps(band, h)
         if sections:
             lines, held = sections[-1]
-            if not gaps and not any(_crosses(ln, held) for ln in band):
+            if not gaps and not any(_crosses(ln, held, h) for ln in band):
                 lines += band
                 continue
             if gaps and len(gaps) == len(held) and all(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in zip(gaps, held)):
@@ -116,8 +150,8 @@ def _text_columns(columns: list[list[Line]], h: float) -> bool:
     for column in columns:
         if len(column) < 3 or median(ln.box[2] - ln.box[0] for ln in column) < 8 * h:
             return False
-        right = max(ln.box[2] for ln in column)
-        if sum(ln.box[2] >= right - 2 * h for ln in column) < len(column) / 2:
+        right = max(ln.box[2] for ln in column)  # ragged-right English ends up to a long word short of it
+        if sum(ln.box[2] >= right - 4 * h for ln in column) < len(column) / 2:
             return False
     return True
 
