@@ -14,8 +14,10 @@ dpi), holding each page read so far: re-reading an unchanged scan costs a hash, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -77,7 +79,9 @@ def read_pages(data: bytes, name: str, pages: list[int] | None = None, engine: s
         page = store.get(1) if store else None
         if page is None:
             page = _ocr_page(decode_image(data, name, limits), 1, engine)
-            store and store.put(page)
+            if store:
+                store.put(page)
+                store.flush()
         return [page]
     with _open_pdf(data, name) as pdf:
         total = len(pdf)
@@ -86,18 +90,22 @@ def read_pages(data: bytes, name: str, pages: list[int] | None = None, engine: s
         out = []
         from tqdm import tqdm
 
-        for number in tqdm(wanted, desc=f"ocr {name}"[:40], unit=" page", disable=not progress or len(wanted) < 2):
-            page = store.get(number) if store else None
-            if page is None:
-                page = _pdf_page(pdf[number - 1], number, name, engine, limits)
-                if page.source == "ocr" and store:
-                    store.put(page)
-            out.append(page)
-            elapsed = time.perf_counter() - started
-            if elapsed > limits.seconds_per_document and number != wanted[-1]:
-                raise InputError(f"reading {name} took {elapsed:.0f} s, over the {limits.seconds_per_document:.0f} s "
-                                 f"limit per document (stopped after page {number} of {total})",
-                                 "split the PDF, or raise media.seconds_per_document in the serve config")
+        try:
+            for number in tqdm(wanted, desc=f"ocr {name}"[:40], unit=" page", disable=not progress or len(wanted) < 2):
+                page = store.get(number) if store else None
+                if page is None:
+                    page = _pdf_page(pdf[number - 1], number, name, engine, limits)
+                    if page.source == "ocr" and store:
+                        store.put(page)
+                out.append(page)
+                elapsed = time.perf_counter() - started
+                if elapsed > limits.seconds_per_document and number != wanted[-1]:
+                    raise InputError(f"reading {name} took {elapsed:.0f} s, over the {limits.seconds_per_document:.0f} s "
+                                     f"limit per document (stopped after page {number} of {total})",
+                                     "split the PDF, or raise media.seconds_per_document in the serve config")
+        finally:
+            if store:
+                store.flush()  # pages read before a failure are not read again
     return out
 
 
@@ -110,22 +118,23 @@ def _check_pages(pages: list[int] | None, total: int, name: str) -> list[int]:
     return sorted(set(pages))
 
 
-class _open_pdf:
-    def __init__(self, data: bytes, name: str) -> None:
-        self.data, self.name = data, name
+_PDFIUM = threading.RLock()  # pdfium is not thread-safe: one document open at a time per process
 
-    def __enter__(self):
-        import pypdfium2 as pdfium
 
+@contextlib.contextmanager
+def _open_pdf(data: bytes, name: str):
+    import pypdfium2 as pdfium
+
+    with _PDFIUM:
         try:
-            self.pdf = pdfium.PdfDocument(self.data)
+            pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as e:
             hint = "remove the password, then add it again" if "password" in str(e).lower() else "re-export or re-scan it"
-            raise InputError(f"{self.name} is not a readable PDF ({e})", hint) from e
-        return self.pdf
-
-    def __exit__(self, *exc) -> None:
-        self.pdf.close()
+            raise InputError(f"{name} is not a readable PDF ({e})", hint) from e
+        try:
+            yield pdf
+        finally:
+            pdf.close()
 
 
 def _ocr_page(image, number: int, engine: str) -> Page:
@@ -199,6 +208,7 @@ class _Cache:
             self.pages = json.loads(self.path.read_text(encoding="utf-8"))["pages"]
         except (OSError, ValueError, KeyError, TypeError):
             self.pages = {}
+        self.unsaved, self.saved_at = False, time.monotonic()
 
     def get(self, number: int) -> Page | None:
         raw = self.pages.get(str(number))
@@ -210,16 +220,26 @@ class _Cache:
         return Page(number, raw["width"], raw["height"], raw["source"], paras, 0.0)
 
     def put(self, page: Page) -> None:
-        from loom import atomic
-
+        """Keep a page; written out every 10 s at most (a long PDF interrupted keeps most of its pages)
+        and at flush(), so a 500-page file is not rewritten 500 times."""
         self.pages[str(page.number)] = {
             "width": page.width, "height": page.height, "source": page.source,
             "paragraphs": [{**p.to_dict(), "lines": [ln.to_dict() for ln in p.lines]} for p in page.paragraphs]}
+        self.unsaved = True
+        if time.monotonic() - self.saved_at > 10:
+            self.flush()
+
+    def flush(self) -> None:
+        from loom import atomic
+
+        if not self.unsaved:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_text(self.path, json.dumps({"pages": self.pages}, ensure_ascii=False))
         except OSError:
             pass  # a cache that cannot be written only costs time
+        self.unsaved, self.saved_at = False, time.monotonic()
 
 
 def preview(data: bytes, name: str, number: int, max_side: int = 1400, limits: MediaConfig | None = None) -> bytes:
