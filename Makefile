@@ -83,7 +83,7 @@ browser-deps:
 # with one line saying so.
 test: $(STAMP)
 	@$(MAKE) -s browser-deps || echo "note: could not install chromium (needs root and apt-get); the browser tests will be skipped"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15  # the 15 slowest tests, to keep the suite under 15 minutes
 
 # The slow suite renders Ollama templates with Go's text/template (Debian's golang-go), installed here when
 # this user can (root + apt), else those tests are skipped with a reason.

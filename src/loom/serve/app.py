@@ -183,8 +183,9 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
         from loom.apps.support.store import list_kbs
 
         entries = [e for e in catalog.list_models() if not e.path.startswith("(")]
+        default = catalog.default_chat_model()  # `loom models default NAME`; pages preselect it
         models = [{"id": e.name, "object": "model", "created": 0, "owned_by": "loom", "backend": e.backend, "task": e.task}
-                  for e in entries]
+                  | ({"default": True} if e.name == default else {}) for e in entries]
         models += [{"id": f"support:{kb}", "object": "model", "created": 0, "owned_by": "loom", "backend": "support",
                     "task": "generate"} for kb in list_kbs()]
         return {"object": "list", "data": models}

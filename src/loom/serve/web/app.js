@@ -59,8 +59,34 @@ async function streamSSE(path, body, onEvent, signal) {
   }
 }
 
+// Text to the clipboard: the Clipboard API where the page may use it (https, localhost), else a
+// selected hidden textarea (a server reached over plain http on the LAN). A button says how it went.
+async function copyText(text, button) {
+  let ok = false;
+  try {
+    if (navigator.clipboard && window.isSecureContext) { await navigator.clipboard.writeText(text); ok = true; }
+  } catch (e) { ok = false; }
+  if (!ok) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.cssText = "position:fixed;top:0;left:0;opacity:0";
+    document.body.appendChild(area);
+    area.select();
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+  }
+  if (button) {
+    button.textContent = t(ok ? "copied" : "copy_failed");
+    clearTimeout(button.copyTimer);
+    button.copyTimer = setTimeout(() => { button.textContent = t(button.dataset.i18n || "copy"); }, 1500);
+  }
+  return ok;
+}
+
 // ---- tabs and language --------------------------------------------------------------------
 function selectTab(name) {
+  document.body.dataset.view = name; // the chat tab takes the window's height (style.css)
   document.querySelectorAll("[role=tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
   document.querySelectorAll("[role=tabpanel]").forEach((s) => { s.hidden = s.id !== name; });
   location.hash = name;
@@ -72,11 +98,20 @@ $("api-key").addEventListener("change", () => { localStorage.setItem("loom-key",
 
 // ---- models -------------------------------------------------------------------------------
 let MODELS = [];
+// A model picker (re)filled: the choice made on the page stays; a first fill takes the model a saved
+// conversation asks for (data-want), else the default chat model (`loom models default NAME`, marked
+// "default": true by /v1/models), else the first in the list.
 function fill(select, items, keepFirst) {
   const first = keepFirst ? select.options[0] : null;
+  const chosen = select.dataset.want || (select.dataset.filled ? select.value : null);
+  delete select.dataset.want;
+  select.dataset.filled = "1";
   select.innerHTML = "";
   if (first) select.appendChild(first);
   items.forEach((m) => { const o = document.createElement("option"); o.value = o.textContent = m.id; select.appendChild(o); });
+  const preset = items.find((m) => m.default);
+  if (chosen !== null && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
+  else if (preset) select.value = preset.id;
 }
 async function loadModels() {
   await run(async () => {

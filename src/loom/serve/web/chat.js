@@ -1,20 +1,62 @@
-// The Chat tab (the playground): a streamed conversation with any generate model, its Advanced
-// settings (tools, JSON Schema, token probabilities), images sent as OpenAI content parts, and the
-// request as curl or Python. Uses app.js's helpers ($, run, t, showError, streamSSE, MAX_UPLOAD).
+// The Chat tab (the playground): a streamed conversation with any generate model, replies rendered
+// as Markdown (markdown.js), Stop and Regenerate, the Advanced settings (tools, JSON Schema, token
+// probabilities), images as OpenAI content parts (chatimages.js), conversations kept in the browser
+// (chatstore.js), and the request as curl or Python.
+// Uses app.js's helpers ($, run, t, showError, streamSSE, copyText, MAX_UPLOAD).
 "use strict";
 
-// The history sent with every request: user turns (text, or text and image parts), assistant turns
-// (with their tool_calls), and {role: "tool"} results typed into the transcript. Model text is only
-// ever set as textContent.
-let history = [];
-let controller = null;
+// convo.messages (chatstore.js) is the history sent with every request: user turns (text, or text and
+// image parts), assistant turns (with their tool_calls) and {role: "tool"} results typed into the
+// transcript. Keys starting with "_" are the page's own (a reply's OCR note) and are not sent.
+// Model text reaches the page as textContent, or as HTML from renderMarkdown, which escapes it first.
+let controller = null; // while a reply streams
 function addMessage(role, text) {
   const div = document.createElement("div");
   div.className = "msg " + role;
-  div.textContent = (role === "user" ? "› " : "") + text;
+  div.textContent = text;
   $("chat-log").appendChild(div);
   $("chat-log").scrollTop = $("chat-log").scrollHeight;
   return div;
+}
+function keepDown(change) { // the transcript follows a growing reply unless the reader scrolled up
+  const log = $("chat-log");
+  const following = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
+  change();
+  if (following) log.scrollTop = log.scrollHeight;
+}
+// A reply: its text (.md: Markdown, or token spans), tool calls and notes, and a Copy button under it
+// that copies the reply as written (msg.raw, its Markdown).
+function assistantMessage() {
+  const msg = addMessage("assistant", "");
+  msg.textBox = document.createElement("div");
+  msg.textBox.className = "md";
+  msg.appendChild(msg.textBox);
+  msg.raw = "";
+  msg.actions = document.createElement("div");
+  msg.actions.className = "msg-actions";
+  const copy = document.createElement("button");
+  copy.type = "button"; copy.className = "copy-msg"; copy.dataset.i18n = "copy"; copy.textContent = t("copy");
+  copy.addEventListener("click", () => copyText(msg.raw, copy));
+  msg.actions.appendChild(copy);
+  msg.actions.hidden = true; // until the reply has text
+  msg.after(msg.actions);
+  return msg;
+}
+function markdownView(box) { // re-rendered at most once a frame while the reply streams
+  let frame = 0, latest = "";
+  const draw = () => { frame = 0; keepDown(() => { box.innerHTML = renderMarkdown(latest); }); };
+  const show = (text) => { latest = text; if (!frame) frame = requestAnimationFrame(draw); };
+  show.flush = () => { if (frame) { cancelAnimationFrame(frame); draw(); } };
+  return show;
+}
+function showToolResult(content, name) {
+  const shown = addMessage("tool", "");
+  const head = document.createElement("div");
+  head.className = "tool-name";
+  head.textContent = `${t("tool_result")}: ${name}`;
+  const body = document.createElement("pre");
+  body.textContent = content;
+  shown.append(head, body);
 }
 function jsonField(id, label) { // a JSON textarea: undefined when empty; bad JSON is an error naming the field
   const raw = $(id).value.trim();
@@ -43,11 +85,12 @@ function chatExtras() { // the Advanced settings as request fields (throws on ba
   if ($("chat-logprobs").checked) { extra.logprobs = true; extra.top_logprobs = 5; }
   return extra;
 }
+function apiMessage(m) { return Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith("_"))); }
 function chatBody(stream) {
   const system = $("chat-system").value.trim();
   return Object.assign({ model: $("chat-model").value, stream, temperature: Number($("chat-temp").value), top_p: Number($("chat-top-p").value),
                          max_tokens: Number($("chat-max").value),
-                         messages: (system ? [{ role: "system", content: system }] : []).concat(history) }, chatExtras());
+                         messages: (system ? [{ role: "system", content: system }] : []).concat(convo.messages.map(apiMessage)) }, chatExtras());
 }
 // The tool choice offers each declared tool by name ("fn:NAME") besides auto / required / none.
 function refreshToolChoice() {
@@ -123,46 +166,42 @@ function offerResult(block, call, pending) {
   send.textContent = t("send_result");
   form.append(label, send);
   block.appendChild(form);
+  const conv = convo;
   send.addEventListener("click", () => run(async () => {
-    if ($("chat-send").disabled) return; // a reply is still coming
+    if ($("chat-send").disabled || conv !== convo) return; // a reply is still coming
     chatExtras(); // settings that would fail the follow-up fail here, before the result is recorded
-    history.push({ role: "tool", tool_call_id: call.id, content: input.value });
+    conv.messages.push({ role: "tool", tool_call_id: call.id, content: input.value });
     form.remove();
-    const shown = addMessage("tool", "");
-    const head = document.createElement("div");
-    head.className = "tool-name";
-    head.textContent = `${t("tool_result")}: ${call.function.name}`;
-    const body = document.createElement("pre");
-    body.textContent = input.value;
-    shown.append(head, body);
+    showToolResult(input.value, call.function.name);
     pending.delete(call.id);
+    saveChat(conv);
     if (!pending.size) await reply();
   }));
 }
-// One assistant turn for the history so far, streamed: text (as token spans with logprobs) and tool
-// calls assembled from their deltas by index.
+// One assistant turn for the history so far, streamed: text (Markdown, or token spans with logprobs)
+// and tool calls assembled from their deltas by index. Stopped, it keeps what came.
 async function reply() {
+  const conv = convo;
   const body = chatBody(true);
   if (new Blob([JSON.stringify(body)]).size > MAX_UPLOAD) // the server would answer 413: say why, send nothing
     throw Object.assign(new Error(t("chat_too_big")), { unsent: true });
-  const msg = addMessage("assistant", "");
-  const text = document.createElement("div");
-  msg.appendChild(text);
-  const show = replyView(text);
+  conv.model = body.model;
+  const msg = assistantMessage();
+  if (body.logprobs) msg.textBox.className = "tokens";
+  const show = body.logprobs ? replyView(msg.textBox) : markdownView(msg.textBox);
   let content = "", finish = null, received = false, failure = null, extra = null;
   const tokens = [], calls = [], blocks = [];
-  controller = new AbortController();
-  $("chat-stop").disabled = false;
-  $("chat-send").disabled = true;
+  const mine = controller = new AbortController();
+  updateButtons();
   try {
-    await streamSSE("/v1/chat/completions", body, (ev) => {
+    await streamSSE("/v1/chat/completions", body, (ev) => keepDown(() => {
       if (ev.loom) extra = ev.loom; // on the first event only: what happened to the images
       const choice = ev.choices && ev.choices[0];
       if (!choice) return;
       received = true;
       const delta = choice.delta || {};
       const scored = (choice.logprobs && choice.logprobs.content) || [];
-      if (delta.content) content += delta.content;
+      if (delta.content) { msg.raw = content += delta.content; msg.actions.hidden = false; }
       tokens.push(...scored);
       if (delta.content || scored.length) show(content, tokens);
       (delta.tool_calls || []).forEach((d) => {
@@ -173,53 +212,140 @@ async function reply() {
         showCall(blocks[d.index] || (blocks[d.index] = callBlock(msg)), call);
       });
       if (choice.finish_reason) finish = choice.finish_reason;
-      $("chat-log").scrollTop = $("chat-log").scrollHeight;
-    }, controller.signal);
+    }), mine.signal);
   } catch (err) {
     if (err.name !== "AbortError") failure = err;
   } finally {
-    $("chat-stop").disabled = true;
-    $("chat-send").disabled = false;
+    if (show.flush) show.flush();
+    if (controller === mine) controller = null;
+    updateButtons();
   }
-  if (failure && !received) { msg.remove(); failure.unsent = true; throw failure; } // refused: no turn happened
-  if (extra) ocrNote(msg, extra, body.messages.length - 1);
+  if (failure && !received) { msg.actions.remove(); msg.remove(); failure.unsent = true; throw failure; } // refused: no turn happened
   const message = { role: "assistant", content };
+  const note = extra ? ocrNote(msg, extra, body.messages.length - 1) : "";
+  if (note) message._note = note;
   if (finish === "tool_calls" && calls.length) { // calls cut short (Stop, the token limit) are shown but not sent back
     message.content = content || null;
     message.tool_calls = calls.filter(Boolean);
     const pending = new Set(message.tool_calls.map((c) => c.id));
     calls.forEach((call, i) => call && offerResult(blocks[i], call, pending));
   }
-  history.push(message);
+  conv.messages.push(message);
+  saveChat(conv);
   if (failure) throw failure;
+}
+function stopReply() { if (controller) controller.abort(); }
+function updateButtons() {
+  const streaming = controller !== null;
+  $("chat-send").disabled = streaming;
+  $("chat-stop").disabled = !streaming;
+  $("chat-regen").disabled = streaming || !convo.messages.some((m) => m.role === "user");
+}
+function pickModel(name) { // a conversation's model, when the server still offers it
+  const select = $("chat-model");
+  if (!name) return;
+  if (!select.options.length) select.dataset.want = name; // the list is still loading: fill() takes it
+  else if ([...select.options].some((o) => o.value === name)) select.value = name;
+}
+function toolName(messages, id) {
+  const call = messages.flatMap((m) => m.tool_calls || []).find((c) => c.id === id);
+  return call ? call.function.name : "";
+}
+// The transcript drawn from the conversation (opened, reloaded, or cut for Regenerate). Tool calls of
+// the last reply still waiting for their results get their boxes back.
+function renderChat() {
+  $("chat-log").textContent = "";
+  const messages = convo.messages;
+  const last = messages.map((m) => m.role).lastIndexOf("assistant");
+  messages.forEach((m, i) => {
+    if (m.role === "user") {
+      const shown = addMessage("user", messageText(m.content));
+      const images = Array.isArray(m.content) ? m.content.filter((p) => p.type === "image_url").map((p) => ({ name: "", url: p.image_url.url })) : [];
+      if (images.length) shown.appendChild(thumbnails(images));
+    } else if (m.role === "assistant") {
+      const msg = assistantMessage();
+      msg.raw = m.content || "";
+      msg.actions.hidden = !msg.raw;
+      msg.textBox.innerHTML = renderMarkdown(msg.raw);
+      const answered = new Set(messages.slice(i + 1).filter((x) => x.role === "tool").map((x) => x.tool_call_id));
+      const pending = new Set(i === last ? (m.tool_calls || []).map((c) => c.id).filter((id) => !answered.has(id)) : []);
+      (m.tool_calls || []).forEach((call) => {
+        const block = callBlock(msg);
+        showCall(block, call);
+        if (pending.has(call.id)) offerResult(block, call, pending);
+      });
+      if (m._note) showNote(msg, m._note);
+    } else if (m.role === "tool") showToolResult(m.content, toolName(messages, m.tool_call_id));
+  });
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+  updateButtons();
 }
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
+  if ($("chat-send").disabled) return; // Enter while a reply is coming
   const text = $("chat-input").value.trim();
   const images = attached;
   if (!text && !images.length) { showError(t("empty")); return; }
   run(async () => {
     chatExtras(); // bad JSON in the Advanced settings: an error, and nothing is sent
+    const conv = convo;
     // With images, OpenAI's content parts: the text first, then each image as a data URL.
     const parts = (text ? [{ type: "text", text }] : []).concat(images.map((im) => ({ type: "image_url", image_url: { url: im.url } })));
-    history.push({ role: "user", content: images.length ? parts : text });
+    conv.messages.push({ role: "user", content: images.length ? parts : text });
+    conv.system = $("chat-system").value;
     const shown = addMessage("user", text);
     if (images.length) shown.appendChild(thumbnails(images));
     $("chat-input").value = "";
+    $("chat-input").style.height = "";
     attached = [];
     showAttached();
+    saveChat(conv); // the question outlives a reload during the reply
     try {
       await reply();
     } catch (err) {
       if (err.unsent) { // refused (e.g. a bad schema, too large): everything back in place to try again
-        history.pop(); shown.remove(); $("chat-input").value = text; attached = images; showAttached();
+        conv.messages.pop(); saveChat(conv); shown.remove(); $("chat-input").value = text; attached = images; showAttached(); updateButtons();
       }
       throw err;
     }
   });
 });
-$("chat-stop").addEventListener("click", () => controller && controller.abort());
-$("chat-reset").addEventListener("click", () => { history = []; $("chat-log").innerHTML = ""; });
+// Enter sends (as in WeChat; phones' keyboards show "Send"), Shift+Enter starts a new line; an Enter
+// that an input method is composing with (pinyin picking its candidate) is the input method's.
+$("chat-input").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" || e.shiftKey || e.isComposing || e.keyCode === 229) return;
+  e.preventDefault();
+  $("chat-form").requestSubmit();
+});
+$("chat-input").addEventListener("input", () => { // the box grows with the message, up to a few lines
+  const box = $("chat-input");
+  box.style.height = "";
+  box.style.height = Math.min(box.scrollHeight + 2, 200) + "px";
+});
+$("chat-stop").addEventListener("click", stopReply);
+// Regenerate: the last reply is dropped and asked for again (after tool results: the answer that used them).
+$("chat-regen").addEventListener("click", () => run(async () => {
+  if (controller) return;
+  const conv = convo, messages = conv.messages;
+  let cut = messages.length;
+  while (cut > 0 && messages[cut - 1].role === "assistant") cut--;
+  if (!messages.slice(0, cut).some((m) => m.role === "user")) return;
+  const dropped = messages.splice(cut);
+  renderChat();
+  try {
+    await reply();
+  } catch (err) {
+    if (err.unsent && conv === convo) { messages.push(...dropped); renderChat(); }
+    throw err;
+  }
+}));
+$("chat-model").addEventListener("change", () => { convo.model = $("chat-model").value; if (convo.messages.length) saveChat(convo); });
+$("chat-system").addEventListener("change", () => { convo.system = $("chat-system").value; if (convo.messages.length) saveChat(convo); });
+// The settings are a column beside the transcript on wide windows and fold away above it on narrow ones.
+const wideChat = matchMedia("(min-width: 1000px)");
+const placeSettings = () => { $("chat-settings").open = wideChat.matches; };
+wideChat.addEventListener("change", placeSettings);
+placeSettings();
 function pyValue(v) { // a JSON value as a Python literal
   if (v === null || v === undefined) return "None";
   if (typeof v === "boolean") return v ? "True" : "False";
@@ -251,114 +377,7 @@ $("copy-python").addEventListener("click", () => run(async () => {
 function showCode(code) {
   $("chat-code").textContent = code;
   $("chat-code").hidden = false;
-  if (navigator.clipboard) navigator.clipboard.writeText(code).catch(() => {});
+  copyText(code);
 }
 
-
-// ---- images: dropped on the message box, pasted, or picked; shown as chips until sent -------------
-// They go as data URLs (the server fetches no http(s) images for its callers). A whole request must
-// stay under the server's body limit (4 MB unless max_body_bytes says otherwise), so an image whose
-// data URL would pass MAX_IMAGE_URL is redrawn smaller on a canvas and sent as JPEG: OCR needs legible
-// text, not a phone camera's every pixel (a 2,400-pixel side keeps a printed page readable).
-const MAX_IMAGE_URL = 3 * 1024 * 1024; // characters of base64 for one image
-let attached = []; // [{name, url}] for the next message
-
-function readDataURL(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(new Error(`${file.name}: ${t("unreadable")}`));
-    reader.readAsDataURL(file);
-  });
-}
-async function shrink(file) { // a JPEG data URL under MAX_IMAGE_URL, or null (the browser cannot decode it, or no size fits)
-  let bitmap;
-  try { bitmap = await createImageBitmap(file); } catch (e) { return null; }
-  const canvas = document.createElement("canvas");
-  let scale = Math.min(1, 2400 / Math.max(bitmap.width, bitmap.height));
-  for (let tries = 0; tries < 6; tries++, scale *= 0.75) {
-    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
-    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
-    const ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#fff"; // transparent areas become white, not JPEG's black
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    const url = canvas.toDataURL("image/jpeg", 0.88);
-    if (url.length <= MAX_IMAGE_URL) return url;
-  }
-  return null;
-}
-async function attach(files) { // every image that can go is added; the others are named in one message
-  const problems = [];
-  for (const file of files) {
-    const name = file.name || "image";
-    if (!file.type.startsWith("image/")) { problems.push(`${name}: ${t("not_image")}`); continue; }
-    const url = file.size * 4 / 3 + 100 > MAX_IMAGE_URL ? await shrink(file) : await readDataURL(file);
-    if (url) attached.push({ name, url }); else problems.push(`${name}: ${t("image_too_big")}`);
-  }
-  showAttached();
-  if (problems.length) throw new Error(problems.join(" "));
-}
-function showAttached() {
-  const box = $("chat-images");
-  box.textContent = "";
-  box.hidden = !attached.length;
-  attached.forEach((image) => {
-    const chip = document.createElement("span");
-    chip.className = "chip";
-    const img = document.createElement("img");
-    img.src = image.url; img.alt = img.title = image.name;
-    const remove = document.createElement("button");
-    remove.type = "button"; remove.textContent = "×";
-    remove.title = `${t("remove_image")}: ${image.name}`;
-    remove.setAttribute("aria-label", remove.title);
-    remove.addEventListener("click", () => { attached = attached.filter((a) => a !== image); showAttached(); $("chat-input").focus(); });
-    chip.append(img, remove);
-    box.appendChild(chip);
-  });
-}
-function thumbnails(images) { // the user's images in the transcript
-  const box = document.createElement("div");
-  box.className = "msg-images";
-  images.forEach((image) => {
-    const img = document.createElement("img");
-    img.className = "thumb"; img.src = image.url; img.alt = img.title = image.name;
-    box.appendChild(img);
-  });
-  return box;
-}
-// Under a reply, when the model read the images of the newest message as OCR text: say so, since a
-// text-only model answered without seeing the pictures (the server's own note is the tooltip).
-function ocrNote(msg, extra, newest) {
-  const read = (extra.images || []).filter((i) => i.handled === "ocr" && i.message === newest);
-  if (!read.length) return;
-  const characters = read.reduce((n, i) => n + (i.characters || 0), 0);
-  const note = document.createElement("div");
-  note.className = "muted ocr-note";
-  note.textContent = characters ? t("ocr_note").replace("{n}", characters) : t("ocr_none");
-  if (extra.note) note.title = extra.note;
-  msg.appendChild(note);
-}
-const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files"); // not dragged text
-const chatForm = $("chat-form");
-chatForm.addEventListener("dragover", (e) => { if (hasFiles(e)) { e.preventDefault(); chatForm.classList.add("over"); } });
-chatForm.addEventListener("dragleave", () => chatForm.classList.remove("over"));
-chatForm.addEventListener("drop", (e) => {
-  chatForm.classList.remove("over");
-  if (!hasFiles(e)) return;
-  e.preventDefault();
-  run(() => attach([...e.dataTransfer.files]));
-});
-$("chat-input").addEventListener("paste", (e) => {
-  const files = [...((e.clipboardData && e.clipboardData.files) || [])];
-  if (!files.length) return; // text is pasted as usual
-  e.preventDefault();
-  run(() => attach(files));
-});
-$("chat-attach").addEventListener("click", () => $("chat-file").click());
-$("chat-file").addEventListener("change", () => run(async () => {
-  const files = [...$("chat-file").files];
-  $("chat-file").value = ""; // the same file can be picked again
-  await attach(files);
-}));
-$("lang").addEventListener("click", showAttached); // the chips' tooltips in the new language
+openChat(localStorage.getItem(CURRENT_KEY)); // the conversation open before the reload, or a new one

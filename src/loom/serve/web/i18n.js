@@ -9,7 +9,11 @@ const STRINGS = {
     train_eval: "Evaluate", train_chat: "Chat with it", train_jobs: "Jobs", stopped: "stopped", failed_job: "failed",
     held_out: "held-out answers containing the reference", no_file: "Choose a data file first.",
     api_key: "API key", model: "Model", temperature: "Temperature", max_tokens: "Max tokens", system_prompt: "System prompt",
-    message: "Message", type_message: "Type a message, or drop or paste an image", send: "Send", stop: "Stop", reset: "Reset",
+    message: "Message", type_message: "Message (Enter sends, Shift+Enter starts a new line); drop or paste images", send: "Send", stop: "Stop",
+    new_chat: "New chat", conversations: "Conversations", remove_chat: "Delete", delete_chat: "Delete conversation",
+    no_chats: "No saved conversations yet.", regenerate: "↻ Regenerate", settings: "Settings", copy: "Copy", copied: "Copied",
+    copy_failed: "Copy failed", untitled: "Untitled", image_not_kept: "[image not kept: too large for the browser's storage]",
+    storage_full: "The browser's storage is full, so this conversation is not saved: delete some old conversations to make room.",
     copy_curl: "Copy as curl", copy_python: "Copy as Python", classifier: "Classifier", texts_one_per_line: "Texts, one per line",
     classify: "Classify", or_file: "or a .txt/.csv file", download_csv: "Download CSV", kb: "Knowledge base", new_kb: "New",
     create: "Create", drop_files: "Drop documents (.txt .md .html .pdf .docx .csv), images or scans here, or choose them:", search: "Search",
@@ -45,7 +49,7 @@ const STRINGS = {
     attach_image: "📎 Image", remove_image: "Remove", unreadable: "the file could not be read.",
     not_image: "only images (PNG, JPEG, WebP, GIF, BMP) can be attached to a message.",
     image_too_big: "this image is too large to send, even made smaller (a request may be 4 MB in all).",
-    chat_too_big: "The conversation with its images is over the server's 4 MB request limit: remove an image, or press Reset to start again.",
+    chat_too_big: "The conversation with its images is over the server's 4 MB request limit: remove an image, or start a new chat.",
     ocr_note: "Image text read by OCR ({n} characters): this model cannot see pictures.",
     ocr_none: "OCR found no text in the image, and this model cannot see pictures.",
     kb_ocr_hint: "Images (.png .jpg .webp .tiff .bmp .gif) and scanned PDFs are read by OCR, which takes a few seconds per page.",
@@ -60,7 +64,11 @@ const STRINGS = {
     train_eval: "评估", train_chat: "和它对话", train_jobs: "训练任务", stopped: "已停止", failed_job: "失败",
     held_out: "留出集回答中包含参考答案的比例", no_file: "请先选择数据文件。",
     api_key: "API 密钥", model: "模型", temperature: "温度", max_tokens: "最大长度", system_prompt: "系统提示词",
-    message: "消息", type_message: "输入消息，也可以拖入或粘贴图片", send: "发送", stop: "停止", reset: "清空",
+    message: "消息", type_message: "输入消息（Enter 发送，Shift+Enter 换行），也可以拖入或粘贴图片", send: "发送", stop: "停止",
+    new_chat: "新建对话", conversations: "对话记录", remove_chat: "删除", delete_chat: "删除对话",
+    no_chats: "还没有保存的对话。", regenerate: "↻ 重新生成", settings: "设置", copy: "复制", copied: "已复制",
+    copy_failed: "复制失败", untitled: "未命名对话", image_not_kept: "[图片未保存：超出浏览器的存储空间]",
+    storage_full: "浏览器的存储空间已满，这段对话没有保存：请删除一些旧对话腾出空间。",
     copy_curl: "复制为 curl", copy_python: "复制为 Python", classifier: "分类器", texts_one_per_line: "文本，每行一条",
     classify: "分类", or_file: "或上传 .txt/.csv 文件", download_csv: "下载 CSV", kb: "知识库", new_kb: "新建",
     create: "创建", drop_files: "把文档（.txt .md .html .pdf .docx .csv）、图片或扫描件拖到这里，或选择文件：", search: "搜索",
@@ -96,7 +104,7 @@ const STRINGS = {
     attach_image: "📎 图片", remove_image: "移除", unreadable: "无法读取这个文件。",
     not_image: "消息里只能附加图片（PNG、JPEG、WebP、GIF、BMP）。",
     image_too_big: "图片太大，缩小后仍然发不出去（每次请求总共不能超过 4 MB）。",
-    chat_too_big: "对话连同图片超过了服务器每次请求 4 MB 的上限：请移除一张图片，或点“清空”重新开始。",
+    chat_too_big: "对话连同图片超过了服务器每次请求 4 MB 的上限：请移除一张图片，或新建对话。",
     ocr_note: "图片中的文字已由 OCR 识别（{n} 个字符）：这个模型看不到图片本身。",
     ocr_none: "OCR 没有在图片里识别出文字，而这个模型看不到图片本身。",
     kb_ocr_hint: "图片（.png .jpg .webp .tiff .bmp .gif）和扫描版 PDF 会用 OCR 识别文字，每页需要几秒钟。",
@@ -112,5 +120,6 @@ function applyLanguage(lang) {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  document.querySelectorAll("[data-i18n-aria]").forEach((el) => { el.setAttribute("aria-label", t(el.dataset.i18nAria)); });
   document.getElementById("lang").textContent = t("lang_button");
 }

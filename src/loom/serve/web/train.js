@@ -14,7 +14,9 @@ function fillTrainBases() {
   const keep = select.value;
   select.innerHTML = "";
   bases.forEach((id) => { const o = document.createElement("option"); o.value = o.textContent = id; select.appendChild(o); });
+  const preset = chat.find((m) => m.default); // the default chat model (`loom models default`) for a chat fine-tune
   if (bases.includes(keep)) select.value = keep;
+  else if (kind === "sft" && preset) select.value = preset.id;
 }
 $("train-kind").addEventListener("change", fillTrainBases);
 
