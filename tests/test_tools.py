@@ -109,7 +109,10 @@ def test_grounding_tells_a_call_the_request_asked_for_from_one_it_did_not():
     assert grounded('{"city": "上海"}', params, said("上海明天会下雨吗？"))
     assert grounded('{"city": "San Francisco", "unit": "celsius"}', params, said("Is it cold in san francisco?"))
     convert = {"type": "object", "properties": {"amount": {"type": "number"}, "from": {"type": "string"}, "to": {"type": "string"}}}
-    assert grounded('{"amount": 100, "from": "USD", "to": "CNY"}', convert, said("帮我把100美元换成人民币"))  # codes: neutral
+    assert grounded('{"amount": 100, "from": "USD", "to": "CNY"}', convert, said("帮我把100美元换成人民币"))  # its number was said
+    stock = {"type": "object", "properties": {"symbol": {"type": "string"}}}
+    assert not grounded('{"symbol": "AAPL"}', stock, said("How many legs does a spider have?"))  # a code from nowhere
+    assert grounded('{"symbol": "0700.HK"}', stock, said("0700.HK 现在多少钱一股？"))
     assert grounded('{"unit": "celsius"}', params, said("hi"))  # enum values come from the schema
 
 

@@ -44,13 +44,35 @@ def ll_tokenizer(tokenizer):
     return cached
 
 
+SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers beyond this do not survive a JavaScript or double round trip
+
+
+def bounded(schema):
+    """The schema with every integer held to +-(2^53 - 1) where it sets no bound of its own. Unbounded,
+    an integer is a digit loop a small model can fall into: asked for {"title", "priority": int},
+    qwen2.5-0.5b wrote "priority": 1000000000... until max_tokens ran out. A copy; the caller's
+    schema is not changed."""
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bounded(value) for key, value in schema.items()}
+    types = out.get("type")
+    if types == "integer" or (isinstance(types, list) and "integer" in types):
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = SAFE_INTEGER
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -SAFE_INTEGER
+    return out
+
+
 def schema_grammar(schema: dict, tokenizer=None, where: str = "response_format.json_schema.schema") -> str:
     """A compiled grammar for a JSON Schema; an InputError naming the problem when it cannot be enforced."""
     llguidance = _lib()
     if not isinstance(schema, dict):
         raise InputError(f"{where} must be a JSON Schema object", "send e.g. {\"type\": \"object\", \"properties\": {...}}",
                          param=where)
-    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_LAYOUT)
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(bounded(schema)), defaults=_LAYOUT)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
         grammar, ll_tokenizer(tokenizer) if tokenizer is not None else None)
     if is_error:

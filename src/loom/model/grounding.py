@@ -6,10 +6,13 @@ value the conversation holds ("weather in Paris" -> city="Paris", "email Bob" ->
 
     grounded(call arguments, tool, conversation) -> bool
 
-Only free-text arguments are looked at. Left out, because a model rightly derives them from words that
-differ: enum values and booleans (from the schema), numbers (spelt "两百", "a dozen") and codes
-("USD" for 美元, "AAPL" for Apple: 2-6 capitals or digits). Dates stay in: a call rarely has only a
-date, and "10:00" for "上午10点" is held by its "10". A string argument counts as
+Free-text arguments decide. Enum values and booleans come from the schema, and numbers are often spelt
+("两百", "a dozen"), so neither counts for or against a call. Codes (2-6 capitals or digits: "USD",
+"AAPL", "A12345") are rightly derived from other words ("USD" for 美元), so they count only for a call:
+a call whose only free text is codes is grounded when one of its codes, or one of its numbers,
+occurs in the conversation ("100美元换人民币" -> amount 100; "track A12345"), and not otherwise
+(get_stock_price(symbol="AAPL") for "How many legs does a spider have?"). Dates stay free text: a
+call rarely has only a date, and "10:00" for "上午10点" is held by its "10". A string argument counts as
 held when at least half of its units (each Chinese character, other words lowercased; NFKC, so
 full-width forms match) occur in the conversation. A call is grounded when it has no free-text
 argument, or at least one that is held. What the rule was chosen on, and what it costs in needed
@@ -51,9 +54,24 @@ def grounded(arguments: str, parameters: dict, said: set[str]) -> bool:
         return True  # not ours to judge: the grammar already held it to the schema
     if not isinstance(args, dict):
         return True
-    properties = parameters.get("properties") or {}
-    free = [v for k, v in _leaves(args, properties) if _free_text(v, k)]
-    return not free or any(held(v, said) for v in free)
+    leaves = list(_leaves(args, parameters.get("properties") or {}))
+    free = [v for k, v in leaves if _free_text(v, k)]
+    if free:
+        return any(held(v, said) for v in free)
+    codes = [v.strip() for k, v in leaves if _code(v, k)]
+    if not codes:
+        return True
+    numbers = [_number_text(v) for _, v in leaves if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return any(held(c, said) for c in codes) or any(n in said for n in numbers)
+
+
+def _code(value, schema: dict) -> bool:
+    return isinstance(value, str) and "enum" not in schema and "const" not in schema and bool(_CODE.match(value.strip()))
+
+
+def _number_text(value: float) -> str:
+    """100.0 -> "100", as units() splits "100美元" into "100"."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _leaves(args: dict, properties: dict):

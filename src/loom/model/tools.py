@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from loom.errors import InputError
+from loom.model.constrain import bounded
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -182,7 +183,7 @@ def _generic(messages: list[dict], declared: list[Tool]) -> list[dict]:
 # ---- grammars ----------------------------------------------------------------------------------------
 
 def _with_layout(schema: dict) -> dict:
-    return schema | {"x-guidance": {"whitespace_flexible": True, "whitespace_pattern": _WS}}
+    return bounded(schema) | {"x-guidance": {"whitespace_flexible": True, "whitespace_pattern": _WS}}
 
 
 def call_schema(tools: list[Tool]) -> dict:
