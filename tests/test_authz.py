@@ -17,14 +17,15 @@ USER = {"open": 200, "none": 401, "revoked": 401, "user": 200, "admin": 200}
 ADMIN = {"open": 200, "none": 401, "revoked": 401, "user": 403, "admin": 200}
 MISSING = {"open": 404, "none": 401, "revoked": 401, "user": 403, "admin": 404}  # admin-only, and the name is not there
 IMPORT = {"open": 403, "none": 401, "revoked": 401, "user": 403, "admin": 200}  # keys required, admin only
+SCANLESS = {"open": 404, "none": 401, "revoked": 401, "user": 404, "admin": 404}  # allowed, and there is nothing to show
 
 # (method, path, request kwargs, expected status per cell). {cell} makes names unique per cell.
 ROUTES = [
     ("GET", "/health", {}, PUBLIC),
     ("GET", "/", {}, PUBLIC),
     ("GET", "/ui/app.js", {}, PUBLIC),
-    ("GET", "/openapi.json", {}, PUBLIC),  # the schema only: no data, no paths
-    ("GET", "/docs", {}, PUBLIC),
+    ("GET", "/openapi.json", {}, USER),  # every route and field: keyed like the API (api_docs: keyed)
+    ("GET", "/docs", {}, USER),
     ("GET", "/metrics", {}, USER),
     ("GET", "/v1/models", {}, USER),
     ("POST", "/v1/chat/completions", {"json": CHAT}, USER),
@@ -34,6 +35,7 @@ ROUTES = [
     ("GET", "/v1/kb", {}, USER),
     ("POST", "/v1/kb", {"json": {"name": "kb-{cell}", "encoder": "minilm"}}, USER),
     ("GET", "/v1/kb/shop", {}, USER),
+    ("GET", "/v1/kb/shop/pages", {"params": {"source": "hours.md", "page": 1}}, SCANLESS),  # a typed file: no page image
     ("POST", "/v1/kb/shop/search", {"json": {"query": "returns", "k": 1}}, USER),
     ("POST", "/v1/kb/shop/documents", {"json": {"documents": [{"source": "{cell}.md", "text": "Gift cards never expire."}]}}, USER),
     ("POST", "/v1/kb/shop/files", {"files": {"files": ("up-{cell}.txt", b"Parcels ship daily.")}}, USER),
@@ -149,8 +151,8 @@ def test_every_route_under_every_key(servers):
 
 
 def test_the_matrix_covers_every_route(servers):
-    server, _, _ = servers["open"]
-    schema = httpx.get(server.url + "/openapi.json").json()
+    server, _, keys = servers["keyed"]  # the open server may hold a key by now (the matrix creates one)
+    schema = httpx.get(server.url + "/openapi.json", headers={"Authorization": f"Bearer {keys['admin']}"}).json()
     served = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("job-{name}", "{name}").replace("/ghost", "/{name}").replace("{victim}", "{key_id}")
                .replace("/shop", "/{name}").replace("/nano/", "/{name}/").replace("/demo", "/{name}").replace("/Paris", "/{entity}"))

@@ -262,6 +262,9 @@ class ServeConfig(_Strict):
         default_factory=list, description="folders on this machine from which admin keys may import files into knowledge "
         "bases by path (POST /v1/kb/NAME/documents {\"paths\": [...]}); empty = the API never reads server files")
     media: MediaConfig = Field(default_factory=MediaConfig, description="images and scans: limits, OCR engine")
+    api_docs: Literal["keyed", "public", "off"] = Field(
+        "keyed", description="/openapi.json and /docs: keyed = need a key once keys exist (like the API), public = "
+        "always open, off = 404")
 
 
 class SupportConfig(_Strict):

@@ -116,6 +116,7 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
             announce("ready")
 
     app = FastAPI(title="Loom", version="0.1", summary="OpenAI-compatible API over local and remote models",
+                  docs_url=None, redoc_url=None, openapi_url=None,  # served below, behind a key once keys exist
                   on_startup=[startup], on_shutdown=[lambda: [b.close() for b in server.backends.values()], server.jobs.close])
     app.state.server = server
     errors.install(app)
@@ -149,6 +150,23 @@ def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
             raise errors.APIError(429, f"rate limit reached for key {key.name!r} (rpm {key.rpm}, tpm {key.tpm}); retry in {wait:.0f} s",
                                   "rate_limit_error", "rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait)))})
         return key
+
+    async def authorize_docs(request: Request) -> None:
+        """The API description names every route and field: keyed like the API (serve config api_docs)."""
+        if server.settings.api_docs == "off":
+            raise errors.APIError(404, "the API description is switched off on this server", code="not_found")
+        if server.settings.api_docs == "keyed":
+            await authorize(request)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize_docs)])
+    async def openapi():
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorize_docs)])
+    async def api_docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Loom API")
 
     app.include_router(kb_routes.router(authorize, server))
     app.include_router(writing_routes.router(authorize, server))
