@@ -118,3 +118,27 @@ def test_chunked_body_over_the_limit_is_refused(tmp_path):
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         upload = httpx.post(server.url + "/v1/kb/x/files", files={"files": ("big.txt", b"a" * (65 << 20))}, timeout=60)
         assert upload.status_code == 413  # uploads have their own limit (max_upload_bytes, 64 MiB)
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path):
+    """The import route checks a path, then reads it: a file or a folder swapped for a link in between
+    (a race an attacker with write access to the import folder could win) must not lead outside."""
+    from loom.serve.imports import Forbidden, allowed_files, import_roots, read_inside
+
+    root, outside = tmp_path / "imports", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "a.md").write_text(CANARY, encoding="utf-8")
+    (root / "a.md").write_text("fine", encoding="utf-8")
+    (root / "sub" / "a.md").write_text("fine too", encoding="utf-8")
+    roots = import_roots([str(root)])
+    files, _ = allowed_files(["a.md", "sub/a.md"], roots, {".md"})
+    assert [read_inside(f, roots, 1 << 20) for f in files] == [b"fine", b"fine too"]
+
+    (root / "a.md").unlink()
+    (root / "a.md").symlink_to(outside / "a.md")  # the file itself becomes a link out
+    (root / "sub").rename(root / "old")
+    (root / "sub").symlink_to(outside)  # a folder on the way becomes a link out
+    for f in files:
+        with pytest.raises(Forbidden):
+            read_inside(f, roots, 1 << 20)

@@ -6,6 +6,7 @@ existence, so a refused path tells the client nothing about the server's disk.""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from loom.errors import InputError, LoomError
@@ -62,3 +63,28 @@ def allowed_files(paths: list[str], roots: list[Path], suffixes: set[str]) -> tu
         else:
             skipped.append((raw, "no such file or folder"))
     return files, skipped
+
+
+def read_inside(path: Path, roots: list[Path], limit: int) -> bytes:
+    """A validated file's bytes, opened so that a symlink swapped in after allowed_files() checked it
+    cannot lead outside: the last component is opened with O_NOFOLLOW, and the file actually opened
+    (/proc/self/fd on Linux; elsewhere its device and inode against the path's) must still lie inside
+    an import folder. Forbidden when it does not."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO cannot hang the read
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise Forbidden(f"{path} cannot be opened safely ({e.strerror})", "import regular files, not links") from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}")) if Path(f"/proc/self/fd/{fd}").exists() else None
+        if opened is None:
+            real = Path(os.path.realpath(path))
+            same = _inside(real, roots) and (os.stat(real).st_ino, os.stat(real).st_dev) == (info.st_ino, info.st_dev)
+        else:
+            same = _inside(opened, roots)
+        if not same or not stat.S_ISREG(info.st_mode):
+            raise Forbidden(f"{path} changed into something outside the import folders while it was read", "import it again")
+        if info.st_size > limit:
+            raise InputError(f"{path.name} is {info.st_size:,} bytes, over the {limit:,}-byte limit", "split it into smaller files")
+        return f.read()

@@ -47,7 +47,8 @@ def router(authorize, server) -> APIRouter:
     from loom import catalog
     from loom.data.readers import DOC_TYPES, FAQ_TYPES, MAX_FILE_BYTES, check_content
     from loom.apps.support.store import KnowledgeBase, list_kbs
-    from loom.serve.imports import Forbidden, allowed_files
+    from loom.errors import InputError
+    from loom.serve.imports import Forbidden, allowed_files, read_inside
 
     kbs = server.kbs
     api = APIRouter(prefix="/v1/kb", dependencies=[Depends(authorize)])
@@ -109,8 +110,11 @@ def router(authorize, server) -> APIRouter:
 
         def work() -> dict:
             reports = [target.add_text(d.source, d.text) for d in body.documents]
-            if files:
-                reports.append(target.add_paths([str(f) for f in files], progress=False))
+            for f in files:  # read once, safely (a link swapped in after the check cannot lead out), then ingested
+                try:
+                    reports.append(target.add_bytes(str(f), read_inside(f, server.import_roots, MAX_FILE_BYTES)))
+                except (Forbidden, InputError) as e:
+                    reports.append(_failed(str(f), e.message))
             total = merged(reports)
             total["failed"] += [{"source": s, "error": e} for s, e in skipped]
             return total
