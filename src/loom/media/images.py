@@ -13,7 +13,7 @@ Animated images give their first frame."""
 from __future__ import annotations
 
 import io
-import warnings
+import threading
 from loom.config import MediaConfig
 from loom.errors import InputError
 
@@ -24,6 +24,7 @@ IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "t
 
 
 _settings = MediaConfig()
+_PILLOW_CEILING = threading.Lock()  # Image.MAX_IMAGE_PIXELS is a module global: switch it off for one open() at a time
 
 
 def configure(settings: MediaConfig) -> None:
@@ -86,17 +87,18 @@ def decode_image(data: bytes, name: str, limits: MediaConfig | None = None):
     if kind == "pdf":
         raise InputError(f"{name} is a PDF, not an image", "read it with read_pages (loom ocr, loom kb add take PDFs)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit below decides
-            image = Image.open(io.BytesIO(data))
+        with _PILLOW_CEILING:  # Pillow's own bomb check runs in open(): off for the header read, our limit decides
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
         width, height = image.size  # from the header: nothing decoded yet
         check_pixels(width, height, name, limits)
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
         return _to_rgb(_upright(image))
-    except Image.DecompressionBombError as e:  # over Pillow's own ceiling (179 MP), above ours unless raised
-        raise InputError(f"{name} is too many pixels to decode safely ({e})", "scale it down (300 dpi is plenty for text)") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(f"{name} is a damaged or truncated {kind.upper()} image ({e})",
                          "re-save or re-scan it; the file ends before its pixels do") from e
