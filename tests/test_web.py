@@ -713,9 +713,15 @@ def test_stop_keeps_the_partial_reply_and_regenerate_replaces_it(browser, site):
         page.fill("#chat-max", "3000")
         page.fill("#chat-input", "tell me a long story")
         page.click("#chat-send")
-        page.wait_for_function("(document.querySelector('#chat-log .msg.assistant') || {}).textContent?.length > 20", timeout=60_000)
-        assert page.is_disabled("#chat-send") and page.is_disabled("#chat-regen") and page.is_enabled("#chat-stop")
-        page.click("#chat-stop")
+        # Stop in the same tick as the reply is seen growing (no gap in which a busy machine could end it)
+        state = page.wait_for_function("""() => {
+            const reply = document.querySelector('#chat-log .msg.assistant');
+            if (!reply || reply.textContent.length <= 20) return false;
+            const buttons = ['chat-send', 'chat-regen', 'chat-stop'].map((id) => document.getElementById(id).disabled);
+            document.getElementById('chat-stop').click();
+            return buttons.concat([document.getElementById('error').textContent]);
+        }""", timeout=60_000).json_value()
+        assert state[:3] == [True, True, False], state  # while streaming: Send and Regenerate off, Stop on
         page.wait_for_function("!document.getElementById('chat-send').disabled")
         assert page.is_disabled("#chat-stop") and page.is_enabled("#chat-regen")
         deadline = time.time() + 20
