@@ -48,6 +48,7 @@ Can I change my address?,Yes: open the order page and choose Change address befo
 QUESTIONS = ["How long do refunds take?", "When does express delivery arrive?", "退款需要多久？", "Can I return a used item?"]
 TEXTS = ["the room was clean and the staff were kind", "terrible service, never again", "房间很干净，服务周到",
          "质量太差了，非常失望", "great value for the price", "the screen broke after a week"]
+ERRORS: collections.Counter = collections.Counter()  # error event body -> times seen
 MIX = [("chat_stream", 3), ("embeddings", 2), ("kb_search", 2), ("classify", 2), ("support", 1)]
 
 
@@ -80,7 +81,8 @@ async def _one(client: httpx.AsyncClient, route: str, model: str, rng: random.Ra
                 seen += line.startswith("data:")
                 if hang_up and seen >= 3:
                     return "hung_up"  # leaving the block closes the connection mid-stream
-                if '"error"' in line and line.startswith("data:"):
+                if line.startswith('data: {"error"'):
+                    ERRORS[line[6:][:300]] += 1  # printed at the end: a count alone does not say what failed
                     return "stream error event"
         return "ok"
     if route == "embeddings":
@@ -152,6 +154,7 @@ def main() -> None:
         seconds = args.minutes * 60
         marks = asyncio.run(_run(server.url, args.model, args.clients, seconds, lambda: proc.memory_info().rss, log))
         alive = server.proc.poll() is None
+        server_log = server.output()
     t0, window = marks["t0"], min(60.0, seconds / 2)
     first, last = _window(log, t0, t0 + window), _window(log, t0 + seconds - window, t0 + seconds + 1)
     outcomes = collections.Counter(o for _, _, o, _ in log)
@@ -159,6 +162,8 @@ def main() -> None:
     print(f"soak: {args.minutes:g} min, {args.clients} clients, chat model {args.model}: {len(log)} requests "
           f"({outcomes['hung_up']} intended disconnects)")
     print("outcomes: " + ", ".join(f"{o} {n}" for o, n in outcomes.most_common()))
+    for text, n in ERRORS.most_common(5):
+        print(f"  error event x{n}: {text}")
     worst = 0.0
     for route, _ in MIX:
         a, b = first.get(route, []), last.get(route, [])
@@ -170,6 +175,8 @@ def main() -> None:
     growth = marks["end"] / marks["warm"] - 1
     print(f"server RSS: start {mb['start']:.0f} MB, after warm-up {mb['warm']:.0f} MB, end {mb['end']:.0f} MB "
           f"({growth * 100:+.1f}% after warm-up); server alive at the end: {alive}")
+    if unexpected:  # the server's side of the failures: its log keeps the tracebacks
+        print("server log, last lines:\n" + "\n".join(server_log.splitlines()[-60:]))
     ok = unexpected == 0 and growth < 0.10 and worst <= 1.5 and alive
     print(f"ratio {worst:.2f}x last-minute vs first-minute p99 (worst route; target <= 1.5), RSS growth {growth * 100:+.1f}% "
           f"(target < 10%), unexpected errors {unexpected} (target 0): {'PASS' if ok else 'FAIL'}")

@@ -250,3 +250,20 @@ def test_default_config_without_the_pull_says_how(tmp_path):
     """configs/serve/default.yaml preloads qwen2.5-0.5b, which `make run` pulls first; started bare it says how."""
     proc = run_loom("serve", "--config", str(REPO / "configs/serve/default.yaml"), env_home=tmp_path / "h", check=False, timeout=120)
     assert proc.returncode == 2 and "loom models pull qwen2.5-0.5b" in proc.stderr
+
+
+def test_a_config_file_preloads_names_only_a_path_comes_from_the_command_line(tmp_path, served_home):
+    """A config file's preload naming a path is refused before anything starts (whoever can write the
+    file must not make the server open files); the operator's `--preload PATH` still serves that model."""
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("preload: [/etc/passwd]\n", encoding="utf-8")
+    proc = run_loom("serve", "--config", str(bad), env_home=tmp_path / "h", check=False, timeout=120)
+    assert proc.returncode == 2 and "is not a model name" in proc.stderr and "--preload PATH" in proc.stderr
+    folder = str(served_home / "slow-model")
+    server = LiveServer(served_home, "--preload", folder)
+    try:
+        body = {"model": folder, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        assert httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60).status_code == 200
+        assert f"loaded {folder}" in server.output()
+    finally:
+        server.stop()

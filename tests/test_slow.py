@@ -262,7 +262,7 @@ def test_support_answers_written_by_qwen_over_the_api(loom_home):
 
     run_loom("models", "pull", "qwen2.5-0.5b", "--if-missing", env_home=loom_home, timeout=3600)
     run_loom("kb", "create", "lumio", "--model", "qwen2.5-0.5b", env_home=loom_home)
-    run_loom("kb", "add", "lumio", str(REPO / "bench/data/support/kb"), env_home=loom_home)
+    run_loom("kb", "add", "lumio", str(REPO / "bench/data/support/shop/kb"), env_home=loom_home)
     server = LiveServer(loom_home, start_timeout=900)
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)

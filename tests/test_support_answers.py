@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, home_at, loom_cli
 
-DATA = REPO / "bench" / "data" / "support"
+DATA = REPO / "bench" / "data" / "support" / "shop"
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loom import home
 from loom.errors import ConfigError, InputError
 
 
@@ -242,7 +243,8 @@ class ServeConfig(_Strict):
 
     host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 exposes the server to the network")
     port: int = Field(8000, ge=1, le=65535)
-    preload: list[str] = Field(default_factory=list, description="models loaded at startup; others load on first use")
+    preload: list[str] = Field(default_factory=list, description="model names (loom models list) loaded at startup; "
+                               "others load on first use. A path to a model is accepted only as `loom serve --preload PATH`")
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         "auto", description="GGUF engine: auto (llama.cpp on a CPU when installed, else transformers), "
         "llama.cpp (quantised kernels, batched) or transformers (dequantised fp32, batched; the GPU path)")
@@ -265,6 +267,17 @@ class ServeConfig(_Strict):
     api_docs: Literal["keyed", "public", "off"] = Field(
         "keyed", description="/openapi.json and /docs: keyed = need a key once keys exist (like the API), public = "
         "always open, off = 404")
+
+    @field_validator("preload")
+    @classmethod
+    def _names_only(cls, names: list[str]) -> list[str]:
+        """A config file can be edited by more people than the command line, so it names models only:
+        a path here would let whoever writes the file make the server open any file."""
+        for name in names:
+            if not home.is_name(name):
+                raise ValueError(f"{name!r} is not a model name: preload lists names from `loom models list`; "
+                                 "pass a path on the command line instead (loom serve --preload PATH)")
+        return names
 
 
 class SupportConfig(_Strict):

@@ -41,9 +41,15 @@ def home() -> Path:
     return root
 
 
+def is_name(text: str) -> bool:
+    """Whether text is a valid name (see check_name): 1-100 letters, digits, '.', '_', '-'."""
+    return bool(_NAME_RE.match(text or ""))
+
+
 def check_name(name: str, what: str = "name") -> str:
-    """Names become folder names: keep them portable and free of path tricks."""
-    if not _NAME_RE.match(name or ""):
+    """Names become folder names: keep them portable and free of path tricks. The one validator
+    for names (models, datasets, runs, knowledge bases, keys) wherever they come from."""
+    if not is_name(name):
         raise InputError(
             f"invalid {what} {name!r}",
             "use 1-100 characters from letters, digits, '.', '_' and '-', starting with a letter or digit",

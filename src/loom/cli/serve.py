@@ -42,7 +42,8 @@ def serve(
     from loom.serve.app import create_app
     from loom.serve.auth import KeyStore
 
-    settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload or None, "engine": engine,
+    preload_names, preload_paths = _split_preload(preload or [])
+    settings = load(ServeConfig, config, {"host": host, "port": port, "preload": preload_names or None, "engine": engine,
                                           "device": device, "max_batch": max_batch, "max_queue": max_queue, "default_max_tokens": max_tokens,
                                           "kb_import_dirs": kb_import_dir or None,
                                           "isolate_engines": False if in_process_engines else None})
@@ -70,9 +71,9 @@ def serve(
         f"stop with Ctrl+C", soft_wrap=True)
     if roots:
         console.print(f"[dim]admin keys may import knowledge-base files from: {', '.join(map(str, roots))}[/dim]")
-    if settings.preload:
-        console.print(f"[dim]loading {', '.join(settings.preload)} (the first start converts GGUF files: ~30 s)[/dim]")
-    app = create_app(settings, announce=lambda text: console.print(f"[dim]{text}[/dim]"))
+    if settings.preload or preload_paths:
+        console.print(f"[dim]loading {', '.join(settings.preload + preload_paths)} (the first start converts GGUF files: ~30 s)[/dim]")
+    app = create_app(settings, preload_paths=preload_paths, announce=lambda text: console.print(f"[dim]{text}[/dim]"))
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
@@ -126,6 +127,25 @@ def chat(
         sys.stdout.write("\n")
         history.append({"role": "assistant", "content": "".join(pieces)})
     backend.close()
+
+
+def _split_preload(values: list[str]) -> tuple[list[str], list[str]]:
+    """--preload values as (catalog names, paths). A value the catalog knows, or a valid name that is
+    no file here, is a name (an unknown one fails at startup with the usual hint); anything else is a
+    path to a model folder or .gguf file, which only the operator's command line may give."""
+    from pathlib import Path
+
+    from loom import catalog, home
+    from loom.errors import NotFoundError
+
+    names, paths = [], []
+    for value in values:
+        try:
+            catalog.resolve(value, allow_paths=False)
+            names.append(value)
+        except NotFoundError:
+            (names if home.is_name(value) and not Path(value).expanduser().exists() else paths).append(value)
+    return names, paths
 
 
 def _check_pulled(names: list[str]) -> None:

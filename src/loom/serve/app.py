@@ -102,14 +102,15 @@ class Server:
                 log.warning("usage not recorded: %s", e.message)
 
 
-def create_app(settings: ServeConfig | None = None, announce=None) -> FastAPI:
-    """announce(text), if given, hears startup progress (the CLI prints it)."""
+def create_app(settings: ServeConfig | None = None, announce=None, preload_paths: list[str] | tuple = ()) -> FastAPI:
+    """announce(text), if given, hears startup progress (the CLI prints it). preload_paths: model
+    folders or .gguf files the operator named on the command line (settings.preload holds names only)."""
     server = Server(settings or ServeConfig())
 
     async def startup() -> None:
-        for name in server.settings.preload:
+        for name, trusted in [(n, False) for n in server.settings.preload] + [(p, True) for p in preload_paths]:
             started = time.perf_counter()
-            await server.backend(name, trusted=True)
+            await server.backend(name, trusted=trusted)
             if announce:
                 announce(f"loaded {name} in {time.perf_counter() - started:.1f} s")
         if announce:

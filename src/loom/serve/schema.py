@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.backends.base import Request, Sampling
 from loom.errors import InputError
-from loom.model.tools import Tool, ToolSet
+from loom.model.tools import NAME_PATTERN, Tool, ToolSet
 
 _MAX_TOKENS_CAP = 32_768
 
@@ -38,7 +38,7 @@ class ImagePart(_Wire):
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-_TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+_TOOL_NAME = NAME_PATTERN.pattern  # one rule for tool names: the wire schema and ToolSet agree
 
 
 class CalledFunction(_Wire):

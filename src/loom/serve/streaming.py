@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from loom.backends.base import Chunk, join_calls
 from loom.errors import LoomError
 from loom.serve.errors import body, from_loom
+
+log = logging.getLogger(__name__)
 
 
 def shape_logprobs(entries: list | None, chat: bool, offset: int = 0) -> dict | None:
@@ -101,7 +104,8 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
                 if isinstance(item, LoomError):  # same type and code as the status it would have had
                     shaped = from_loom(item)
                     yield _dump(body(shaped.message, shaped.type, shaped.code, shaped.param))
-                else:
+                else:  # a defect, not the client's doing: the operator's log gets the traceback
+                    log.error("stream failed mid-answer", exc_info=item)
                     yield _dump(body(f"{type(item).__name__}: {item}", "server_error"))
                 return
             if item.text or item.tool_calls:
