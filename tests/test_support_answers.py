@@ -147,3 +147,27 @@ def test_calibration_is_per_kb_and_refreshed_when_content_changes(lumio, tmp_pat
     assert json.loads(kb.meta("answerability"))["stamp"] != f"2:{kb.generation()}:e5"  # stale until the next question
     answerable.anchors(kb)
     assert json.loads(kb.meta("answerability"))["stamp"] == f"2:{kb.generation()}:e5"
+
+
+def test_a_manual_added_english_first_gets_a_chinese_encoder_and_answers_colloquial_questions(tmp_path, loom_home):
+    """bench/data/support/ebike, a manual with no FAQ, added one file at a time with the English one first:
+    'auto' chose MiniLM for it, so the Chinese manual arriving next moves the KB to e5 (all vectors made
+    again) instead of staying unreadable. Then colloquial questions in both languages are answered from
+    the right section (an error code picks its own row of the table), and questions about things the
+    manual never mentions are handed off."""
+    manual = REPO / "bench" / "data" / "support" / "ebike" / "kb"
+    loom_cli("kb", "create", "bike")
+    loom_cli("kb", "add", "bike", str(manual / "manual_en.md"))
+    assert json.loads(loom_cli("kb", "show", "bike", "--json").stdout)["encoder"] == "minilm"
+    loom_cli("kb", "add", "bike", str(manual / "manual_zh.md"))
+    assert json.loads(loom_cli("kb", "show", "bike", "--json").stdout)["encoder"] == "e5"
+
+    def ask_bike(question: str) -> dict:
+        return json.loads(loom_cli("support", "ask", "bike", question, "--json").stdout)
+
+    for question, phrase in [("骑了一个大长坡之后屏幕跳出E04，咋办", "控制器过热"), ("电瓶多久充满", "5.5小时"),
+                             ("I bought it last month and now the screen shows E03, what's wrong", "Brake sensor fault")]:
+        answer = ask_bike(question)
+        assert not answer["handoff"] and phrase in answer["answer"], (question, answer)
+    for question in ["Who is your CEO?", "可乐鸡翅怎么做？", "Do you offer financing or monthly payments on the bike?"]:
+        assert ask_bike(question)["handoff"], question

@@ -285,15 +285,18 @@ class SupportConfig(_Strict):
 
     k: int = Field(4, ge=1, le=20, description="passages retrieved per question")
     model: str | None = Field(None, description="chat model that writes answers from the passages; None = extractive answers")
-    min_score: float = Field(
-        0.5, description="hand over to a person unless the best passage's similarity is at least this far from the KB's "
-        "off-topic level (0) towards the level of its own FAQ questions and headings (1); calibrated per KB, docs/support.md")
+    min_score: float | None = Field(
+        None, description="hand over to a person unless the evidence (the best passage's similarity placed between the "
+        "KB's off-topic level (0) and the level of its own FAQ questions and headings (1), plus credit for the question's "
+        "rare words in the passage, less its words the KB never uses) reaches this; None = the cross-validated default "
+        "(loom.apps.support.answerable.MIN_SCORE, docs/support.md)")
     handoff_below: float | None = Field(
         None, ge=-1.0, le=1.0, description="override: hand over when the best passage's raw cosine similarity is below "
         "this (None = use the calibrated min_score)")
     faq_above: float | None = Field(
         None, ge=-1.0, le=1.0, description="override: answer with the FAQ answer when a FAQ question's raw cosine "
-        "similarity is at least this (None = calibrated: halfway from off-topic questions to the FAQ question itself)")
+        "similarity is at least this (None = calibrated: answerable.FAQ_MIN_SCORE of the way from off-topic questions to "
+        "the FAQ question itself)")
     max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
     graph: bool | None = Field(None, description="add the knowledge-graph facts around the question's entities (the "
                                "graph `loom kg build KB` made), cited; None = when the KB has a graph")

@@ -122,11 +122,12 @@ def search(
         out.print("no hits")
 
 
-_MIN_SCORE_HELP = ("hand off unless the best passage is at least this far from the KB's off-topic level (0) "
-                   "towards its own questions' level (1)")
+_MIN_SCORE_HELP = ("hand off unless the evidence reaches this: the best passage placed between the KB's off-topic "
+                   "level (0) and its own questions' level (1), plus credit for the question's rare words in it "
+                   "[the cross-validated default, 0.7]")
 
 
-def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float = 0.5,
+def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float | None = None,
             graph: bool | None = None):
     from loom.apps.support.answer import SupportTurn
     from loom.apps.support.backend import sources_footer
@@ -157,7 +158,7 @@ def ask(
     kb: str = typer.Argument(..., help="knowledge base"),
     question: str = typer.Argument(...),
     model: str = typer.Option(None, help="chat model that writes the answer (default: the KB's, else extractive)"),
-    min_score: float = typer.Option(0.5, "--min-score", help=_MIN_SCORE_HELP),
+    min_score: float = typer.Option(None, "--min-score", help=_MIN_SCORE_HELP),
     graph: bool = typer.Option(None, "--graph/--no-graph", help="add knowledge-graph facts around the question's entities "
                                                                "(default: when `loom kg build KB` made a graph)"),
     json_out: bool = typer.Option(False, "--json", help="print answer, citations, confidence and hand-off as JSON"),
@@ -181,7 +182,7 @@ def ask(
 def chat(
     kb: str = typer.Argument(..., help="knowledge base"),
     model: str = typer.Option(None, help="chat model that writes answers (default: the KB's, else extractive)"),
-    min_score: float = typer.Option(0.5, "--min-score", help=_MIN_SCORE_HELP),
+    min_score: float = typer.Option(None, "--min-score", help=_MIN_SCORE_HELP),
 ) -> None:
     """Multi-turn support chat: follow-ups are understood with the history; /reset starts over."""
     import uuid

@@ -3,7 +3,8 @@
 The QA file (.jsonl/.csv) has a `question` and an `answer`: the phrase a right answer contains (a
 fact such as "7天" or "3-5 business days"; several alternatives may be given as a list or joined
 with " | "). Optional: `evidence` (text the cited passage must contain; default the answer phrase)
-and `lang` (zh | en; detected when absent). The OOS file has questions the KB cannot answer.
+and `lang` (zh | en; detected when absent). The OOS file has questions the KB cannot answer (optional
+`kind`: near = on the KB's subject but not in it, far = off the subject; recall is also given per kind).
 
 Scored per language and overall:
     accuracy            in-scope questions answered and containing the phrase (a hand-off counts as wrong)
@@ -53,14 +54,15 @@ def _phrases(value) -> list[str]:
 
 
 def evaluate(kb: KnowledgeBase, qa: list[dict], oos: list[dict] | None = None, generator=None,
-             cfg: SupportConfig | None = None, progress: bool = True) -> dict:
+             cfg: SupportConfig | None = None, progress: bool = True, rule=None) -> dict:
+    """rule: an answerable.Rule other than the shipped one (the benchmark's cross-validation)."""
     from tqdm import tqdm
 
     cfg = cfg or SupportConfig()
     results = []
     for row in tqdm([*qa, *(oos or [])], desc=f"eval support {kb.name}", unit=" questions", disable=not progress):
         start = time.perf_counter()
-        turn = SupportTurn(kb, str(row["question"]), [], cfg, generator)
+        turn = SupportTurn(kb, str(row["question"]), [], cfg, generator, rule=rule)
         text = "".join(turn)
         results.append(_score(row, turn, text, time.perf_counter() - start))
     report = {"kb": kb.name, "encoder": kb.encoder_name, "model": generator.name if generator else None,
@@ -74,7 +76,7 @@ def evaluate(kb: KnowledgeBase, qa: list[dict], oos: list[dict] | None = None, g
 
 def _score(row: dict, turn: SupportTurn, text: str, seconds: float) -> dict:
     in_scope = "answer" in row and bool(_phrases(row.get("answer")))
-    out = {"question": row["question"], "lang": row["lang"], "in_scope": in_scope, "answer": text, "mode": turn.mode,
+    out = {"question": row["question"], "lang": row["lang"], "in_scope": in_scope, "kind": row.get("kind"), "answer": text, "mode": turn.mode,
            "handoff": turn.handoff, "confidence": round(turn.confidence, 4), "seconds": round(seconds, 3),
            "fallback": turn.fallback, "draft": turn.draft}
     if in_scope:
@@ -100,6 +102,9 @@ def _summary(results: list[dict]) -> dict:
         "handoff_rate": _share(len(inside) - len(answered), len(inside)),
         "out_of_scope": len(outside),
         "oos_handoff_recall": _share(sum(r["handoff"] for r in outside), len(outside)),
+        # an OOS file may tag rows "kind": "near" (the KB's own subject, a fact it lacks) or "far"
+        **{f"oos_{kind}_recall": _share(sum(r["handoff"] for r in rows), len(rows))
+           for kind in ("near", "far") if (rows := [r for r in outside if r.get("kind") == kind])},
         "handoff_precision": _share(sum(not r["in_scope"] for r in handed), len(handed)),
         "modes": {m: sum(r["mode"] == m for r in results) for m in sorted({r["mode"] for r in results})},
         "fallbacks": sum(bool(r["fallback"]) for r in results),

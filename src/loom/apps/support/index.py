@@ -17,14 +17,33 @@ _EMBED_BATCH = 32  # texts per encoder call
 
 class Index:
     def _settle_encoder(self, texts: list[str]) -> None:
-        """'auto' becomes e5 for Chinese-heavy content (MiniLM maps many Chinese characters to
-        [UNK]) and minilm otherwise, fixed at the first file."""
-        if self.encoder_name != "auto":
-            return
-        cjk = sum(1 for t in texts if has_cjk(t))
-        chosen = "e5" if cjk >= 0.2 * max(1, len(texts)) else "minilm"
+        """'auto' becomes e5 for Chinese-heavy content (MiniLM maps many Chinese characters to [UNK])
+        and minilm otherwise, at the first file. The choice stays provisional: a KB that 'auto' set to
+        minilm and that then receives a Chinese-heavy file moves to e5, its existing chunks and FAQ
+        questions embedded again, so the order files arrive in (manual_en.md before manual_zh.md)
+        never leaves Chinese content under an encoder that cannot read it."""
+        chinese = sum(1 for t in texts if has_cjk(t)) >= 0.2 * max(1, len(texts))
+        if self.encoder_name == "auto":
+            with atomic.guarded(self.path), self.connect() as db:
+                db.execute("UPDATE meta SET value = ? WHERE key = 'encoder' AND value = 'auto'", ("e5" if chinese else "minilm",))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('encoder_auto', '1')")
+            self._encoder = ""
+        elif self.encoder_name == "minilm" and chinese and self.meta("encoder_auto") == "1":
+            self._reembed("e5")
+
+    def _reembed(self, encoder_name: str) -> None:
+        """Switch the KB's encoder and embed every chunk and FAQ question again, in one transaction."""
+        with self.connect() as db:
+            chunks = db.execute("SELECT id, title, text FROM chunks ORDER BY id").fetchall()
+            faqs = db.execute("SELECT id, question FROM faqs ORDER BY id").fetchall()
+        self._encoder = encoder_name  # embed() below uses the new encoder
+        chunk_vectors = self.embed([f"{t}\n{x}" if t else x for _, t, x in chunks]) if chunks else []
+        faq_vectors = self.embed([q for _, q in faqs]) if faqs else []
         with atomic.guarded(self.path), self.connect() as db:
-            db.execute("UPDATE meta SET value = ? WHERE key = 'encoder' AND value = 'auto'", (chosen,))
+            db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _, _), v in zip(chunks, chunk_vectors)])
+            db.executemany("UPDATE faqs SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _), v in zip(faqs, faq_vectors)])
+            db.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (encoder_name,))
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
         """[len(texts), dim] float32, L2-normalised."""
