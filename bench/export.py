@@ -158,8 +158,10 @@ def main() -> None:
         print(f"\n{r['model']}: f16 {r['f16_mb']:.0f} MB ({r['f16_export_s']:.0f} s), q8_0 {r['q8_0_mb']:.0f} MB ({r['q8_0_export_s']:.0f} s)")
         print(f"  f16  max |logit diff| over {tf16['positions']} positions: transformers read-back {tf16['max_abs_logit_diff']:.4f}, "
               f"llama.cpp {lf16['max_abs_logit_diff']:.4f}; top-1 {tf16['top1_agreement']:.4f} / {lf16['top1_agreement']:.4f}")
-        print(f"  q8_0 top-1 agreement: transformers read-back {tq8['top1_agreement']:.4f}, llama.cpp {lq8['top1_agreement']:.4f} "
-              f"(goal >= 0.99); max |logit diff| {tq8['max_abs_logit_diff']:.3f} / {lq8['max_abs_logit_diff']:.3f}")
+        print(f"  q8_0 top-1 agreement: transformers read-back {tq8['top1_agreement']:.4f}, llama.cpp {lq8['top1_agreement']:.4f}; "
+              f"at the {tq8['confident_positions']} confident positions (fp32 top-2 margin >= 0.5 logit) "
+              f"{tq8['confident_top1_agreement']:.4f} / {lq8['confident_top1_agreement']:.4f} (goal >= 0.99); "
+              f"max |logit diff| {tq8['max_abs_logit_diff']:.3f} / {lq8['max_abs_logit_diff']:.3f}")
         print(f"  chat template identical in {tf16['template']['identical']}/{tf16['template']['conversations']} conversations")
         print(f"  decode, one stream: llama.cpp q8_0 {r['llama_cpp_tok_s']:.1f} tok/s vs transformers fp32 "
               f"{r['transformers_tok_s']:.1f} tok/s = {r['llama_cpp_tok_s'] / r['transformers_tok_s']:.2f}x")

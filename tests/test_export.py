@@ -57,12 +57,18 @@ def test_gguf_f16_reads_back_and_serves_like_the_run(nano_home):
         assert greedy("nano-f16", prompt) == greedy("nano", prompt)
 
 
-def test_gguf_q8_0_quantises_what_divides_into_blocks(nano_home, pipeline):
+def test_gguf_q8_0_quantises_what_divides_into_blocks(nano_home, pipeline, tmp_path):
     report = export_json("nano", "--verify")
     assert report["quant"] == "q8_0" and report["registered_as"] == "nano-q8_0"
     # d_model 64 rows quantise; ffn_down's 172-wide rows do not divide into 32-value blocks: f16
     assert report["tensor_types"]["Q8_0"] > 0 and report["tensor_types"]["F16"] == 2
     assert report["verify"]["top1_agreement"] >= 0.95, report["verify"]
+    assert report["verify"]["confident_top1_agreement"] >= 0.99, report["verify"]
+    # --embeddings-f16: token_embd (and output, when untied) stay f16 beside the q8_0 matrices
+    kept = export_json("nano", "--embeddings-f16", "--name", "nano-q8-emb", "--out", str(tmp_path / "emb.gguf"))
+    assert kept["tensor_types"]["F16"] > report["tensor_types"]["F16"] and kept["tensor_types"]["Q8_0"] < report["tensor_types"]["Q8_0"]
+    refused = loom_cli("export", "nano", "--quant", "f16", "--embeddings-f16", check=False)
+    assert refused.returncode == 2 and "--embeddings-f16 applies to q8_0" in refused.stderr
     # a run given by its folder is named after the run (runs/nano/model -> nano-f16), not "model-f16"
     by_path = export_json(str(pipeline["home"] / "runs" / "nano" / "model"), "--quant", "f16")
     assert by_path["registered_as"] == "nano-f16" and by_path["path"].endswith("nano-f16.gguf")

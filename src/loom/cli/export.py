@@ -17,6 +17,8 @@ def export(
                             "$LOOM_HOME/exports/"),
     name: str = typer.Option(None, "--name", help="register the export under this name (default MODEL-QUANT, "
                              "MODEL-ollama or MODEL-hf)"),
+    embeddings_f16: bool = typer.Option(False, "--embeddings-f16", help="q8_0: keep the token embeddings and output matrix "
+                                        "at f16 (~18% larger on SmolLM2; docs/export.md)"),
     system: str = typer.Option(None, "--system", help="ollama: a SYSTEM prompt for the Modelfile"),
     force: bool = typer.Option(False, "--force", help="replace an existing output and registration"),
     verify: bool = typer.Option(False, "--verify", help="read the export back: logit difference, top-1 agreement and "
@@ -27,7 +29,7 @@ def export(
     the catalog under a new name so `loom serve` and `loom chat` run the exported file."""
     from loom.model.export.run import export as run_export, plan
 
-    p = plan(model, fmt, quant, out, name, force)
+    p = plan(model, fmt, quant, out, name, force, embeddings_f16)
     console.print(f"exporting {p.source.name} -> {p.out} ({fmt}{', ' + p.quant if p.quant else ''})")
     report = run_export(p, system=system, verify=verify, progress=not json_out)
     if json_out:

@@ -15,7 +15,8 @@ What llama.cpp needs, and where each part comes from:
 
 Tensors: 1-D tensors (norms, biases) stay f32. 2-D weights become f16, or q8_0 (blocks of 32
 values sharing one f16 scale: 8.5 bits a weight). A row whose length is not a multiple of 32 cannot
-be cut into q8_0 blocks and falls back to f16, as llama.cpp's own converter does.
+be cut into q8_0 blocks and falls back to f16, as llama.cpp's own converter does. embeddings_f16
+keeps token_embd and output at f16 in a q8_0 file (llama-quantize's --token-embedding-type idea).
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def _encode_tensor(array, quant: str):
 # -- the file ------------------------------------------------------------------------------------
 
 def write_gguf(model, tokenizer, out: Path, quant: str = "q8_0", name: str = "", pre_override: str | None = None,
-               progress: bool = True) -> GGUFSummary:
+               progress: bool = True, embeddings_f16: bool = False) -> GGUFSummary:
     """Write `model` + `tokenizer` to `out` atomically (a temporary sibling renamed into place)."""
     import gguf
 
@@ -240,7 +241,8 @@ def write_gguf(model, tokenizer, out: Path, quant: str = "q8_0", name: str = "",
             writer.add_vocab_size(n_vocab)
             _add_tokenizer(writer, tok)
             for tname, array in _gguf_tensors(model, arch):
-                data, raw = _encode_tensor(array, quant)
+                keep = embeddings_f16 and tname in ("token_embd.weight", "output.weight")
+                data, raw = _encode_tensor(array, "f16" if keep else quant)
                 kind = raw.name if raw is not None else ("F32" if data.dtype == np.float32 else "F16")
                 counts[kind] = counts.get(kind, 0) + 1
                 writer.add_tensor(tname, data, raw_dtype=raw)

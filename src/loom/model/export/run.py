@@ -21,7 +21,7 @@ from loom.model.export.gguf_file import QUANTS
 
 FORMATS = ("gguf", "ollama", "hf")
 DEFAULT_QUANT = "q8_0"
-TOP1_GOAL = 0.99  # below this share of agreeing next tokens, --verify warns that q8_0 changed the model
+TOP1_GOAL = 0.99  # below this share of agreeing confident next tokens, --verify warns that q8_0 changed the model
 
 
 @dataclass
@@ -32,6 +32,7 @@ class ExportPlan:
     out: Path  # the .gguf file (gguf), the folder (ollama, hf)
     register_as: str
     chat: ollama.ChatFormat | None = None  # ollama only
+    embeddings_f16: bool = False  # q8_0: keep token_embd/output at f16 (+25 MB on SmolLM2; bench/export_precision.py)
 
     @property
     def gguf_path(self) -> Path | None:
@@ -47,10 +48,12 @@ class ExportPlan:
 
 
 def plan(name: str, fmt: str, quant: str | None = None, out: str | None = None, register_as: str | None = None,
-         force: bool = False) -> ExportPlan:
+         force: bool = False, embeddings_f16: bool = False) -> ExportPlan:
     """Check everything that needs no weights; returns what export() will do."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
+    if embeddings_f16 and (fmt == "hf" or (quant or DEFAULT_QUANT) != "q8_0"):
+        raise InputError("--embeddings-f16 applies to q8_0 GGUF exports (gguf, ollama)", "drop --embeddings-f16")
     if fmt == "hf" and quant:
         raise InputError("--quant applies to GGUF exports (gguf, ollama); an hf export keeps fp32 weights", "drop --quant")
     quant = None if fmt == "hf" else (quant or DEFAULT_QUANT)
@@ -66,7 +69,7 @@ def plan(name: str, fmt: str, quant: str | None = None, out: str | None = None, 
     if target.exists() and not force:
         raise ExistsError(f"{target} already exists", "pass --force to replace it, or choose another --out")
     register_as = home.check_name(register_as or default_name, "model name")
-    result = ExportPlan(source, fmt, quant, target, register_as)
+    result = ExportPlan(source, fmt, quant, target, register_as, embeddings_f16=embeddings_f16)
     if not force:
         catalog.check_run_name(register_as, result.registered_path)
     elif register_as in catalog.BUILTINS:
@@ -118,7 +121,8 @@ def export(p: ExportPlan, system: str | None = None, verify: bool = False, progr
 
         report = {"format": "hf", **write_hf(model, tokenizer, p.out, replace=True)}
     elif p.fmt == "gguf":
-        summary = write_gguf(model, tokenizer, p.out, p.quant, p.source.name, _source_pre_tokenizer(p.source), progress)
+        summary = write_gguf(model, tokenizer, p.out, p.quant, p.source.name, _source_pre_tokenizer(p.source), progress,
+                             embeddings_f16=p.embeddings_f16)
         report = {"format": "gguf", **summary.__dict__}
     else:
         report = _write_ollama(p, model, tokenizer, system, progress)
@@ -129,9 +133,12 @@ def export(p: ExportPlan, system: str | None = None, verify: bool = False, progr
         from loom.model.export.verify import verify as run_verify
 
         report["verify"] = checks = run_verify(model, tokenizer, p.registered_path, p.chat)
-        if p.quant == "q8_0" and checks["top1_agreement"] < TOP1_GOAL:
-            checks["warning"] = (f"q8_0 changes this model's next-token choice at {1 - checks['top1_agreement']:.1%} of the "
-                                 "checked positions (small models are the most sensitive); --quant f16 keeps it within rounding")
+        # Near-ties (the source's two best tokens within 0.5 logit) flip under any rounding; a flip of a
+        # confident choice is damage.
+        if p.quant == "q8_0" and checks["confident_top1_agreement"] < TOP1_GOAL:
+            checks["warning"] = (f"q8_0 changes this model's confident next-token choice at "
+                                 f"{1 - checks['confident_top1_agreement']:.1%} of the checked positions (small models are the "
+                                 "most sensitive); --quant f16 keeps it within rounding")
     return report
 
 
@@ -140,7 +147,8 @@ def _write_ollama(p: ExportPlan, model, tokenizer, system: str | None, progress:
 
     gguf_name = p.gguf_path.name
     with atomic.folder_writer(p.out, replace=True) as tmp:
-        summary = write_gguf(model, tokenizer, tmp / gguf_name, p.quant, p.source.name, _source_pre_tokenizer(p.source), progress)
+        summary = write_gguf(model, tokenizer, tmp / gguf_name, p.quant, p.source.name, _source_pre_tokenizer(p.source),
+                             progress, embeddings_f16=p.embeddings_f16)
         stops = [tokenizer.eos_token] if tokenizer.eos_token and tokenizer.eos_token != p.chat.end_of_turn else []
         atomic.write_text(tmp / "Modelfile", ollama.modelfile(gguf_name, p.chat, system, stops))
     ollama_name = p.register_as.lower()
