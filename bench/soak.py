@@ -6,7 +6,7 @@ Reports requests, errors by status, p50/p99 latency per route in the first and t
 the server's RSS at start, after warm-up (the first minute) and at the end.
 Goals: 0 unexpected errors, RSS growth under 10% after warm-up, last-minute p99 within 1.5x of the
 first minute's for every route. The reference for both ratios is the same run's first minute.
-    python bench/soak.py [--minutes 10] [--clients 8] [--model smollm2]
+    python bench/soak.py [--minutes 10] [--clients 8] [--model smollm2] [--in-process-engines]
 Exit status 1 when any request failed unexpectedly (CI runs --minutes 2 and checks that)."""
 
 from __future__ import annotations
@@ -143,13 +143,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--model", default="smollm2", help="chat model for the streaming clients")
+    ap.add_argument("--in-process-engines", action="store_true",
+                    help="llama.cpp inside the server process, as before engines ran in child processes (for comparison)")
     args = ap.parse_args()
     home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-soak-"))
     home.mkdir(parents=True, exist_ok=True)
     _setup(home)
     log: list = []
     with ServerProcess(home, "--host", "127.0.0.1", "--preload", args.model, "--preload", "minilm", "--preload", "reviews",
-                       "--max-batch", str(args.clients), start_timeout=300) as server:
+                       "--max-batch", str(args.clients), *(["--in-process-engines"] if args.in_process_engines else []),
+                       start_timeout=300) as server:
         proc = psutil.Process(server.proc.pid)
         seconds = args.minutes * 60
         marks = asyncio.run(_run(server.url, args.model, args.clients, seconds, lambda: proc.memory_info().rss, log))

@@ -285,3 +285,13 @@ def statuses_of_five_at_once(url: str, body: dict, check=None) -> list[int]:
     for t in threads:
         t.join()
     return statuses
+
+
+async def asgi_body(receive) -> bytes:
+    """The whole request body an ASGI app receives (fake upstream engines in tests), however it is chunked."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

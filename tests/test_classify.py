@@ -36,7 +36,7 @@ def write_csv(path, rows, fields=("text", "label")):
     return path
 
 
-@pytest.mark.parametrize("base", ["tfidf", "minilm", "e5"])
+@pytest.mark.parametrize("base", ["tfidf", "minilm", pytest.param("e5", marks=pytest.mark.slow)])  # e5 fine-tuning: test_e5_base_*
 def test_three_sentences_are_learnt_with_a_warning(tmp_path, loom_home, base):
     """The classic Keras example that stays at 50%: Loom must fit it, and say it proves nothing."""
     data = write_csv(tmp_path / "three.csv", [{"text": "这是一段文本", "label": 0}, {"text": "这是另一段文本", "label": 1},

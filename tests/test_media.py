@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import LiveServer, copy_catalog, loom_cli, run_loom
+from conftest import LiveServer, asgi_body, copy_catalog, loom_cli, run_loom
 
 NOTICE_ZH = ["退货政策：收到商品后七天内可以无理由退货。", "退款会在三个工作日内原路返回。"]
 NOTICE_EN = ["Returns: unused items may be sent back within 7 days.", "Support hotline 400-820-1234, 9:00 to 18:00."]
@@ -199,12 +199,7 @@ async def vision_engine(scope, receive, send):
     """A remote 'vision model': answers with what it received, so the test sees the parts arrive unchanged."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await asgi_body(receive)
     parts = json.loads(body)["messages"][-1]["content"]
     seen = " ".join(p["type"] + (":" + p["image_url"]["url"][:22] if p["type"] == "image_url" else "") for p in parts)
     events = [{"choices": [{"index": 0, "delta": {"content": seen}, "finish_reason": None}]},

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import LiveServer, run_loom
+from conftest import LiveServer, asgi_body, run_loom
 
 TIMEOUT = 2.0  # seconds, the registered models' --timeout
 MARGIN = 3.0  # process and scheduling slack on a loaded 2-core machine
@@ -30,12 +30,7 @@ async def upstream(scope, receive, send):
     """model 'ok' answers; the others fail the way their name says."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await asgi_body(receive)
     mode = json.loads(body or b"{}").get("model", "ok")
     sse = [(b"content-type", b"text/event-stream")]
     if mode == "hang":
