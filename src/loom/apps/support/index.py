@@ -32,18 +32,28 @@ class Index:
             self._reembed("e5")
 
     def _reembed(self, encoder_name: str) -> None:
-        """Switch the KB's encoder and embed every chunk and FAQ question again, in one transaction."""
-        with self.connect() as db:
-            chunks = db.execute("SELECT id, title, text FROM chunks ORDER BY id").fetchall()
-            faqs = db.execute("SELECT id, question FROM faqs ORDER BY id").fetchall()
-        self._encoder = encoder_name  # embed() below uses the new encoder
-        chunk_vectors = self.embed([f"{t}\n{x}" if t else x for _, t, x in chunks]) if chunks else []
-        faq_vectors = self.embed([q for _, q in faqs]) if faqs else []
-        with atomic.guarded(self.path), self.connect() as db:
-            db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _, _), v in zip(chunks, chunk_vectors)])
-            db.executemany("UPDATE faqs SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _), v in zip(faqs, faq_vectors)])
-            db.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (encoder_name,))
-            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        """Switch the KB's encoder and embed every chunk and FAQ question again, under one write
+        transaction taken first (a writer that comes meanwhile waits, so no chunk keeps the old vectors)."""
+        with atomic.guarded(self.path):
+            db = self.connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                chunks = db.execute("SELECT id, title, text FROM chunks ORDER BY id").fetchall()
+                faqs = db.execute("SELECT id, question FROM faqs ORDER BY id").fetchall()
+                self._encoder = encoder_name  # embed() below uses the new encoder
+                chunk_vectors = self.embed([f"{t}\n{x}" if t else x for _, t, x in chunks]) if chunks else []
+                faq_vectors = self.embed([q for _, q in faqs]) if faqs else []
+                db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _, _), v in zip(chunks, chunk_vectors)])
+                db.executemany("UPDATE faqs SET embedding = ? WHERE id = ?", [(v.tobytes(), i) for (i, _), v in zip(faqs, faq_vectors)])
+                db.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (encoder_name,))
+                db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                db.commit()
+            except BaseException:
+                db.rollback()
+                self._encoder = ""  # read again from the file: still the old encoder
+                raise
+            finally:
+                db.close()
 
     def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
         """[len(texts), dim] float32, L2-normalised."""
