@@ -144,9 +144,9 @@ def test_calibration_is_per_kb_and_refreshed_when_content_changes(lumio, tmp_pat
     extra = tmp_path / "more.md"
     extra.write_text("# Gift cards\nGift cards never expire and work in every Lumio store.\n", encoding="utf-8")
     loom_cli("kb", "add", "lumio", str(extra))
-    assert json.loads(kb.meta("answerability"))["stamp"] != f"2:{kb.generation()}:e5"  # stale until the next question
+    assert json.loads(kb.meta("answerability"))["stamp"] != f"{answerable._VERSION}:{kb.generation()}:e5"  # stale until the next question
     answerable.anchors(kb)
-    assert json.loads(kb.meta("answerability"))["stamp"] == f"2:{kb.generation()}:e5"
+    assert json.loads(kb.meta("answerability"))["stamp"] == f"{answerable._VERSION}:{kb.generation()}:e5"
 
 
 def test_a_manual_added_english_first_gets_a_chinese_encoder_and_answers_colloquial_questions(tmp_path, loom_home):
@@ -169,5 +169,8 @@ def test_a_manual_added_english_first_gets_a_chinese_encoder_and_answers_colloqu
                              ("I bought it last month and now the screen shows E03, what's wrong", "Brake sensor fault")]:
         answer = ask_bike(question)
         assert not answer["handoff"] and phrase in answer["answer"], (question, answer)
-    for question in ["Who is your CEO?", "可乐鸡翅怎么做？", "Do you offer financing or monthly payments on the bike?"]:
+    for question in ["Who is your CEO?", "可乐鸡翅怎么做？"]:
         assert ask_bike(question)["handoff"], question
+    # close to the manual by similarity (payments), but about things it never mentions
+    financing = ask_bike("Do you offer financing or monthly payments on the bike?")
+    assert financing["handoff"] and "never mentions" in financing["why"], financing

@@ -148,7 +148,8 @@ def _answer(name: str, question: str, history: list, model: str | None, conversa
         sys.stdout.flush()
     sys.stdout.write((sources_footer(turn.citations, turn.lang) if turn.citations else "") + "\n")
     turn.record(conversation)
-    note = f"{turn.mode}, confidence {turn.confidence:.2f}" + (", handed off to a person" if turn.handoff else "")
+    why = f": {turn.verdict.reason}" if turn.handoff and turn.verdict.reason else ""
+    note = f"{turn.mode}, confidence {turn.confidence:.2f}" + (f", handed off to a person{why}" if turn.handoff else "")
     console.print(f"[dim]{note}[/dim]")
     return turn
 
@@ -173,7 +174,7 @@ def ask(
             turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
         print_json({"answer": turn.text, "citations": turn.citations, "confidence": turn.confidence,
                     "handoff": turn.handoff, "mode": turn.mode, "score": round(turn.verdict.score, 3), "fallback": turn.fallback,
-                    "graph_facts": turn.graph_facts})
+                    "why": turn.verdict.reason, "graph_facts": turn.graph_facts})
         return
     _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
 

@@ -58,7 +58,7 @@ READS = {"minilm": {"en"}, "e5": {"zh", "en"}}  # which passages an encoder's si
 _MAX_OWN = 200  # own-question samples per KB: bounds the cost on large KBs
 _MIN_SPAN = 0.02  # own - off can be ~0 on a tiny or odd KB; keep the scale finite
 _META_KEY = "answerability"
-_VERSION = 2  # of what is cached under _META_KEY: a KB measured by an older Loom is measured again
+_VERSION = 3  # of what is cached under _META_KEY: a KB measured by an older Loom is measured again
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def judge(kb: KnowledgeBase, lang: str, similarity: float, passage: str = "", co
     if evidence >= rule.min_score:
         why = "the question's words are in the passage" if score < rule.min_score else ""
         return Verdict(score, similarity, True, why, coverage, unfamiliar)
-    why = ("the question is mostly about things the knowledge base never mentions" if rule.unfamiliar_weight * unfamiliar > 0.25
+    why = ("the question names things the knowledge base never mentions" if rule.evidence(score, coverage, 0.0) >= rule.min_score
            else "the best passage is not much closer than off-topic questions get")
     return Verdict(score, similarity, False, why, coverage, unfamiliar)
 
@@ -175,12 +175,14 @@ def unfamiliar(kb: KnowledgeBase, question: str) -> float:
 
 
 def _own_questions(kb: KnowledgeBase) -> list[str]:
-    """FAQ questions, distinct section headings, and the opening of passages with neither (<= 80 chars)."""
+    """FAQ questions, distinct section headings, and the sentences of passages with neither (<= 80
+    chars each): a plain .txt of five unrelated lines is one passage, and its first line alone would
+    make every other line's topic look far from the KB's own."""
     with kb.connect() as db:
         faqs = [r[0] for r in db.execute("SELECT question FROM faqs")]
         rows = db.execute("SELECT c.title, c.text FROM chunks c WHERE c.id NOT IN (SELECT chunk_id FROM faqs)").fetchall()
     headings = {title.split(" > ")[-1] for title, _ in rows if title}
-    openings = [re.split(r"(?<=[。！？.!?])\s*", text.strip(), maxsplit=1)[0][:80] for title, text in rows if not title]
+    openings = [part[:80] for title, text in rows if not title for part in re.split(r"(?<=[。！？.!?\n])\s*", text.strip())]
     own = list(dict.fromkeys(q.strip() for q in [*faqs, *sorted(headings), *openings] if q.strip()))
     return random.Random(0).sample(own, _MAX_OWN) if len(own) > _MAX_OWN else own
 
