@@ -50,9 +50,7 @@ def agreement(reference, other) -> tuple[float, int, int, float]:
     from loom.model.compare import compare
 
     c = compare(reference, other)
-    flips = round((1 - c["top1_agreement"]) * c["positions"])
-    confident_flips = round((1 - c["confident_top1_agreement"]) * c["confident_positions"])
-    return c["top1_agreement"], flips, flips - confident_flips, c["confident_top1_agreement"]
+    return c["top1_agreement"], c["flips"], c["flips"] - c["confident_flips"], c["confident_top1_agreement"]
 
 
 def main() -> None:

@@ -259,6 +259,12 @@ def test_a_config_file_preloads_names_only_a_path_comes_from_the_command_line(tm
     bad.write_text("preload: [/etc/passwd]\n", encoding="utf-8")
     proc = run_loom("serve", "--config", str(bad), env_home=tmp_path / "h", check=False, timeout=120)
     assert proc.returncode == 2 and "is not a model name" in proc.stderr and "--preload PATH" in proc.stderr
+    from loom.config import ServeConfig
+
+    assert ServeConfig(preload=["smollm2", "support:shop"]).preload == ["smollm2", "support:shop"]  # routed names pass
+    for path in ("../models/x", "C:\\models\\x.gguf", "./x.gguf/"):
+        with pytest.raises(ValueError, match="is not a model name"):
+            ServeConfig(preload=[path])
     folder = str(served_home / "slow-model")
     server = LiveServer(served_home, "--preload", folder)
     try:

@@ -157,14 +157,8 @@ def test_knowledge_base_from_an_uploaded_file_answers_with_a_citation(page, tmp_
     page.set_input_files("#kb-files", str(tmp_path / "gifts.docx"))
     page.wait_for_function("[...document.querySelectorAll('#kb-docs tr')].some((li) => li.textContent.includes('gifts.docx'))",
                            timeout=60_000)
-    page.fill("#kb-query", "parcel arrived broken")
-    page.click("#kb-search-form button")
-    page.wait_for_selector("#kb-hits li")
-    assert "dense" in page.text_content("#kb-hits li")
-    page.fill("#kb-question", "What if my item arrives damaged?")
-    page.click("#kb-ask-form button")
-    page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
-    page.click("#kb-answer button.cite")
+    assert "dense" in kb_search(page, "parcel arrived broken")
+    kb_ask_and_cite(page, "What if my item arrives damaged?")
     assert "photo" in page.text_content("#kb-cited-text") and page.is_visible("#kb-cited-text")
     page.fill("#kb-question", "how many hours do I have for that?")  # a follow-up, understood through the history
     page.click("#kb-ask-form button")
@@ -291,6 +285,22 @@ def test_keys_page_for_admins(browser, site, tmp_path):
     finally:
         context.close()
         server.stop()
+
+
+def kb_search(page, query: str, wait: str = "#kb-hits li") -> str:
+    """Search on the KB page; the first hit's text."""
+    page.fill("#kb-query", query)
+    page.click("#kb-search-form button")
+    page.wait_for_selector(wait)
+    return page.text_content("#kb-hits li")
+
+
+def kb_ask_and_cite(page, question: str) -> None:
+    """Ask on the KB page, wait for the answer's citation and open it."""
+    page.fill("#kb-question", question)
+    page.click("#kb-ask-form button")
+    page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
+    page.click("#kb-answer button.cite")
 
 
 def _home_copy(home, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from conftest import home_at, loom_cli
-from test_web import ARTIFACTS, browser, page, pytestmark, site  # noqa: F401  (fixtures; browser marker, skipped without chromium)
+from test_web import ARTIFACTS, browser, kb_ask_and_cite, kb_search, page, pytestmark, site  # noqa: F401  (fixtures; browser marker, skipped without chromium)
 
 
 def _notice(path, lines: list[str]):
@@ -77,14 +77,8 @@ def test_scanned_notice_in_a_kb_is_cited_with_its_page_and_shown_there(page, tmp
     page.set_input_files("#kb-files", str(notice))
     page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 uploaded')", timeout=60_000)
     assert page.text_content("#error") == ""
-    page.fill("#kb-query", "opening hours")
-    page.click("#kb-search-form button")
-    page.wait_for_selector("#kb-hits li .show-page")
-    assert "page 1" in page.text_content("#kb-hits li")
-    page.fill("#kb-question", "What are the opening hours?")
-    page.click("#kb-ask-form button")
-    page.wait_for_selector("#kb-answer button.cite", timeout=60_000)
-    page.click("#kb-answer button.cite")
+    assert "page 1" in kb_search(page, "opening hours", wait="#kb-hits li .show-page")
+    kb_ask_and_cite(page, "What are the opening hours?")
     assert "page 1" in page.text_content("#kb-cited-where") and "9 to 18" in page.text_content("#kb-cited-text")
     page.click("#kb-cited-where .show-page")
     page.wait_for_function("document.getElementById('page-view').open && document.getElementById('page-view-img').naturalWidth > 0")

@@ -274,7 +274,7 @@ class ServeConfig(_Strict):
         """A config file can be edited by more people than the command line, so it names models only:
         a path here would let whoever writes the file make the server open any file."""
         for name in names:
-            if not home.is_name(name):
+            if not home.is_model_name(name):
                 raise ValueError(f"{name!r} is not a model name: preload lists names from `loom models list`; "
                                  "pass a path on the command line instead (loom serve --preload PATH)")
         return names

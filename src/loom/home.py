@@ -46,6 +46,11 @@ def is_name(text: str) -> bool:
     return bool(_NAME_RE.match(text or ""))
 
 
+def is_model_name(text: str) -> bool:
+    """A name, or a registry route and a name (`support:shop`): what names a model, never a path."""
+    return all(is_name(part) for part in (text or "").split(":", 1))
+
+
 def check_name(name: str, what: str = "name") -> str:
     """Names become folder names: keep them portable and free of path tricks. The one validator
     for names (models, datasets, runs, knowledge bases, keys) wherever they come from."""

@@ -144,7 +144,7 @@ def _split_preload(values: list[str]) -> tuple[list[str], list[str]]:
             catalog.resolve(value, allow_paths=False)
             names.append(value)
         except NotFoundError:
-            (names if home.is_name(value) and not Path(value).expanduser().exists() else paths).append(value)
+            (names if home.is_model_name(value) and not Path(value).expanduser().exists() else paths).append(value)
     return names, paths
 
 

@@ -35,4 +35,5 @@ def compare(before: list, after: list) -> dict:
         confident_agree += int((same & sure).sum())
         positions += a.shape[0]
     return {"positions": positions, "max_abs_logit_diff": diff, "top1_agreement": round(agree / max(1, positions), 6),
-            "confident_positions": confident, "confident_top1_agreement": round(confident_agree / max(1, confident), 6)}
+            "confident_positions": confident, "confident_top1_agreement": round(confident_agree / max(1, confident), 6),
+            "flips": positions - agree, "confident_flips": confident - confident_agree}

@@ -169,15 +169,23 @@ class SupportTurn:
         _, cover, best = max(scored, key=lambda t: t[0])
         return best, cover
 
-    def _faq_match(self) -> Hit | None:
-        """The best passage when it is a FAQ pair whose question is clearly the customer's."""
+    @property
+    def faq_score(self) -> float | None:
+        """The best passage's FAQ question on the scale from off-topic (0) to asked verbatim (1); None
+        when the best passage is not a FAQ pair."""
         top = self.best
         if top is None or not top.faq or "faq" not in top.scores:
             return None
-        similarity = top.scores["faq"]
+        return answerable.faq_score(self.kb, self.lang, top.scores["faq"])
+
+    def _faq_match(self) -> Hit | None:
+        """The best passage when it is a FAQ pair whose question is clearly the customer's."""
+        score = self.faq_score
+        if score is None:
+            return None
         if self.cfg.faq_above is not None:
-            return top if similarity >= self.cfg.faq_above else None
-        return top if answerable.faq_score(self.kb, self.lang, similarity) >= self.rule.faq_min_score else None
+            return self.best if self.best.scores["faq"] >= self.cfg.faq_above else None
+        return self.best if score >= self.rule.faq_min_score else None
 
     def _emit(self, text: str, cited: list[Hit]) -> Iterator[str]:
         self.text = text
