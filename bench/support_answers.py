@@ -15,7 +15,7 @@ shop set were fixed.
    score, the coverage of the chosen passage, the unfamiliar share, the answer the turn would give.
 2. Leave one domain out: the answerability rule (answerable.Rule: min_score, coverage_weight,
    unfamiliar_weight, faq_min_score) is chosen on two domains by a grid (the objective: the worst of
-   in-scope accuracy and out-of-scope hand-off over those domains), then the third is answered for
+   in-scope accuracy and out-of-scope hand-off over those domains' Chinese and English halves), then the third is answered for
    real with it (`loom eval support`'s scorer). That held-out row is the figure to trust.
 3. The peer, same protocol: one raw cosine hand-off threshold (SupportConfig.handoff_below) chosen on
    the two other domains from a grid 0.70..0.92, everything else the same (passage choice, FAQ
@@ -72,7 +72,7 @@ def inputs(kb, qa: list[dict], oos: list[dict]) -> list[dict]:
         turn = SupportTurn(kb, q["question"])
         said = normalise(turn.extractive_answer())
         v = turn.verdict
-        rows.append({"in_scope": "answer" in q, "faq": turn.faq_score, "score": v.score,
+        rows.append({"in_scope": "answer" in q, "lang": q["lang"], "faq": turn.faq_score, "score": v.score,
                      "coverage": v.coverage, "unfamiliar": v.unfamiliar, "similarity": v.similarity,
                      "right": "answer" in q and any(p in said for p in _phrases(q["answer"]))})
     return rows
@@ -86,9 +86,13 @@ def rates(rows: list[dict], answers) -> tuple[float, float]:
 
 
 def choose(domains: list[list[dict]], candidates, decide):
-    """The candidate whose worst rate over the domains is best (ties: the higher mean)."""
+    """The candidate whose worst rate over the domains' languages is best (ties: the higher mean). Per
+    language, not per domain: a rule that hands off 0.97 of English out-of-scope questions and 0.75
+    of Chinese ones averages to a domain figure that hides the Chinese customers' experience."""
+    parts = [[r for r in rows if r["lang"] == lang] for rows in domains for lang in sorted({r["lang"] for r in rows})]
+
     def objective(c):
-        got = [rates(rows, lambda r: decide(c, r)) for rows in domains]
+        got = [rates(rows, lambda r: decide(c, r)) for rows in parts]
         return min(min(a, o) for a, o in got), sum(a + o for a, o in got)
     return max(candidates, key=objective)
 
@@ -148,7 +152,7 @@ def main() -> None:
                   f"{len(oos)} out-of-scope ({sum(r.get('kind') == 'near' for r in oos)} near)")
         rows = {d: inputs(kbs[d], *sets[d]) for d in DOMAINS}
         if args.dump:
-            Path(args.dump).write_text(json.dumps({d: [dict(r, q=q["question"], kind=q.get("kind"), lang=q["lang"])
+            Path(args.dump).write_text(json.dumps({d: [dict(r, q=q["question"], kind=q.get("kind"))
                 for r, q in zip(rows[d], [*sets[d][0], *sets[d][1]])] for d in DOMAINS}, ensure_ascii=False))
         rules = [answerable.Rule(*combo) for combo in itertools.product(*GRID.values())]
 

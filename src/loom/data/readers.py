@@ -28,6 +28,7 @@ class Block:
     page: int | None = None  # PDFs and images: the 1-based page the text is on
     region: tuple[float, float, float, float] | None = None  # where on that page: x0, y0, x1, y1 as fractions
     ocr: bool = False  # read by OCR (not from a text layer)
+    standalone: bool = False  # one line of a list of unrelated lines: a chunk of its own, never packed with others
 
 
 @dataclass
@@ -60,7 +61,7 @@ def read_document(path: Path, progress: bool = False) -> list[Block]:
     if suffix in (".md", ".markdown"):
         return _markdown_blocks(read_text_file(path))
     if suffix == ".txt":
-        return [Block((), p) for p in _paragraphs(read_text_file(path))]
+        return _text_blocks(read_text_file(path))
     if suffix in (".html", ".htm"):
         return _html_blocks(read_text_file(path))
     if suffix == ".pdf":
@@ -69,6 +70,40 @@ def read_document(path: Path, progress: bool = False) -> list[Block]:
         return _docx_blocks(path)
     raise InputError(f"unsupported file type {suffix or '(none)'} for {path.name}",
                      f"supported: {', '.join(sorted(DOC_TYPES | FAQ_TYPES))}")
+
+
+_LINE_END = re.compile(r"[。！？!?.；;…)）\"”」]$")
+_LABEL_CHARS = 40  # an unpunctuated line this short before a sentence line is its label ("营业时间")
+
+
+def _text_blocks(text: str) -> list[Block]:
+    """A plain-text file's paragraphs (blank-line separated). A paragraph that is a list of sentence
+    lines (a shop notice, a store's rules, one fact per line) gives one standalone block per line:
+    packed into one 500-character chunk, eight unrelated lines would all sit equally far from every
+    question and the answer would start with whichever line came first."""
+    blocks = []
+    for paragraph in _paragraphs(text):
+        items = _line_items(paragraph)
+        blocks += [Block((), item, standalone=True) for item in items] if items else [Block((), paragraph)]
+    return blocks
+
+
+def _line_items(paragraph: str) -> list[str]:
+    """The lines of `paragraph` when it is a list of statements: >= 3 lines, at least two thirds of
+    them ending like a sentence, none longer than 300 characters. Hard-wrapped prose fails the second
+    test (its lines end mid-sentence). A short unpunctuated line is kept as the label of the next."""
+    lines = [ln.strip() for ln in paragraph.split("\n") if ln.strip()]
+    ended = sum(bool(_LINE_END.search(ln)) for ln in lines)
+    if len(lines) < 3 or ended * 3 < len(lines) * 2 or max(map(len, lines)) > 300:
+        return []
+    items, label = [], ""
+    for line in lines:
+        if not _LINE_END.search(line) and len(line) <= _LABEL_CHARS:
+            label = f"{label}\n{line}" if label else line
+            continue
+        items.append(f"{label}\n{line}" if label else line)
+        label = ""
+    return items + ([label] if label else [])
 
 
 def _paragraphs(text: str) -> list[str]:

@@ -1,5 +1,6 @@
 """Structure-following chunking: sections (heading paths) are never mixed in one chunk; inside a
-section, paragraphs and sentences are packed up to `max_chars`, and each chunk starts with the
+section, paragraphs and sentences are packed up to `max_chars` (a standalone block, one line of a
+plain-text list of statements, is a chunk of its own), and each chunk starts with the
 last sentence(s) of the one before (`overlap` characters at most) so an answer cut at a boundary
 still has its context. Sentence ends: . ! ? ; and Chinese 。！？；… (plus closing quotes)."""
 
@@ -48,6 +49,12 @@ def chunk_blocks(blocks: list[Block], max_chars: int = 500, overlap: int = 100) 
         fresh = 0  # sentences in `current` not yet emitted in an earlier chunk
         held: list[Block] = []  # the blocks whose text is in `current`
         for block in group:
+            if block.standalone:  # a line of a list of unrelated statements: a chunk of its own
+                if fresh:
+                    chunks.append(_chunk(len(chunks), title, current, held))
+                chunks.append(_chunk(len(chunks), title, [block.text], [block]))
+                current, size, fresh, held = [], 0, 0, []
+                continue
             for piece in _pieces(block.text, max_chars):
                 if size + len(piece) > max_chars and fresh:
                     chunks.append(_chunk(len(chunks), title, current, held))

@@ -10,7 +10,7 @@ import numpy as np
 
 from loom import atomic
 from loom.apps.support.vectors import DenseIndex
-from loom.text import has_cjk
+from loom.text import CJK_RUN, has_cjk
 
 _EMBED_BATCH = 32  # texts per encoder call
 
@@ -97,6 +97,20 @@ class Index:
                 for t in missing:
                     counts[t] = db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (_fts_phrase(t),)).fetchone()[0]
         return {t: counts[t] for t in terms}
+
+    def mention_frequencies(self, terms: list[str]) -> dict[str, int]:
+        """How many chunks mention each term: term_frequencies for words, but a Chinese word counts
+        wherever its characters appear in a row ("停车" in "停车场", "送货" in "送货上门"), because jieba
+        cuts the same characters into different words in a question and in a passage."""
+        counts = self._derived().setdefault("mentions", {})
+        chinese = [t for t in terms if t not in counts and CJK_RUN.fullmatch(t)]
+        if chinese:
+            with self.connect() as db:
+                for t in chinese:
+                    counts[t] = db.execute("SELECT COUNT(*) FROM chunks WHERE instr(coalesce(title, '') || ' ' || text, ?) > 0",
+                                           (t,)).fetchone()[0]
+        words = [t for t in terms if not CJK_RUN.fullmatch(t)]
+        return {**self.term_frequencies(words), **{t: counts[t] for t in terms if CJK_RUN.fullmatch(t)}}
 
     def chunk_count(self) -> int:
         cache = self._derived()
