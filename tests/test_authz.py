@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import LiveServer, copy_home
+from conftest import REPO, LiveServer, copy_home
 
 CHAT = {"model": "nano", "messages": [{"role": "user", "content": "the river"}], "max_tokens": 2}
 PUBLIC = {"open": 200, "none": 200, "revoked": 200, "user": 200, "admin": 200}
@@ -20,6 +20,9 @@ IMPORT = {"open": 403, "none": 401, "revoked": 401, "user": 403, "admin": 200}  
 SCANLESS = {"open": 404, "none": 401, "revoked": 401, "user": 404, "admin": 404}  # allowed, and there is nothing to show
 
 # (method, path, request kwargs, expected status per cell). {cell} makes names unique per cell.
+# allowed, then refused: whisper-1 is the English-only tiny.en here, which cannot translate
+ENGLISH_ONLY = {cell: 400 if status == 200 else status for cell, status in USER.items()}
+CLIP = (REPO / "tests" / "assets" / "audio" / "en_short.ogg").read_bytes()  # speech routes transcribe it
 ROUTES = [
     ("GET", "/health", {}, PUBLIC),
     ("GET", "/", {}, PUBLIC),
@@ -57,6 +60,8 @@ ROUTES = [
     ("POST", "/v1/recommend/similar", {"json": {"model": "shop", "item": "i1", "k": 2}}, USER),
     ("GET", "/v1/recommenders", {}, USER),
     ("GET", "/v1/recommenders/shop", {}, USER),
+    ("POST", "/v1/audio/transcriptions", {"data": {"model": "whisper-1"}, "files": {"file": ("clip.ogg", CLIP)}}, USER),
+    ("POST", "/v1/audio/translations", {"data": {"model": "whisper-1"}, "files": {"file": ("clip.ogg", CLIP)}}, ENGLISH_ONLY),
     ("GET", "/v1/kg", {}, USER),
     ("GET", "/v1/kg/shop", {}, USER),
     ("POST", "/v1/kg/shop/build", {"json": {}}, USER),

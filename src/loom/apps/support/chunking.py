@@ -20,10 +20,16 @@ class Chunk:
     page: int | None = None  # scans and PDFs: the page the chunk is on (a chunk never spans pages)
     regions: list = field(default_factory=list)  # [x0, y0, x1, y1] page fractions of the paragraphs it holds
     scanned: bool = False  # read by OCR: the KB keeps a preview of its page
+    span: tuple[float, float] | None = None  # recordings: the seconds of audio it was spoken in
 
     @property
     def locator(self) -> dict | None:
-        """Where the chunk came from on its page, stored beside it (citations draw it on the page)."""
+        """Where the chunk came from: on its page (citations draw it there) or in its recording (citations
+        name the time range, 00:03:12-00:03:40); stored beside it."""
+        if self.span is not None:
+            from loom.media.audio import time_range
+
+            return {"start": self.span[0], "end": self.span[1], "time": time_range(*self.span)}
         return {"page": self.page, "regions": self.regions, "scanned": self.scanned} if self.page is not None else None
 
     @property
@@ -76,7 +82,9 @@ def chunk_blocks(blocks: list[Block], max_chars: int = 500, overlap: int = 100) 
 def _chunk(ordinal: int, title: str, parts: list[str], blocks: list[Block]) -> Chunk:
     page = blocks[0].page if blocks else None
     regions = [list(b.region) for b in blocks if b.region is not None and b.page == page]
-    return Chunk(ordinal, title, _join(parts), page, regions, any(b.ocr for b in blocks if b.page == page))
+    spans = [b.span for b in blocks if b.span is not None]
+    span = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
+    return Chunk(ordinal, title, _join(parts), page, regions, any(b.ocr for b in blocks if b.page == page), span)
 
 
 def _tail(parts: list[str], overlap: int) -> list[str]:

@@ -5,6 +5,7 @@ held only for the inserts. A mixin of KnowledgeBase (store.py)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -17,7 +18,8 @@ import numpy as np
 
 from loom import atomic, home
 from loom.apps.support.chunking import Chunk, chunk_blocks
-from loom.data.readers import DOC_TYPES, FAQ_TYPES, SCAN_TYPES, FaqPair, read_document, read_faq, read_scan, scan_blocks
+from loom.data.readers import DOC_TYPES, FAQ_TYPES, SCAN_TYPES, Block, FaqPair, read_document, read_faq, read_scan, scan_blocks
+from loom.media.audio import AUDIO_TYPES
 from loom.data.words import search_terms
 from loom.errors import InputError, LoomError, NotFoundError
 
@@ -100,6 +102,8 @@ class Ingest:
         if path.suffix.lower() in FAQ_TYPES:
             pairs = read_faq(path)
             chunks = [Chunk(i, "FAQ", f"Q: {p.question}\nA: {p.answer}") for i, p in enumerate(pairs)]
+        elif path.suffix.lower() in AUDIO_TYPES:
+            pairs, chunks = [], chunk_blocks(recording_blocks(path, progress))
         elif path.suffix.lower() in SCAN_TYPES:
             pages = read_scan(path, progress)
             pairs, chunks = [], chunk_blocks(scan_blocks(pages))
@@ -206,3 +210,37 @@ def _expand(paths: list[str], report: AddReport) -> list[Path]:
         else:
             report.failed.append((raw, "no such file or folder"))
     return files
+
+
+_PARAGRAPH_PAUSE = 2.0  # seconds of silence between segments that end a paragraph of a transcript
+_PARAGRAPH_CHARS = 300
+
+
+def recording_blocks(path: Path, progress: bool = False) -> list[Block]:
+    """A recording as paragraphs of its transcript (the default transcription model, `whisper-1`),
+    each with the seconds it was spoken in, so a citation can say 00:03:12-00:03:40. A paragraph ends
+    at a pause of 2 s or after ~300 characters."""
+    from loom import catalog
+    from loom.apps import speech
+    from loom.media.audio import decode_audio
+
+    audio = decode_audio(path)
+    transcript = speech.transcribe(_transcriber(catalog.default_transcription_model()), audio)
+    blocks: list[Block] = []
+    group: list = []
+    for seg in transcript.segments:
+        if group and (seg.start - group[-1].end > _PARAGRAPH_PAUSE or sum(len(g.text) for g in group) > _PARAGRAPH_CHARS):
+            blocks.append(Block((), speech.join_text(group), span=(group[0].start, group[-1].end)))
+            group = []
+        group.append(seg)
+    if group:
+        blocks.append(Block((), speech.join_text(group), span=(group[0].start, group[-1].end)))
+    return blocks
+
+
+@functools.lru_cache(maxsize=2)
+def _transcriber(name: str):
+    """One loaded transcription model per process (~0.5 s and ~150 MB each), shared by every recording."""
+    from loom import registry
+
+    return registry.open_backend(name)

@@ -123,7 +123,7 @@ $("kb-ask-form").addEventListener("submit", (e) => {
       if (!cite) { box.appendChild(document.createTextNode(part)); return; }
       const b = document.createElement("button");
       b.className = "cite"; b.textContent = part; b.type = "button";
-      b.title = cite.source + (cite.page ? ", " + t("page_n").replace("{n}", cite.page) : "");
+      b.title = cite.source + (cite.page ? ", " + t("page_n").replace("{n}", cite.page) : "") + (cite.time ? " " + cite.time : "");
       b.addEventListener("click", () => {
         $("kb-cited-text").textContent = `${cite.source}\n\n${cite.text}`;
         $("kb-cited-where").replaceChildren(placeOf(kb, cite) || "");
@@ -145,7 +145,8 @@ $("kb-handoffs-load").addEventListener("click", () => run(async () => {
 // of the page, origin top-left); `scanned` when the page was read by OCR and so has a preview. The page's JPEG preview is fetched with the API key (an
 // <img src> could not send it) and shown from an object URL; each region is a box placed in % of the
 // image, so it fits the picture at any size. Escape or Close shuts the dialog.
-function placeOf(kb, hit) { // "page N" and a Show-on-page button, or null for text documents
+function placeOf(kb, hit) { // "page N" and a Show-on-page button, a recording's time range, or null for text documents
+  if (hit.time) { const when = document.createElement("span"); when.className = "where"; when.textContent = hit.time; return when; }
   if (!hit.page) return null;
   const span = document.createElement("span");
   span.className = "where";

@@ -1,0 +1,88 @@
+"""Recordings to text (issue 32): the transcription app the CLI, the server and knowledge bases share.
+
+    from loom.apps.speech import transcribe, subtitles
+    result = transcribe(registry.open_backend("whisper-1"), decode_audio(Path("meeting.m4a")))
+    print(subtitles(result.segments, "srt"))
+
+The backend streams segments (backends.base.Segment); this module collects them, says which
+language the recording is mostly in, and writes text, SRT and WebVTT."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from loom.backends.base import Backend, Segment, Transcribe
+from loom.errors import InputError
+
+FORMATS = ("text", "srt", "vtt", "json", "verbose_json")
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment] = field(default_factory=list)
+    seconds: float = 0.0  # the recording's length
+
+    @property
+    def text(self) -> str:
+        return join_text(self.segments)
+
+    @property
+    def language(self) -> str:
+        """The language most of the speech is in (by seconds), "" when nothing was said."""
+        spoken: dict[str, float] = {}
+        for s in self.segments:
+            spoken[s.language] = spoken.get(s.language, 0.0) + (s.end - s.start)
+        return max(spoken, key=spoken.get) if spoken else ""
+
+
+def segments(backend: Backend, audio, options: Transcribe | None = None) -> Iterator[Segment]:
+    """The backend's segments, as they come (the stream a progress bar or an SSE response follows)."""
+    return backend.transcribe(audio, options or Transcribe())
+
+
+def transcribe(backend: Backend, audio, options: Transcribe | None = None,
+               on_segment: Callable[[Segment], None] | None = None) -> Transcript:
+    out = Transcript(seconds=audio.seconds)
+    for seg in segments(backend, audio, options):
+        out.segments.append(seg)
+        if on_segment:
+            on_segment(seg)
+    return out
+
+
+def join_text(segs: list[Segment]) -> str:
+    """Segments joined as running text: no space between two Chinese segments, one elsewhere."""
+    text = ""
+    for s in segs:
+        piece = s.text.strip()
+        if not piece:
+            continue
+        if text and not (_cjk_edge(text[-1]) and _cjk_edge(piece[0])):
+            text += " "
+        text += piece
+    return text
+
+
+def _cjk_edge(ch: str) -> bool:
+    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
+
+
+def clock(seconds: float, sep: str = ",", hours: bool = True) -> str:
+    """00:03:12,480 (SRT) / 00:03:12.480 (WebVTT)."""
+    ms = int(round(max(0.0, seconds) * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return (f"{h:02d}:" if hours or h else "") + f"{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def subtitles(segs: list[Segment], fmt: str) -> str:
+    """text, srt or vtt."""
+    if fmt == "text":
+        return join_text(segs) + "\n"
+    if fmt == "srt":
+        return "".join(f"{i}\n{clock(s.start)} --> {clock(s.end)}\n{s.text.strip()}\n\n" for i, s in enumerate(segs, 1))
+    if fmt == "vtt":
+        return "WEBVTT\n\n" + "".join(f"{clock(s.start, '.')} --> {clock(s.end, '.')}\n{s.text.strip()}\n\n" for s in segs)
+    raise InputError(f"unknown subtitle format {fmt!r}", "use text, srt or vtt")
