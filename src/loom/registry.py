@@ -41,6 +41,10 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
         from loom.backends.classifier import Classifier
 
         return Classifier(entry)
+    if entry.backend == "piper":
+        from loom.backends.piper import Piper
+
+        return Piper(entry)
     if entry.backend == "whisper":
         from loom.backends.whisper import Whisper
 

@@ -9,8 +9,10 @@ language the recording is mostly in, and writes text, SRT and WebVTT."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loom.backends.base import Backend, Segment, Transcribe
 from loom.errors import InputError
@@ -49,6 +51,25 @@ def transcribe(backend: Backend, audio, options: Transcribe | None = None,
         if on_segment:
             on_segment(seg)
     return out
+
+
+def transcribe_file(path: Path, model: str = "whisper-1", options: Transcribe | None = None) -> Transcript:
+    """A recording on disk, checked (loom.media.audio limits) and transcribed by `model` (default: the
+    default transcription model), for apps that take recordings as input: knowledge bases, summaries."""
+    from loom import catalog
+    from loom.media.audio import decode_audio
+
+    audio = decode_audio(path)
+    name = catalog.default_transcription_model() if model == catalog.TRANSCRIPTION_ALIAS else model
+    return transcribe(transcriber(name), audio, options)
+
+
+@functools.lru_cache(maxsize=2)
+def transcriber(name: str) -> Backend:
+    """One loaded transcription model per process and name (~0.5 s and ~150 MB each), shared by every recording."""
+    from loom import registry
+
+    return registry.open_backend(name)
 
 
 def join_text(segs: list[Segment]) -> str:

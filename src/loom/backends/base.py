@@ -90,7 +90,7 @@ class Embeddings:
 class Info:
     name: str
     backend: str
-    capabilities: list[str]  # subset of chat, complete, embed, classify, transcribe, translate
+    capabilities: list[str]  # subset of chat, complete, embed, classify, transcribe, translate, speech
     context_length: int | None = None
     description: str = ""
     owned_by: str = "loom"
@@ -154,6 +154,10 @@ class Backend:
     def transcribe(self, audio, options: Transcribe | None = None) -> Iterator[Segment]:
         """Segments of speech (loom.media.audio.Audio in), in order, as they are recognised."""
         raise Unsupported(f"model {self.name!r} does not transcribe speech", "use a transcription model, e.g. whisper-base")
+
+    def speak(self, text: str, speed: float = 1.0) -> tuple[int, Iterator]:
+        """(sample rate, int16 mono sample chunks) of `text` spoken (speech-output models)."""
+        raise Unsupported(f"model {self.name!r} does not speak", "use tts-1 (Piper, the optional speech extra)")
 
     async def astream(self, request: Request) -> AsyncIterator[Chunk]:
         """Async twin of stream for the server. Default: the sync stream, one chunk per worker-thread hop;

@@ -8,8 +8,9 @@ How a recording is read (backend.transcribe):
      one: a recording that goes from Chinese to English keeps both (one pass over the whole of such a
      recording locked onto Chinese and dropped the English). Detection reuses the encoder pass the
      decoding needs, so it costs nothing extra.
-  3. A stretch made of several utterances whose decoding left one of them without text (the language
-     of the stretch was not that utterance's) has that utterance decoded again on its own.
+  3. A stretch of several utterances is decoded with word times (alignment); an utterance in which
+     no word was heard (the stretch was decoded in another utterance's language, and Whisper skipped
+     it) is decoded again on its own, its language detected on its own.
   4. Mandarin comes out of Whisper in Traditional characters; it is converted to Simplified (OpenCC
      t2s) unless the request keeps the original.
 
@@ -73,32 +74,39 @@ class Whisper(Backend):
         language = self.check(options)
         count = 0
         for start, end, parts in speech_spans(audio):
-            decoded = self._decode(audio.samples[start:end], start / SAMPLE_RATE, language, options)
-            if len(parts) > 1 and language is None:
+            mixed = len(parts) > 1 and language is None and self.multilingual  # utterances that may differ in language
+            decoded = self._decode(audio.samples[start:end], start / SAMPLE_RATE, language, options, words=options.words or mixed)
+            if mixed:
                 decoded = self._fill_gaps(audio, decoded, parts, options)
+                if not options.words:
+                    for seg in decoded:
+                        seg.words = []
             for seg in decoded:
                 seg.id = count
                 count += 1
                 yield seg
 
     def _fill_gaps(self, audio, decoded: list[Segment], parts: list[tuple[int, int]], options: Transcribe) -> list[Segment]:
-        """Utterances of a joined stretch that got no text: decoded again alone, language detected alone."""
+        """Utterances of a joined stretch in which no word was recognised (the stretch was decoded in
+        another utterance's language, and Whisper skipped this one): decoded again alone, their
+        language detected alone. Word times come from alignment, so they say where text really is;
+        segment times often cover the whole stretch."""
         from loom.media.audio import SAMPLE_RATE
 
+        heard = [(w.start + w.end) / 2 for seg in decoded for w in seg.words]
         out = list(decoded)
         for s, e in parts:
             a, b = s / SAMPLE_RATE, e / SAMPLE_RATE
-            if (b - a) < 0.5 or any(min(b, seg.end) - max(a, seg.start) > 0.25 * (b - a) for seg in decoded):
-                continue
-            out += self._decode(audio.samples[s:e], a, None, options)
+            if (b - a) >= 0.5 and not any(a <= t <= b for t in heard):
+                out += self._decode(audio.samples[s:e], a, None, options, words=True)
         return sorted(out, key=lambda seg: seg.start)
 
-    def _decode(self, samples, offset: float, language: str | None, options: Transcribe) -> list[Segment]:
+    def _decode(self, samples, offset: float, language: str | None, options: Transcribe, words: bool = False) -> list[Segment]:
         temperature = options.temperature if options.temperature > 0 else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
         with self._lock:
             segments, info = self.model.transcribe(
                 samples, language=language, task=options.task, initial_prompt=options.prompt or None, temperature=temperature,
-                word_timestamps=options.words, beam_size=5, condition_on_previous_text=False, vad_filter=False)
+                word_timestamps=words, beam_size=5, condition_on_previous_text=False, vad_filter=False)
             found = list(segments)  # decoding happens while the generator is read: inside the lock
         out = []
         for s in found:

@@ -11,7 +11,7 @@ from loom.cli.output import console, print_json
 
 
 def read_input(value: str) -> str:
-    """A path to a readable file (.txt .md .html .pdf .docx), or the text itself."""
+    """A path to a readable file (.txt .md .html .pdf .docx, or a recording: its transcript), or the text itself."""
     path = Path(value).expanduser()
     try:
         is_file = "\n" not in value and len(value) < 1024 and path.is_file()
@@ -19,7 +19,13 @@ def read_input(value: str) -> str:
         is_file = False
     if is_file:
         from loom.data.readers import DOC_TYPES, read_document, read_text_file
+        from loom.media.audio import AUDIO_TYPES
 
+        if path.suffix.lower() in AUDIO_TYPES:  # a meeting recording: its transcript (the default transcription model)
+            from loom.apps import speech
+
+            with console.status(f"transcribing {path.name}"):
+                return speech.transcribe_file(path).text
         if path.suffix.lower() in DOC_TYPES - {".txt", ".md", ".markdown"}:
             return "\n\n".join(b.text for b in read_document(path))
         data = path.read_bytes()
@@ -40,7 +46,7 @@ def _open_chat(model: str | None, purpose: str):
 
 
 def summarize(
-    source: str = typer.Argument(..., help="a file (.txt .md .html .pdf .docx) or the text itself"),
+    source: str = typer.Argument(..., help="a file (.txt .md .html .pdf .docx, or a recording: .m4a .mp3 .wav ...) or the text itself"),
     sentences: int = typer.Option(None, "--sentences", "-n", help="summary length in sentences [3]"),
     ratio: float = typer.Option(None, help="summary length as a share of the sentences, e.g. 0.2"),
     mode: str = typer.Option("extractive", help="extractive (no model needed) | abstractive (a chat model writes it)"),

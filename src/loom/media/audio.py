@@ -175,3 +175,44 @@ def speech_spans(audio: Audio, max_seconds: float = 30.0, join_gap: float = 1.0)
         else:
             spans.append((start, end, [(start, end)]))
     return spans
+
+
+SPEECH_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "opus": "audio/ogg",
+                  "aac": "audio/aac"}
+PCM_RATE = 24_000  # OpenAI's `pcm`: raw 16-bit little-endian mono at 24 kHz
+
+
+def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+    """int16 mono samples -> a file in `fmt` (SPEECH_FORMATS), through FFmpeg's encoders (PyAV)."""
+    import av
+
+    if fmt not in SPEECH_FORMATS:
+        raise InputError(f"unknown audio format {fmt!r}", f"use one of: {', '.join(SPEECH_FORMATS)}")
+    samples = np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1)
+    if fmt == "wav":
+        import wave
+
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(samples.tobytes())
+        return out.getvalue()
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = rate
+    if fmt == "pcm":
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=PCM_RATE)
+        return b"".join(f.to_ndarray().tobytes() for f in [*resampler.resample(frame), *resampler.resample(None)])
+    container_format, codec, out_rate = {"mp3": ("mp3", "libmp3lame", rate), "flac": ("flac", "flac", rate),
+                                         "opus": ("ogg", "libopus", 48_000), "aac": ("adts", "aac", rate)}[fmt]
+    out = io.BytesIO()
+    with av.open(out, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=out_rate, layout="mono")
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=out_rate)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(piece):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()

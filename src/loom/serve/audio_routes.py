@@ -1,4 +1,4 @@
-"""/v1/audio/transcriptions and /v1/audio/translations in OpenAI's shape (what the official clients'
+"""/v1/audio/transcriptions, /v1/audio/translations and /v1/audio/speech in OpenAI's shape (what the official clients'
 `audio.transcriptions.create` and `audio.translations.create` send): a multipart form with `file`,
 `model`, `language`, `prompt`, `temperature`, `response_format` (json, text, srt, vtt, verbose_json),
 `timestamp_granularities[]` (segment, word) and `stream`.
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Literal
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from loom import catalog
@@ -41,7 +44,44 @@ def router(authorize, server) -> APIRouter:
     async def translations(request: Request, key=Depends(authorize)):
         return await _run(server, request, key, "translate")
 
+    @api.post("/speech")
+    async def speech_out(body: SpeechRequest, key=Depends(authorize)):
+        """Text to speech in OpenAI's shape (the optional `speech` extra: Piper, English voices)."""
+        from fastapi.responses import Response
+
+        from loom.backends.piper import INSTALL_HINT
+        from loom.errors import NotFoundError
+        from loom.media.audio import SPEECH_FORMATS, encode_audio
+
+        if body.model not in (*catalog.SPEECH_ALIASES, "piper"):
+            raise errors.APIError(400, f"model {body.model!r} does not speak", param="model", code="model_not_supported")
+        try:
+            backend = await server.backend("piper")
+        except NotFoundError:
+            raise errors.APIError(400, f"speech output is not installed on this server ({INSTALL_HINT})", param="model",
+                                  code="speech_not_installed") from None
+
+        def work() -> bytes:
+            rate, chunks = backend.speak(body.input, body.speed)
+            samples = np.concatenate([c for c in chunks] or [np.zeros(0, dtype=np.int16)])
+            return encode_audio(samples, rate, body.response_format)
+
+        audio = await anyio.to_thread.run_sync(work)
+        server.account(key, "/v1/audio/speech", body.model, backend.count_tokens(body.input), 0)
+        return Response(audio, media_type=SPEECH_FORMATS[body.response_format])
+
     return api
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    input: str = Field(min_length=1, max_length=4096)
+    voice: str = Field("alloy", max_length=100, description="any OpenAI voice name: the installed voice of the text's language speaks")
+    response_format: Literal["mp3", "wav", "pcm", "flac", "opus", "aac"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(None, max_length=4096, description="accepted, not used: Piper voices have one style")
+    stream_format: Literal["audio"] | None = None
 
 
 async def _run(server, request: Request, key, task: str):

@@ -5,7 +5,6 @@ held only for the inserts. A mixin of KnowledgeBase (store.py)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -103,7 +102,7 @@ class Ingest:
             pairs = read_faq(path)
             chunks = [Chunk(i, "FAQ", f"Q: {p.question}\nA: {p.answer}") for i, p in enumerate(pairs)]
         elif path.suffix.lower() in AUDIO_TYPES:
-            pairs, chunks = [], chunk_blocks(recording_blocks(path, progress))
+            pairs, chunks = [], chunk_blocks(recording_blocks(path))
         elif path.suffix.lower() in SCAN_TYPES:
             pages = read_scan(path, progress)
             pairs, chunks = [], chunk_blocks(scan_blocks(pages))
@@ -216,16 +215,13 @@ _PARAGRAPH_PAUSE = 2.0  # seconds of silence between segments that end a paragra
 _PARAGRAPH_CHARS = 300
 
 
-def recording_blocks(path: Path, progress: bool = False) -> list[Block]:
+def recording_blocks(path: Path) -> list[Block]:
     """A recording as paragraphs of its transcript (the default transcription model, `whisper-1`),
     each with the seconds it was spoken in, so a citation can say 00:03:12-00:03:40. A paragraph ends
     at a pause of 2 s or after ~300 characters."""
-    from loom import catalog
     from loom.apps import speech
-    from loom.media.audio import decode_audio
 
-    audio = decode_audio(path)
-    transcript = speech.transcribe(_transcriber(catalog.default_transcription_model()), audio)
+    transcript = speech.transcribe_file(path)
     blocks: list[Block] = []
     group: list = []
     for seg in transcript.segments:
@@ -236,11 +232,3 @@ def recording_blocks(path: Path, progress: bool = False) -> list[Block]:
     if group:
         blocks.append(Block((), speech.join_text(group), span=(group[0].start, group[-1].end)))
     return blocks
-
-
-@functools.lru_cache(maxsize=2)
-def _transcriber(name: str):
-    """One loaded transcription model per process (~0.5 s and ~150 MB each), shared by every recording."""
-    from loom import registry
-
-    return registry.open_backend(name)

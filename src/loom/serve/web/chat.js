@@ -2,7 +2,7 @@
 // as Markdown (markdown.js), Stop and Regenerate, the Advanced settings (tools, JSON Schema, token
 // probabilities), images as OpenAI content parts (chatimages.js), conversations kept in the browser
 // (chatstore.js), and the request as curl or Python.
-// Uses app.js's helpers ($, run, t, showError, streamSSE, copyText, MAX_UPLOAD).
+// Uses app.js's helpers ($, run, t, showError, streamSSE, copyText, MAX_UPLOAD) and chatvoice.js's speakButton.
 "use strict";
 
 // convo.messages (chatstore.js) is the history sent with every request: user turns (text, or text and
@@ -38,6 +38,7 @@ function assistantMessage() {
   copy.type = "button"; copy.className = "copy-msg"; copy.dataset.i18n = "copy"; copy.textContent = t("copy");
   copy.addEventListener("click", () => copyText(msg.raw, copy));
   msg.actions.appendChild(copy);
+  speakButton(() => msg.raw).then((b) => { if (b) msg.actions.appendChild(b); }).catch(() => {}); // when the server speaks
   msg.actions.hidden = true; // until the reply has text
   msg.after(msg.actions);
   return msg;

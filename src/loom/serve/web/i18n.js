@@ -47,6 +47,9 @@ const STRINGS = {
     show_logprobs: "Show token probabilities", bad_json: "this is not valid JSON", need_tools: 'expected an array of {"type": "function", "function": {"name": ...}} objects',
     need_object: "expected a JSON object", tool_call: "Tool call", tool_result: "Tool result", send_result: "Send result", top_tokens: "top",
     attach_image: "📎 Image", remove_image: "Remove", unreadable: "the file could not be read.",
+    record: "Record a voice message (press again to stop)", stop_recording: "Stop recording and transcribe",
+    audio_file: "Transcribe a recording into the message", transcribing: "transcribing…", read_aloud: "Read aloud",
+    no_microphone: "this browser cannot record here (a microphone needs https or localhost).",
     not_image: "only images (PNG, JPEG, WebP, GIF, BMP) can be attached to a message.",
     image_too_big: "this image is too large to send, even made smaller (a request may be 4 MB in all).",
     chat_too_big: "The conversation with its images is over the server's 4 MB request limit: remove an image, or start a new chat.",
@@ -102,6 +105,9 @@ const STRINGS = {
     show_logprobs: "显示词元概率", bad_json: "不是有效的 JSON", need_tools: '应为由 {"type": "function", "function": {"name": ...}} 对象组成的数组',
     need_object: "应为 JSON 对象", tool_call: "工具调用", tool_result: "工具结果", send_result: "发送结果", top_tokens: "候选",
     attach_image: "📎 图片", remove_image: "移除", unreadable: "无法读取这个文件。",
+    record: "录一段语音（再按一次结束）", stop_recording: "结束录音并转成文字",
+    audio_file: "把录音转成文字放进输入框", transcribing: "正在转写…", read_aloud: "朗读",
+    no_microphone: "这个浏览器无法在此录音（麦克风需要 https 或 localhost）。",
     not_image: "消息里只能附加图片（PNG、JPEG、WebP、GIF、BMP）。",
     image_too_big: "图片太大，缩小后仍然发不出去（每次请求总共不能超过 4 MB）。",
     chat_too_big: "对话连同图片超过了服务器每次请求 4 MB 的上限：请移除一张图片，或新建对话。",
@@ -120,6 +126,7 @@ function applyLanguage(lang) {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  document.querySelectorAll("[data-i18n-title]").forEach((el) => { el.title = t(el.dataset.i18nTitle); });
   document.querySelectorAll("[data-i18n-aria]").forEach((el) => { el.setAttribute("aria-label", t(el.dataset.i18nAria)); });
   document.getElementById("lang").textContent = t("lang_button");
 }
