@@ -8,9 +8,10 @@ How a recording is read (backend.transcribe):
      one: a recording that goes from Chinese to English keeps both (one pass over the whole of such a
      recording locked onto Chinese and dropped the English). Detection reuses the encoder pass the
      decoding needs, so it costs nothing extra.
-  3. A stretch of several utterances is decoded with word times (alignment); an utterance in which
-     no word was heard (the stretch was decoded in another utterance's language, and Whisper skipped
-     it) is decoded again on its own, its language detected on its own.
+  3. A stretch of several utterances whose language detection is unsure (< 0.95: mixed stretches
+     measured 0.51-0.86, one-language ones 0.998+) is decoded again with word times (alignment); an
+     utterance in which no word was heard (Whisper, decoding in the other utterance's language,
+     skipped it) is decoded on its own, its language detected on its own.
   4. Mandarin comes out of Whisper in Traditional characters; it is converted to Simplified (OpenCC
      t2s) unless the request keeps the original.
 
@@ -26,6 +27,9 @@ from loom.backends.base import Backend, Info, Segment, Transcribe, Unsupported, 
 from loom.catalog import ModelEntry
 from loom.errors import InputError
 
+# A stretch of several utterances whose language detection is less sure than this may mix languages:
+# measured on bench/data/asr, Chinese + English stretches gave 0.51-0.86, one-language stretches 0.998-0.999.
+_SURE_OF_LANGUAGE = 0.95
 _ENGLISH_ONLY_HINT = "use a multilingual model (loom models pull whisper-base) or send English audio"
 
 
@@ -74,9 +78,11 @@ class Whisper(Backend):
         language = self.check(options)
         count = 0
         for start, end, parts in speech_spans(audio):
-            mixed = len(parts) > 1 and language is None and self.multilingual  # utterances that may differ in language
-            decoded = self._decode(audio.samples[start:end], start / SAMPLE_RATE, language, options, words=options.words or mixed)
-            if mixed:
+            clip, offset = audio.samples[start:end], start / SAMPLE_RATE
+            decoded, sure = self._decode(clip, offset, language, options, words=options.words)
+            if len(parts) > 1 and language is None and self.multilingual and sure < _SURE_OF_LANGUAGE:
+                if not options.words:  # word times say which utterance was heard; decoded again with them
+                    decoded, _ = self._decode(clip, offset, language, options, words=True)
                 decoded = self._fill_gaps(audio, decoded, parts, options)
                 if not options.words:
                     for seg in decoded:
@@ -98,10 +104,13 @@ class Whisper(Backend):
         for s, e in parts:
             a, b = s / SAMPLE_RATE, e / SAMPLE_RATE
             if (b - a) >= 0.5 and not any(a <= t <= b for t in heard):
-                out += self._decode(audio.samples[s:e], a, None, options, words=True)
+                out += self._decode(audio.samples[s:e], a, None, options, words=True)[0]
         return sorted(out, key=lambda seg: seg.start)
 
-    def _decode(self, samples, offset: float, language: str | None, options: Transcribe, words: bool = False) -> list[Segment]:
+    def _decode(self, samples, offset: float, language: str | None, options: Transcribe,
+                words: bool = False) -> tuple[list[Segment], float]:
+        """The segments of one stretch (times from the start of the recording), and how sure the
+        language detection was (1.0 when the language was given)."""
         temperature = options.temperature if options.temperature > 0 else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
         with self._lock:
             segments, info = self.model.transcribe(
@@ -119,7 +128,7 @@ class Whisper(Backend):
             out.append(Segment(0, round(offset + float(s.start), 3), round(offset + float(s.end), 3), text, info.language, words,
                                float(s.avg_logprob), float(s.no_speech_prob), float(s.compression_ratio), float(s.temperature or 0.0),
                                [int(t) for t in s.tokens]))
-        return out
+        return out, float(info.language_probability or 1.0)
 
     def _script(self, text: str, language: str, options: Transcribe) -> str:
         """Simplified characters for Chinese unless the caller keeps Whisper's (Traditional) output."""
