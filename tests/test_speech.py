@@ -195,3 +195,20 @@ def test_speech_output_speaks_english_and_refuses_chinese(server):
     assert client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.", response_format="mp3").content[:3] in (b"ID3", b"\xff\xfb")
     with pytest.raises(openai.BadRequestError, match="no voice speaks Chinese"):
         client.audio.speech.create(model="tts-1", voice="alloy", input="你好，欢迎光临。")
+
+
+@pytest.mark.slow
+def test_whisper_base_keeps_both_languages_of_a_mixed_recording_and_writes_simplified(tmp_path):
+    """The multilingual model (pulled: ~145 MB once, then joined in a second): a Chinese sentence and an
+    English one in one recording both come out (one pass over it keeps only the Chinese), the Chinese
+    in Simplified characters; --keep-traditional keeps Whisper's own."""
+    loom_cli("models", "pull", "whisper-base", "--if-missing")
+    mixed = json.loads(loom_cli("transcribe", str(REPO / "bench" / "data" / "asr" / "clips" / "mix_06.ogg"), "-m", "whisper-base",
+                                "-f", "json", "--quiet").stdout)
+    assert [s["language"] for s in mixed["segments"]] == ["en", "zh"], mixed
+    assert "milk and bread" in mixed["text"] and "妈妈让我下班回家" in mixed["text"]
+    chinese = loom_cli("transcribe", str(AUDIO / "zh_short.ogg"), "-m", "whisper-base", "--quiet").stdout
+    assert "有没有人对这个时间安排有不同意见" in chinese.replace("，", "").replace(",", "")
+    kept = loom_cli("transcribe", str(REPO / "bench" / "data" / "asr" / "clips" / "mix_06.ogg"), "-m", "whisper-base",
+                    "--keep-traditional", "--quiet").stdout
+    assert "媽媽" in kept or "讓" in kept, kept

@@ -50,7 +50,8 @@ class Piper(Backend):
 
         lang = language(text)
         if lang not in self._paths:
-            raise InputError(f"no voice speaks {'Chinese' if lang == 'zh' else lang!r} here (installed: {', '.join(self._paths)})",
+            named = "Chinese" if lang == "zh" else repr(lang)
+            raise InputError(f"no voice speaks {named} here (installed: {', '.join(self._paths)})",
                              "send English text; no offline Chinese voice is available yet")
         voice = self._voice(lang)
         from piper import SynthesisConfig
