@@ -37,6 +37,36 @@ def wav_bytes(seconds: float, declared: float | None = None) -> bytes:
     return bytes(data)
 
 
+def video_with_sound(path):
+    """An .mp4 with a (black, 4-frame) video track and the English clip as its AAC audio track."""
+    import av
+    import numpy as np
+
+    from loom.media.audio import decode_audio
+
+    pcm = (decode_audio(AUDIO / "en_short.ogg").samples * 32767).astype(np.int16).reshape(1, -1)
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("mpeg4", rate=1)
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        sound = out.add_stream("aac", rate=16000, layout="mono")
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = 16000
+        resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono", rate=16000)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in sound.encode(piece):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    return path
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("speech_home")
@@ -212,3 +242,21 @@ def test_whisper_base_keeps_both_languages_of_a_mixed_recording_and_writes_simpl
     kept = loom_cli("transcribe", str(REPO / "bench" / "data" / "asr" / "clips" / "mix_06.ogg"), "-m", "whisper-base",
                     "--keep-traditional", "--quiet").stdout
     assert "媽媽" in kept or "讓" in kept, kept
+
+
+def test_a_video_s_sound_is_transcribed_and_a_meeting_recording_summarised(tmp_path):
+    talk = video_with_sound(tmp_path / "talk.mp4")
+    assert words_of(loom_cli("transcribe", str(talk), "--quiet").stdout) == words_of(SAID)
+    summary = json.loads(loom_cli("summarize", str(AUDIO / "en_short.ogg"), "--sentences", "1", "--json").stdout)
+    assert "meeting notes" in json.dumps(summary).lower()
+
+
+def test_recordings_uploaded_to_a_kb_are_searchable_by_time_and_bad_ones_change_nothing(server):
+    api = server.url + "/v1/kb"
+    assert httpx.post(api, json={"name": "calls"}).status_code in (200, 201)
+    good = httpx.post(f"{api}/calls/files", files={"files": ("call.ogg", (AUDIO / "en_short.ogg").read_bytes())}, timeout=120)
+    assert good.status_code == 200 and good.json()["chunks"] == 1, good.text
+    bad = httpx.post(f"{api}/calls/files", files={"files": ("broken.wav", wav_bytes(3.0, declared=12.0))}, timeout=60)
+    assert bad.status_code == 400 and "broken.wav is truncated" in bad.json()["error"]["message"]
+    hits = httpx.post(f"{api}/calls/search", json={"query": "meeting notes"}).json()["data"]
+    assert [h["source"] for h in hits] == ["call.ogg"] and hits[0]["time"] == "00:00:00-00:00:02"

@@ -6,8 +6,9 @@ How a recording is read (backend.transcribe):
      Silence is never decoded, which is where Whisper invents text ("Thank you for watching").
   2. Each stretch is decoded on its own, its language detected on its own unless the request names
      one: a recording that goes from Chinese to English keeps both (one pass over the whole of such a
-     recording locked onto Chinese and dropped the English). Detection reuses the encoder pass the
-     decoding needs, so it costs nothing extra.
+     recording locked onto Chinese and dropped the English). Detection costs one encoder pass per
+     stretch (~0.3 s on 2 cores; faster-whisper 1.2.1 does not reuse it for decoding), which is most
+     of why a long recording takes ~1.1x as long as one pass over it; naming the language saves it.
   3. A stretch of several utterances whose language detection is unsure (< 0.95: mixed stretches
      measured 0.51-0.86, one-language ones 0.998+) is decoded again with word times (alignment); an
      utterance in which no word was heard (Whisper, decoding in the other utterance's language,

@@ -162,7 +162,7 @@ def speech_spans(audio: Audio, max_seconds: float = 30.0, join_gap: float = 1.0)
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     found = get_speech_timestamps(audio.samples, VadOptions(min_silence_duration_ms=500, max_speech_duration_s=max_seconds,
-                                                            speech_pad_ms=200))
+                                                            speech_pad_ms=400))
     if not found:
         return [(0, len(audio.samples), [(0, len(audio.samples))])]
     window, gap = int(max_seconds * SAMPLE_RATE), int(join_gap * SAMPLE_RATE)
