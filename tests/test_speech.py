@@ -260,3 +260,15 @@ def test_recordings_uploaded_to_a_kb_are_searchable_by_time_and_bad_ones_change_
     assert bad.status_code == 400 and "broken.wav is truncated" in bad.json()["error"]["message"]
     hits = httpx.post(f"{api}/calls/search", json={"query": "meeting notes"}).json()["data"]
     assert [h["source"] for h in hits] == ["call.ogg"] and hits[0]["time"] == "00:00:00-00:00:02"
+
+
+def test_silence_is_an_empty_transcript_not_an_invented_one(server, tmp_path):
+    """Whisper given six seconds of silence writes "You"; the VAD finds no speech, so nothing is decoded."""
+    reply = httpx.post(server.url + "/v1/audio/transcriptions", data={"model": "whisper-1", "response_format": "verbose_json"},
+                       files={"file": ("quiet.wav", wav_bytes(6.0))}, timeout=60)
+    assert reply.status_code == 200 and reply.json()["text"] == "" and reply.json()["segments"] == []
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(wav_bytes(6.0))
+    loom_cli("kb", "create", "calls")
+    added = loom_cli("kb", "add", "calls", str(quiet), check=False)
+    assert "quiet.wav has no text" in added.stdout + added.stderr and "0 added" in added.stdout + added.stderr

@@ -157,14 +157,14 @@ def speech_spans(audio: Audio, max_seconds: float = 30.0, join_gap: float = 1.0)
     """[(start, end, utterances)] in samples: stretches with speech (Silero VAD, bundled with
     faster-whisper), each with the utterances it joins. Utterances less than `join_gap` seconds apart
     are joined while the stretch fits Whisper's `max_seconds` window: every decode pads to 30 s, so
-    decoding each sentence alone would cost a window per sentence. No speech found: one stretch over
-    the whole recording, so the model still gets to say so."""
+    decoding each sentence alone would cost a window per sentence. No speech found: no stretch (Whisper
+    given six seconds of silence writes "You")."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     found = get_speech_timestamps(audio.samples, VadOptions(min_silence_duration_ms=500, max_speech_duration_s=max_seconds,
                                                             speech_pad_ms=400))
     if not found:
-        return [(0, len(audio.samples), [(0, len(audio.samples))])]
+        return []
     window, gap = int(max_seconds * SAMPLE_RATE), int(join_gap * SAMPLE_RATE)
     spans: list[tuple[int, int, list[tuple[int, int]]]] = []
     for part in found:

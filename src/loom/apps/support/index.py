@@ -12,6 +12,8 @@ from loom import atomic
 from loom.apps.support.vectors import DenseIndex
 from loom.text import CJK_RUN, has_cjk
 
+_MENTION_SCAN_CHUNKS = 20_000  # larger KBs count Chinese words by FTS (jieba's cuts) instead of by substring
+
 _EMBED_BATCH = 32  # texts per encoder call
 
 
@@ -102,6 +104,8 @@ class Index:
         """How many chunks mention each term: term_frequencies for words, but a Chinese word counts
         wherever its characters appear in a row ("停车" in "停车场", "送货" in "送货上门"), because jieba
         cuts the same characters into different words in a question and in a passage."""
+        if self.chunk_count() > _MENTION_SCAN_CHUNKS:  # a substring scan reads every chunk per word: bounded by size
+            return self.term_frequencies(terms)
         counts = self._derived().setdefault("mentions", {})
         chinese = [t for t in terms if t not in counts and CJK_RUN.fullmatch(t)]
         if chinese:

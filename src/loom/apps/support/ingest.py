@@ -60,7 +60,7 @@ class Ingest:
         (.md, .txt, .html, .csv/.jsonl FAQ; .pdf/.docx/image names are read as plain text); re-sending the
         same source replaces it."""
         suffix = Path(source).suffix.lower()
-        as_text = suffix not in DOC_TYPES | FAQ_TYPES or suffix in SCAN_TYPES | {".docx"}
+        as_text = suffix not in DOC_TYPES | FAQ_TYPES or suffix in SCAN_TYPES | AUDIO_TYPES | {".docx"}
         return self.add_bytes(source, text.encode("utf-8"), read_as=".txt" if as_text else suffix)
 
     def add_bytes(self, source: str, data: bytes, read_as: str | None = None) -> AddReport:
