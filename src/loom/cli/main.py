@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from loom.cli import classify as classify_cmd, data, eval as eval_cmd, kb, kg, mcp, models, recommend, tokenizer
+from loom.cli import agent, classify as classify_cmd, data, eval as eval_cmd, kb, kg, mcp, models, recommend, tokenizer
 from loom.cli.doctor import doctor
 from loom.cli.export import export
 from loom.cli.generate import generate
@@ -39,6 +39,7 @@ app.add_typer(kb.support_app, name="support")
 app.add_typer(kg.app, name="kg")
 app.add_typer(recommend.app, name="recommend")
 app.add_typer(mcp.app, name="mcp")
+app.add_typer(agent.app, name="agent")
 eval_cmd.app.command("recommend")(recommend.evaluate)
 app.command()(pretrain)
 app.command()(generate)

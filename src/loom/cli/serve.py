@@ -91,6 +91,7 @@ def chat(
     from loom import runtime
 
     runtime.for_serving()  # before torch loads
+    import loom.apps.agent.agent  # noqa: F401  registers `agent:NAME`
     import loom.apps.support.backend  # noqa: F401  registers `support:NAME`, so a KB can be chatted with
     from loom import registry
     from loom.backends.base import Request, Sampling

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+import loom.apps.agent.agent  # noqa: F401  registers the `agent:NAME` models
 import loom.apps.support.backend  # noqa: F401  registers the `support:NAME` models
 from loom import catalog, registry
 from loom.backends.base import Backend, Chunk

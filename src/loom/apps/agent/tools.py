@@ -22,8 +22,9 @@ _MAX_K = 50
 
 
 def kb_search(kb: str, query: str, k: int = 5) -> dict:
-    """Search a knowledge base (documents and FAQs: BM25 + dense, fused). Returns the k best passages
-    with their source, title, text and where they are (page, or time range of a recording)."""
+    """Search a knowledge base for passages that answer a question.
+    Returns the k best passages with their source, title, text and where they are (page, or time range
+    of a recording); words and meaning both count."""
     from loom.apps.support.retrieve import search
     from loom.apps.support.store import KnowledgeBase
 

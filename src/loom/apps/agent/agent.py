@@ -1,0 +1,255 @@
+"""Agents (issue 33): a chat model, instructions and a set of Loom's built-in tools, run as a loop
+(model -> tool calls -> results -> model) until the model answers or a limit is reached.
+
+    save("shop-helper", AgentConfig(model="qwen2.5-0.5b", tools=["kb_search", "calculator"], ...))
+    for event in run(load("shop-helper"), [{"role": "user", "content": "..."}]): ...   # Step, then Answer
+
+Served as the OpenAI model `agent:NAME` (AgentBackend) and run from `loom agent run NAME "question"`.
+
+Why the model cannot call an undeclared tool: the calls it may make are decoded under a grammar built
+from the agent's declared tools (loom.model.tools), so a tool name outside that list cannot be
+produced, whatever a knowledge-base chunk or a tool result says; and calls are dispatched only
+through the agent's own table of those tools. A tool that fails, hangs past the time limit or returns
+something unusable becomes an error result the model reads on its next step; the loop never raises
+for a tool's fault."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import yaml
+
+from loom import atomic, home, registry
+from loom.apps.agent.tools import BUILTINS
+from loom.backends.base import Backend, Chunk, Info, Request, Sampling, check_messages, collect
+from loom.config import AgentConfig
+from loom.errors import InputError, LoomError, NotFoundError
+from loom.model.tools import Tool, ToolSet
+
+PREFIX = "agent:"
+_RESULT_CHARS = 4000  # a tool result longer than this is cut for the model (a 50-hit search is ~20k characters)
+_STOPPED = {"en": "I could not put an answer together; here is what the tools found.",
+            "zh": "我没能整理出答案，以下是工具找到的信息。"}
+
+
+@dataclass
+class Step:
+    tool: str
+    arguments: dict | str
+    result: str
+    seconds: float
+    error: bool = False
+
+
+@dataclass
+class Answer:
+    text: str
+    steps: list[Step] = field(default_factory=list)
+    stopped: str = ""  # why the loop ended before the model answered ("max_steps", "max_seconds"), or ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def save(name: str, cfg: AgentConfig) -> None:
+    check_tools(cfg.tools)
+    atomic.write_text(home.agent_path(name), yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
+
+
+def load(name: str) -> AgentConfig:
+    path = home.agent_path(name)
+    if not path.is_file():
+        raise NotFoundError(f"no agent named {name!r}", "create one with `loom agent create NAME --tools kb_search ...`; "
+                            "`loom agent list` shows them")
+    cfg = AgentConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    check_tools(cfg.tools)
+    return cfg
+
+
+def names() -> list[str]:
+    folder = home.agents_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def check_tools(tools: list[str]) -> None:
+    unknown = [t for t in tools if t not in BUILTINS]
+    if unknown:
+        raise InputError(f"unknown tool {unknown[0]!r}", f"built-in tools: {', '.join(BUILTINS)}")
+
+
+def declared(cfg: AgentConfig) -> list[Tool]:
+    """The agent's tools as chat-request tools, their JSON Schemas read from the functions' signatures.
+    A parameter that names a knowledge base, graph or recommender is held to the names that exist
+    (an enum, so the grammar lets a small model write only a real one: qwen2.5-0.5b otherwise took
+    words of the tool's description for a KB name)."""
+    from mcp.server.mcpserver.tools.base import Tool as MCPTool
+
+    existing = _existing_names()
+    out = []
+    for name in cfg.tools:
+        schema = MCPTool.from_function(BUILTINS[name]).parameters
+        properties = {key: {k: v for k, v in spec.items() if k != "title"} for key, spec in schema.get("properties", {}).items()}
+        for key, spec in properties.items():
+            kind = _NAMED.get((name, key))
+            if kind and existing.get(kind):
+                spec["enum"] = existing[kind]
+            elif spec.get("type") == "string":  # a bound the grammar enforces: no argument runs to the token limit
+                spec["maxLength"] = _STRING_LIMITS.get(key, 120)
+            elif spec.get("type") == "integer" and key in _INT_BOUNDS:
+                spec["minimum"], spec["maximum"] = _INT_BOUNDS[key]
+        out.append(Tool(name, (BUILTINS[name].__doc__ or "").strip().split("\n")[0],
+                        {"type": "object", "properties": properties, "required": schema.get("required", []),
+                         "additionalProperties": False}))
+    return out
+
+
+_STRING_LIMITS = {"text": 4000, "expression": 200}  # characters; other strings (queries, entities, ids): 120
+_INT_BOUNDS = {"k": (1, 20), "hops": (1, 2), "sentences": (1, 20)}
+_NAMED = {("kb_search", "kb"): "kb", ("kg_neighbors", "graph"): "kg", ("kg_path", "graph"): "kg",
+          ("recommend_for_user", "model"): "recommender", ("similar_items", "model"): "recommender"}
+
+
+def _existing_names() -> dict[str, list[str]]:
+    from loom.apps.kg.store import list_names as graphs
+    from loom.apps.recommend.store import list_names as recommenders
+    from loom.apps.support.store import list_kbs
+
+    return {"kb": list_kbs(), "kg": graphs(), "recommender": recommenders()}
+
+
+def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) -> Iterator[Step | Answer]:
+    """The loop, as events: each tool call as it finishes (Step), then the Answer."""
+    from loom import catalog
+    from loom.text import language
+
+    backend = backend or registry.open_backend(catalog.chat_model_for(cfg.model, "an agent"))
+    started, steps, used = time.monotonic(), [], [0, 0]
+    talk = ([{"role": "system", "content": cfg.instructions}] if cfg.instructions else []) + list(messages)
+    tools = declared(cfg)
+    lang = "zh" if language(messages[-1].get("content") or "") == "zh" else "en"
+    for turn in range(cfg.max_steps):
+        late = time.monotonic() - started > cfg.max_seconds
+        choice = "none" if late or not tools else ("required" if turn == 0 and cfg.first_step == "required" else "auto")
+        reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=talk,
+                                               tools=ToolSet(tools, choice, parallel=False) if tools else None)))
+        used[0] += reply.prompt_tokens
+        used[1] += reply.completion_tokens
+        if not reply.tool_calls or choice == "none":
+            text = reply.text.strip()
+            if _unusable(text, messages[-1].get("content") or ""):
+                yield Answer(_from_results(steps, lang), steps, "no_answer", *used)
+            else:
+                yield Answer(text, steps, "max_seconds" if late else "", *used)
+            return
+        done_before = {(s.tool, json.dumps(s.arguments, sort_keys=True, ensure_ascii=False)) for s in steps}
+        if all((c["name"], _canonical(c["arguments"])) in done_before for c in reply.tool_calls):
+            yield Answer(_from_results(steps, lang), steps, "repeated_call", *used)  # it would loop: answer from what it has
+            return
+        calls = [{"id": c["id"] or f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                  "function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls]
+        talk.append({"role": "assistant", "content": reply.text or "", "tool_calls": calls})
+        for call in calls:
+            step = call_tool(call["function"]["name"], call["function"]["arguments"], cfg, started)
+            steps.append(step)
+            yield step
+            talk.append({"role": "tool", "tool_call_id": call["id"], "content": step.result})
+    yield Answer(_from_results(steps, lang), steps, "max_steps", *used)
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def _unusable(text: str, question: str) -> bool:
+    """A reply that answers nothing: empty, the question said back, or a tool call written as text
+    (a weak model after a tool result: qwen2.5-0.5b does all three)."""
+    if not text or text == question.strip():
+        return True
+    try:
+        shaped = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(shaped, dict) and "name" in shaped and "arguments" in shaped
+
+
+def _from_results(steps: list[Step], lang: str) -> str:
+    """When the model gives no answer: say so, and give what the tools found (passages' texts, or the
+    last successful result), so the user still sees the evidence."""
+    found = []
+    for step in steps:
+        if step.error:
+            continue
+        try:
+            result = json.loads(step.result)
+        except ValueError:
+            continue
+        if isinstance(result, dict) and result.get("hits"):
+            found += [h["text"] for h in result["hits"][:2]]
+        elif isinstance(result, dict):
+            found.append(json.dumps(result, ensure_ascii=False))
+    lines = list(dict.fromkeys(found))[:4]
+    return _STOPPED[lang] + ("\n\n" + "\n".join(f"- {line}" for line in lines) if lines else "")
+
+
+def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> Step:
+    """One call, never raising: a bad name, bad arguments, a failing or slow tool all become an error result."""
+    begun = time.monotonic()
+    try:
+        args = json.loads(arguments or "{}")
+        if name not in cfg.tools:  # cannot be produced under the grammar; refused here too
+            raise InputError(f"tool {name!r} is not one of this agent's tools", f"use one of: {', '.join(cfg.tools)}")
+        if not isinstance(args, dict):
+            raise InputError("arguments must be a JSON object", "send the arguments as an object")
+        if time.monotonic() - started > cfg.max_seconds:
+            raise InputError("the time limit for this question is spent", "answer from what you have")
+        result = json.dumps(BUILTINS[name](**args), ensure_ascii=False, default=str)
+        error = False
+    except LoomError as e:
+        args, result, error = locals().get("args", arguments), json.dumps({"error": e.message, "fix": e.hint}, ensure_ascii=False), True
+    except (TypeError, ValueError) as e:  # wrong or missing argument names, unparseable JSON
+        args, result, error = locals().get("args", arguments), json.dumps({"error": f"bad arguments: {e}"}), True
+    except Exception as e:  # noqa: BLE001 - a tool's own fault is the model's to hear about, not a 500
+        args, result, error = locals().get("args", arguments), json.dumps({"error": f"the tool failed ({type(e).__name__})"}), True
+    if len(result) > _RESULT_CHARS:
+        result = result[:_RESULT_CHARS] + " …(cut)"
+    return Step(name, args, result, round(time.monotonic() - begun, 3), error)
+
+
+class AgentBackend(Backend):
+    """`agent:NAME` as a chat model: the answer streams as content; the steps travel in the final
+    chunk's `extra` (the choice's `loom` field: tool, arguments, result, seconds)."""
+
+    def __init__(self, name: str) -> None:
+        from loom import catalog
+
+        self.cfg = load(name)
+        self.name = PREFIX + name
+        self.model = registry.open_backend(catalog.chat_model_for(self.cfg.model, "an agent"))
+
+    def info(self) -> Info:
+        return Info(self.name, "agent", ["chat"], None, f"agent over {', '.join(self.cfg.tools) or 'no tools'}")
+
+    def stream(self, request: Request) -> Iterator[Chunk]:
+        if request.messages is None:
+            raise InputError(f"{self.name} answers chat messages", "use /v1/chat/completions")
+        check_messages(request.messages)
+        answer = None
+        for event in run(self.cfg, request.messages, self.model):
+            if isinstance(event, Answer):
+                answer = event
+        yield Chunk(answer.text)
+        steps = [{"tool": s.tool, "arguments": s.arguments, "result": s.result, "seconds": s.seconds, "error": s.error}
+                 for s in answer.steps]
+        yield Chunk("", "stop", answer.prompt_tokens, answer.completion_tokens, {"steps": steps, "stopped": answer.stopped})
+
+    def close(self) -> None:
+        self.model.close()
+
+
+registry.register_prefix(PREFIX, AgentBackend)  # `agent:NAME` opens this app's backend
