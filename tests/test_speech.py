@@ -272,3 +272,21 @@ def test_silence_is_an_empty_transcript_not_an_invented_one(server, tmp_path):
     loom_cli("kb", "create", "calls")
     added = loom_cli("kb", "add", "calls", str(quiet), check=False)
     assert "quiet.wav has no text" in added.stdout + added.stderr and "0 added" in added.stdout + added.stderr
+
+
+def test_a_recording_on_a_machine_without_a_transcription_model_fails_by_name(tmp_path, monkeypatch):
+    from loom import catalog
+    from loom.errors import NotFoundError
+
+    def none_installed() -> str:
+        raise NotFoundError("'whisper-1' names the default transcription model and none is installed",
+                            "loom models pull whisper-base")
+
+    monkeypatch.setattr(catalog, "default_transcription_model", none_installed)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Standup moved to 10 am.", encoding="utf-8")
+    loom_cli("kb", "create", "team")
+    added = loom_cli("kb", "add", "team", str(AUDIO / "en_short.ogg"), str(notes), check=False)
+    said = added.stdout + added.stderr
+    assert "en_short.ogg is a recording and 'whisper-1' names the default transcription model" in said
+    assert "loom models pull whisper-base" in said and "1 added" in said  # the text file still went in

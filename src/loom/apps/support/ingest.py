@@ -221,7 +221,10 @@ def recording_blocks(path: Path) -> list[Block]:
     at a pause of 2 s or after ~300 characters."""
     from loom.apps import speech
 
-    transcript = speech.transcribe_file(path)
+    try:
+        transcript = speech.transcribe_file(path)
+    except NotFoundError as e:  # no transcription model here: this file fails with the fix, the others go on
+        raise InputError(f"{path.name} is a recording and {e.message} ({e.hint})", e.hint) from e
     blocks: list[Block] = []
     group: list = []
     for seg in transcript.segments:
