@@ -202,6 +202,9 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
     begun = time.monotonic()
     try:
         args = json.loads(arguments or "{}")
+    except ValueError as e:  # cut off at the token limit, or not JSON
+        return _failed(name, arguments, f"bad arguments: {e}", begun)
+    try:
         if name not in cfg.tools:  # cannot be produced under the grammar; refused here too
             raise InputError(f"tool {name!r} is not one of this agent's tools", f"use one of: {', '.join(cfg.tools)}")
         if not isinstance(args, dict):
@@ -209,16 +212,20 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
         if time.monotonic() - started > cfg.max_seconds:
             raise InputError("the time limit for this question is spent", "answer from what you have")
         result = json.dumps(BUILTINS[name](**args), ensure_ascii=False, default=str)
-        error = False
     except LoomError as e:
-        args, result, error = locals().get("args", arguments), json.dumps({"error": e.message, "fix": e.hint}, ensure_ascii=False), True
-    except (TypeError, ValueError) as e:  # wrong or missing argument names, unparseable JSON
-        args, result, error = locals().get("args", arguments), json.dumps({"error": f"bad arguments: {e}"}), True
+        return _failed(name, args, e.message, begun, e.hint)
+    except TypeError as e:  # unknown or missing argument names
+        return _failed(name, args, f"bad arguments: {e}", begun)
     except Exception as e:  # noqa: BLE001 - a tool's own fault is the model's to hear about, not a 500
-        args, result, error = locals().get("args", arguments), json.dumps({"error": f"the tool failed ({type(e).__name__})"}), True
+        return _failed(name, args, f"the tool failed ({type(e).__name__})", begun)
     if len(result) > _RESULT_CHARS:
         result = result[:_RESULT_CHARS] + " …(cut)"
-    return Step(name, args, result, round(time.monotonic() - begun, 3), error)
+    return Step(name, args, result, round(time.monotonic() - begun, 3))
+
+
+def _failed(name: str, arguments, error: str, begun: float, fix: str = "") -> Step:
+    body = {"error": error} | ({"fix": fix} if fix else {})
+    return Step(name, arguments, json.dumps(body, ensure_ascii=False), round(time.monotonic() - begun, 3), error=True)
 
 
 class AgentBackend(Backend):
