@@ -10,15 +10,13 @@ language the recording is mostly in, and writes text, SRT and WebVTT."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loom.backends.base import Backend, Segment, Transcribe
 from loom.errors import InputError
-
-FORMATS = ("text", "srt", "vtt", "json", "verbose_json")
-
+from loom.text import glue
 
 @dataclass
 class Transcript:
@@ -38,15 +36,10 @@ class Transcript:
         return max(spoken, key=spoken.get) if spoken else ""
 
 
-def segments(backend: Backend, audio, options: Transcribe | None = None) -> Iterator[Segment]:
-    """The backend's segments, as they come (the stream a progress bar or an SSE response follows)."""
-    return backend.transcribe(audio, options or Transcribe())
-
-
 def transcribe(backend: Backend, audio, options: Transcribe | None = None,
                on_segment: Callable[[Segment], None] | None = None) -> Transcript:
     out = Transcript(seconds=audio.seconds)
-    for seg in segments(backend, audio, options):
+    for seg in backend.transcribe(audio, options or Transcribe()):
         out.segments.append(seg)
         if on_segment:
             on_segment(seg)
@@ -73,29 +66,17 @@ def transcriber(name: str) -> Backend:
 
 
 def join_text(segs: list[Segment]) -> str:
-    """Segments joined as running text: no space between two Chinese segments, one elsewhere."""
-    text = ""
-    for s in segs:
-        piece = s.text.strip()
-        if not piece:
-            continue
-        if text and not (_cjk_edge(text[-1]) and _cjk_edge(piece[0])):
-            text += " "
-        text += piece
-    return text
+    """Segments joined as running text (loom.text.glue: no space between two Chinese segments)."""
+    return functools.reduce(glue, (s.text.strip() for s in segs), "")
 
 
-def _cjk_edge(ch: str) -> bool:
-    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
-
-
-def clock(seconds: float, sep: str = ",", hours: bool = True) -> str:
+def clock(seconds: float, sep: str = ",") -> str:
     """00:03:12,480 (SRT) / 00:03:12.480 (WebVTT)."""
     ms = int(round(max(0.0, seconds) * 1000))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
-    return (f"{h:02d}:" if hours or h else "") + f"{m:02d}:{s:02d}{sep}{ms:03d}"
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
 def subtitles(segs: list[Segment], fmt: str) -> str:

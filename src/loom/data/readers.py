@@ -192,10 +192,10 @@ def check_content(name: str, data: bytes) -> None:
     if suffix in SCAN_TYPES:
         pages.inspect(data, name)
         return
-    if suffix in AUDIO_TYPES:  # decoded (and checked to the last frame) when transcribed
-        from loom.media.audio import decode_audio
+    if suffix in AUDIO_TYPES:  # the header checks; the frames are decoded (and checked) once, when transcribed
+        from loom.media.audio import inspect_audio
 
-        decode_audio(data, name)
+        inspect_audio(data, name)
         return
     kind = images.sniff(data[:32])
     if kind and (suffix != ".docx" or kind != "a ZIP archive"):

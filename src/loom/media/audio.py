@@ -15,6 +15,7 @@ functions, so importing this module costs nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,36 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
+def inspect_audio(data: bytes | Path, name: str = "") -> float | None:
+    """The checks of decode_audio that need no decoding (size, an audio track, the declared duration,
+    a WAV whose bytes end before its header says): what an upload is checked with before anything is
+    written; the decode that transcription does later checks the rest. Returns the declared seconds."""
+    with _opened(data, name) as (_, _, declared):
+        return declared
+
+
 def decode_audio(data: bytes | Path, name: str = "") -> Audio:
     """Samples of a recording (bytes, or a file path), checked against media.audio_max_bytes and
     media.audio_max_seconds. Raises InputError naming the problem and the fix."""
-    limits = settings()
-    name = name or (data.name if isinstance(data, Path) else "the audio file")
+    name = _name(data, name)
+    with _opened(data, name) as (container, stream, declared):
+        samples = _decode(container, stream, name, settings().audio_max_seconds)
+    seconds = len(samples) / SAMPLE_RATE
+    if seconds == 0:
+        raise InputError(f"{name} holds no audio samples (it may be truncated)", "send the whole recording again")
+    if declared is not None and seconds < declared * _TRUNCATED_SHARE and declared - seconds > 1.0:
+        raise _truncated(name, declared, seconds)
+    return Audio(samples, name)
+
+
+def _name(data: bytes | Path, name: str) -> str:
+    return name or (data.name if isinstance(data, Path) else "the audio file")
+
+
+@contextlib.contextmanager
+def _opened(data: bytes | Path, name: str):
+    """(container, audio stream, declared seconds or None) after the checks that cost no decoding."""
+    limits, name = settings(), _name(data, name)
     size = data.stat().st_size if isinstance(data, Path) else len(data)
     if size == 0:
         raise InputError(f"{name} is empty (0 bytes)", "send the recording again; the copy that arrived has no content")
@@ -63,18 +89,19 @@ def decode_audio(data: bytes | Path, name: str = "") -> Audio:
         stream = next((s for s in container.streams if s.type == "audio"), None)
         if stream is None:
             raise InputError(f"{name} has no audio track", "send a recording, or a video with sound")
-        declared = _wav_seconds(_head(data)) or _declared_seconds(container, stream)
+        wav = _wav_header(_head(data))
+        declared = wav[0] if wav else _declared_seconds(container, stream)
         if declared is not None and declared > limits.audio_max_seconds:
             raise InputError(f"{name} is {_clock(declared)} long, over the {_clock(limits.audio_max_seconds)} limit",
                              "split the recording, or raise media.audio_max_seconds in the serve config")
-        samples = _decode(container, stream, name, limits.audio_max_seconds)
-    seconds = len(samples) / SAMPLE_RATE
-    if seconds == 0:
-        raise InputError(f"{name} holds no audio samples (it may be truncated)", "send the whole recording again")
-    if declared is not None and seconds < declared * _TRUNCATED_SHARE and declared - seconds > 1.0:
-        raise InputError(f"{name} is truncated: its header says {_clock(declared)}, its data ends at {_clock(seconds)}",
-                         "send the whole recording again")
-    return Audio(samples, name)
+        if wav and (held := (size - wav[1]) / wav[2]) < declared * _TRUNCATED_SHARE and declared - held > 1.0:
+            raise _truncated(name, declared, held)
+        yield container, stream, declared
+
+
+def _truncated(name: str, declared: float, seconds: float) -> InputError:
+    return InputError(f"{name} is truncated: its header says {_clock(declared)}, its data ends at {_clock(seconds)}",
+                      "send the whole recording again")
 
 
 def _decode(container, stream, name: str, max_seconds: float) -> np.ndarray:
@@ -110,10 +137,10 @@ def _head(data: bytes | Path, size: int = 1 << 16) -> bytes:
     return data[:size]
 
 
-def _wav_seconds(head: bytes) -> float | None:
-    """What a WAV header says its data lasts (FFmpeg estimates a WAV from the bytes it was given, so a
-    cut-off upload or a header claiming ten hours would pass unseen). None: not a WAV, or a streamed
-    one whose sizes are placeholders."""
+def _wav_header(head: bytes) -> tuple[float, int, int] | None:
+    """(seconds its data lasts, offset of the data, bytes per second) as a WAV header says (FFmpeg
+    estimates a WAV from the bytes it was given, so a cut-off upload or a header claiming ten hours
+    would pass unseen). None: not a WAV, or a streamed one whose sizes are placeholders."""
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     pos, byte_rate = 12, 0
@@ -122,7 +149,7 @@ def _wav_seconds(head: bytes) -> float | None:
         if chunk == b"fmt " and pos + 16 <= len(head):
             byte_rate = int.from_bytes(head[pos + 16:pos + 20], "little")
         elif chunk == b"data":
-            return size / byte_rate if byte_rate and 0 < size < 0xFFFFFFFF else None
+            return (size / byte_rate, pos + 8, byte_rate) if byte_rate and 0 < size < 0xFFFFFFFF else None
         pos += 8 + size + (size & 1)
     return None
 

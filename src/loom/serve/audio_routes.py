@@ -10,20 +10,24 @@ usage is recorded in seconds of audio beside the tokens of the text, and `stream
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Literal
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from loom import catalog
 from loom.apps import speech
 from loom.backends.base import Segment, Transcribe
 from loom.errors import InputError
 from loom.serve import errors
+from loom.text import glue
+
+log = logging.getLogger(__name__)
 
 _LANGUAGE_NAMES = {"zh": "chinese", "en": "english", "ja": "japanese", "ko": "korean", "fr": "french", "de": "german",
                    "es": "spanish", "ru": "russian", "it": "italian", "pt": "portuguese", "ar": "arabic", "hi": "hindi",
@@ -63,7 +67,7 @@ def router(authorize, server) -> APIRouter:
 
         def work() -> bytes:
             rate, chunks = backend.speak(body.input, body.speed)
-            samples = np.concatenate([c for c in chunks] or [np.zeros(0, dtype=np.int16)])
+            samples = np.concatenate([*chunks, np.zeros(0, dtype=np.int16)])
             return encode_audio(samples, rate, body.response_format)
 
         audio = await anyio.to_thread.run_sync(work)
@@ -85,7 +89,7 @@ class SpeechRequest(BaseModel):
 
 
 async def _run(server, request: Request, key, task: str):
-    from loom.media.audio import decode_audio
+    from loom.media.audio import decode_audio, inspect_audio
 
     endpoint = f"/v1/audio/{'transcriptions' if task == 'transcribe' else 'translations'}"
     form = await _form(request)
@@ -107,7 +111,7 @@ async def _run(server, request: Request, key, task: str):
     stream = _flag(form.get("stream"))
     name = upload.filename or "the audio file"
     data = await upload.read()
-    audio = await anyio.to_thread.run_sync(lambda: decode_audio(data, name))
+    await anyio.to_thread.run_sync(lambda: inspect_audio(data, name))  # the header checks, before any model loads
     if model not in server.backends and ":" not in model:  # refused from the catalog, before loading a chat model for nothing
         entry = await anyio.to_thread.run_sync(lambda: catalog.resolve(model, allow_paths=False))
         if entry.task != "transcribe":
@@ -119,6 +123,7 @@ async def _run(server, request: Request, key, task: str):
     check = getattr(backend, "check", None)
     if check:
         check(options)  # an unknown language code or an English-only model asked to translate: 400 before any work
+    audio = await anyio.to_thread.run_sync(lambda: decode_audio(data, name))
 
     def account(transcript: speech.Transcript) -> None:
         server.account(key, endpoint, model, 0, backend.count_tokens(transcript.text), audio.seconds)
@@ -133,7 +138,7 @@ async def _run(server, request: Request, key, task: str):
     usage = {"type": "duration", "seconds": math.ceil(audio.seconds)}
     if fmt == "json":
         return {"text": transcript.text, "usage": usage}
-    body = {"task": "transcribe" if task == "transcribe" else "translate", "language": _language_name(transcript.language),
+    body = {"task": task, "language": _language_name(transcript.language),
             "duration": round(audio.seconds, 3), "text": transcript.text,
             "segments": [_segment(s) for s in transcript.segments], "usage": usage}
     if options.words:
@@ -181,22 +186,20 @@ def _segment(s: Segment) -> dict:
 async def _events(backend, audio, options: Transcribe, account):
     """SSE: a delta per recognised segment, then the whole text with usage. An error after the
     stream started is an error event (the status line is already sent)."""
-    transcript = speech.Transcript(seconds=audio.seconds)
-    segments = speech.segments(backend, audio, options)
+    transcript, text = speech.Transcript(seconds=audio.seconds), ""
+    segments = backend.transcribe(audio, options)
     done = object()
     try:
         while (seg := await anyio.to_thread.run_sync(next, segments, done)) is not done:
-            delta = seg.text if not transcript.segments else speech.join_text([transcript.segments[-1], seg])[
-                len(transcript.segments[-1].text.strip()):]
+            joined = glue(text, seg.text.strip())
             transcript.segments.append(seg)
-            yield _sse({"type": "transcript.text.delta", "delta": delta})
+            yield _sse({"type": "transcript.text.delta", "delta": joined[len(text):]})
+            text = joined
     except InputError as e:
         yield _sse(errors.body(e.message, "invalid_request_error"))
         return
     except Exception as e:  # noqa: BLE001 - the client hears it as an event; the log keeps the traceback
-        import logging
-
-        logging.getLogger(__name__).exception("transcription stream failed")
+        log.exception("transcription stream failed")
         yield _sse(errors.body(f"transcription failed: {type(e).__name__}", "server_error"))
         return
     finally:

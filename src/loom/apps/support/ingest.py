@@ -18,9 +18,9 @@ import numpy as np
 from loom import atomic, home
 from loom.apps.support.chunking import Chunk, chunk_blocks
 from loom.data.readers import DOC_TYPES, FAQ_TYPES, SCAN_TYPES, Block, FaqPair, read_document, read_faq, read_scan, scan_blocks
-from loom.media.audio import AUDIO_TYPES
 from loom.data.words import search_terms
 from loom.errors import InputError, LoomError, NotFoundError
+from loom.media.audio import AUDIO_TYPES
 
 
 class KBLocked(LoomError):
