@@ -9,6 +9,8 @@ Every recording that reaches a transcription model (an upload, a CLI file, a KB 
   3. the declared duration, before any sample is decoded: ten hours of audio are refused here;
   4. the decode itself, stopped as soon as the decoded audio passes the limit (a header can lie),
      and a file whose decoded audio ends well before its declared duration is named as truncated.
+Steps 1-3 (and a WAV whose bytes end before its header says) are `inspect_audio`: what an upload is
+checked with before anything is written, without decoding it; the transcription's decode does step 4.
 
 PyAV (`av`, FFmpeg's libraries in a wheel; it comes with faster-whisper) is imported inside the
 functions, so importing this module costs nothing."""
