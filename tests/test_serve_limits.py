@@ -247,9 +247,15 @@ def test_key_management_over_http_needs_an_admin_key(served_home, tmp_path):
 
 
 def test_default_config_without_the_pull_says_how(tmp_path):
-    """configs/serve/default.yaml preloads qwen2.5-0.5b, which `make run` pulls first; started bare it says how."""
+    """configs/serve/default.yaml preloads the default chat model, which `make run` pulls and sets first
+    (qwen2.5-1.5b); started bare it says how. A default that was set but never pulled says how too."""
     proc = run_loom("serve", "--config", str(REPO / "configs/serve/default.yaml"), env_home=tmp_path / "h", check=False, timeout=120)
-    assert proc.returncode == 2 and "loom models pull qwen2.5-0.5b" in proc.stderr
+    assert proc.returncode == 2 and "loom models pull qwen2.5-1.5b --default" in proc.stderr, proc.stderr
+    from loom import atomic
+
+    atomic.write_json(tmp_path / "h" / "settings.json", {"chat_model": "qwen2.5-1.5b"})  # pulled once, then the file went
+    proc = run_loom("serve", "--config", str(REPO / "configs/serve/default.yaml"), env_home=tmp_path / "h", check=False, timeout=120)
+    assert proc.returncode == 2 and "run `loom models pull qwen2.5-1.5b` once" in proc.stderr, proc.stderr
 
 
 def test_a_config_file_preloads_names_only_a_path_comes_from_the_command_line(tmp_path, served_home):

@@ -139,6 +139,8 @@ def test_new_chinese_user_gets_the_default_chat_model_and_a_streamed_reply(brows
     try:
         assert page.eval_on_selector("#chat-model", "s => s.options[0].value") != "slow"  # preselected, not first by chance
         assert page.input_value("#chat-model") == "slow"
+        offered = page.eval_on_selector("#chat-model", "s => [...s.options].filter((o) => o.disabled).map((o) => o.textContent)")
+        assert any(o.startswith("qwen2.5-1.5b (未安装: loom models pull qwen2.5-1.5b") for o in offered), offered  # not pulled here
         assert page.text_content("[data-tab=chat]") == "对话" and "Enter 发送" in page.get_attribute("#chat-input", "placeholder")
         page.fill("#chat-max", "12")
         question = "杭州今天适合去西湖散步吗？"

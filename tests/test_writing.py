@@ -47,7 +47,7 @@ def test_summarize_bad_input(tmp_path):
     proc = loom_cli("summarize", str(binary), check=False)
     assert proc.returncode == 2 and "binary" in proc.stderr
     no_model = loom_cli("summarize", ARTICLE, "--mode", "abstractive", check=False)
-    assert no_model.returncode == 2 and "--model" in no_model.stderr and "qwen2.5-0.5b" in no_model.stderr
+    assert no_model.returncode == 2 and "--model" in no_model.stderr and "loom models pull qwen2.5-1.5b" in no_model.stderr
     extractive_still_works = loom_cli("summarize", ARTICLE, "-n", "1")
     assert extractive_still_works.stdout.strip()
 
@@ -241,9 +241,13 @@ def test_models_pull_assembles_verifies_and_refuses_a_bad_hash(tmp_path, monkeyp
                          len(whole), hashlib.sha256(whole).hexdigest(), "tiny.gguf")
     bad = pull.Pullable(**{**good.__dict__, "name": "tampered", "sha256": "0" * 64, "filename": "tampered.gguf"})
     monkeypatch.setattr(pull, "PULLABLE", {"tiny": good, "tampered": bad})
-    loom_cli("models", "pull", "tiny")
+    loom_cli("models", "pull", "tiny", "--default-unless-chosen")  # what `make run` does with the recommended model
     entry = json.loads(loom_cli("models", "show", "tiny", "--json").stdout)
     assert entry["chat"] and entry["backend"] == "gguf" and open(entry["path"], "rb").read() == whole
+    assert "chat: tiny" in loom_cli("models", "default").stdout
+    loom_cli("models", "default", "smollm2")  # a person's choice: the next `make run` leaves it alone
+    again = loom_cli("models", "pull", "tiny", "--if-missing", "--default-unless-chosen")
+    assert "is ready at" in again.stdout + again.stderr and "chat: smollm2" in loom_cli("models", "default").stdout
     refused = loom_cli("models", "pull", "tampered", check=False)
     assert refused.returncode == 2 and "expected " + "0" * 64 in refused.stderr
     assert not (tmp_path / "loom_home" / "models" / "tampered.gguf").exists()

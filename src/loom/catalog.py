@@ -275,15 +275,23 @@ def default_chat_model() -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("chat_model") if path.is_file() else None
 
 
-def set_default_chat_model(name: str) -> ModelEntry:
-    """The default chat model, or for a transcription model the default transcription model (whisper-1)."""
+def default_chat_model_chosen() -> bool:
+    """Did a person pick the default chat model (`loom models default`, `pull --default`)? `make run`
+    then leaves it alone; a default set only by `make run` follows the recommended model."""
+    path = _settings_path()
+    return bool(json.loads(path.read_text(encoding="utf-8")).get("chat_model_chosen")) if path.is_file() else False
+
+
+def set_default_chat_model(name: str, chosen: bool = True) -> ModelEntry:
+    """The default chat model, or for a transcription model the default transcription model (whisper-1).
+    chosen=False: set by a setup step (`make run`), not a person (see default_chat_model_chosen)."""
     entry = resolve(name)
     if entry.task not in ("generate", "transcribe"):
         raise InputError(f"{name!r} is a {entry.task} model, not a chat or transcription model",
                          "pick one from `loom models list` with task generate or transcribe")
     settings = json.loads(_settings_path().read_text(encoding="utf-8")) if _settings_path().is_file() else {}
-    key = "transcription_model" if entry.task == "transcribe" else "chat_model"
-    atomic.write_json(_settings_path(), settings | {key: name})
+    update = {"transcription_model": name} if entry.task == "transcribe" else {"chat_model": name, "chat_model_chosen": chosen}
+    atomic.write_json(_settings_path(), settings | update)
     return entry
 
 
@@ -309,6 +317,6 @@ def chat_model_for(explicit: str | None, purpose: str) -> str:
         raise InputError(
             f"{purpose} needs a chat model and none is configured",
             "pass --model smollm2 (built in, English only), install a Chinese-capable one with "
-            "`loom models pull qwen2.5-0.5b`, or set a default with `loom models default NAME`",
+            "`loom models pull qwen2.5-1.5b --default` (docs/models.md), or set a default with `loom models default NAME`",
         )
     return name

@@ -241,6 +241,27 @@ class MediaConfig(_Strict):
                                      "from the header before decoding, or as soon as the decoded audio passes it")
 
 
+class AppModels(_Strict):
+    """Which chat model each app of `loom serve` uses when a request names none; the serve config's `apps:`
+    section. Unset = the default chat model (`loom models default NAME`). Lets an operator give the
+    written-answer apps the stronger model and keep the fast one where speed matters (docs/models.md)."""
+
+    summarize: str | None = Field(None, description="POST /v1/summarize with mode abstractive")
+    translate: str | None = Field(None, description="POST /v1/translate")
+    write: str | None = Field(None, description="POST /v1/write (content generation from a template)")
+    support: str | None = Field(None, description="writes answers for `support:KB` when the KB names no model of its own "
+                                "(loom kb create --model); unset = extractive answers, the passage itself")
+    agent: str | None = Field(None, description="runs `agent:NAME` when the agent's YAML names no model")
+
+    @model_validator(mode="after")
+    def _names_only(self) -> "AppModels":
+        for app, name in self.model_dump().items():
+            if name is not None and not home.is_model_name(name):
+                raise ValueError(f"apps.{app}: {name!r} is not a model name (see `loom models list`); a config names models, "
+                                 "never paths")
+        return self
+
+
 class ServeConfig(_Strict):
     """`loom serve`: the OpenAI-compatible server."""
 
@@ -248,6 +269,8 @@ class ServeConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     preload: list[str] = Field(default_factory=list, description="model names (loom models list) loaded at startup; "
                                "others load on first use. A path to a model is accepted only as `loom serve --preload PATH`")
+    preload_default_chat: bool = Field(False, description="also load the default chat model (`loom models default`) at "
+                                       "startup, whichever it is: what `make run`'s preset does")
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         "auto", description="GGUF engine: auto (llama.cpp on a CPU when installed, else transformers), "
         "llama.cpp (quantised kernels, batched) or transformers (dequantised fp32, batched; the GPU path)")
@@ -267,6 +290,7 @@ class ServeConfig(_Strict):
         default_factory=list, description="folders on this machine from which admin keys may import files into knowledge "
         "bases by path (POST /v1/kb/NAME/documents {\"paths\": [...]}); empty = the API never reads server files")
     media: MediaConfig = Field(default_factory=MediaConfig, description="images and scans: limits, OCR engine")
+    apps: AppModels = Field(default_factory=AppModels, description="the chat model of each app (unset: the default one)")
     api_docs: Literal["keyed", "public", "off"] = Field(
         "keyed", description="/openapi.json and /docs: keyed = need a key once keys exist (like the API), public = "
         "always open, off = 404")

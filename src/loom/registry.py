@@ -7,23 +7,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from loom import catalog
 from loom.catalog import Engine
 
 log = logging.getLogger(__name__)
 
-# name prefix -> factory(rest of the name) -> Backend; filled by the apps that define them
+# name prefix -> factory(rest of the name, shared) -> Backend; filled by the apps that define them
 _PREFIXES: dict[str, Callable] = {}
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What a server lends the app backends it opens (`support:KB`, `agent:NAME`): its loaded chat models,
+    so an app does not load a second copy (the app must not close them), and the serve config's chat
+    model per app (config.AppModels as a dict; None = the default chat model)."""
+
+    open: Callable[[str], object]
+    app_models: dict[str, str | None] = field(default_factory=dict)
+
+
 def register_prefix(prefix: str, factory: Callable) -> None:
-    """Route names starting with `prefix` (e.g. "support:") to factory(name without the prefix)."""
+    """Route names starting with `prefix` (e.g. "support:") to factory(name without the prefix, shared)."""
     _PREFIXES[prefix] = factory
 
 
 def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16, max_queue: int = 64,
-                 allow_paths: bool = True, device: str = "auto", isolate: bool = True):
+                 allow_paths: bool = True, device: str = "auto", isolate: bool = True, shared: Shared | None = None):
     """A loaded backend (loom.backends.base.Backend) for a name, run, folder, file or URL entry.
     engine applies to GGUF files: llama.cpp (quantised kernels, batched) or transformers (dequantised
     fp32, batched, and the one for GPUs); auto picks llama.cpp when it is installed and the model runs on
@@ -32,10 +43,11 @@ def open_backend(name_or_path: str, engine: Engine = "auto", max_batch: int = 16
     transformers models; encoders and classifiers stay on the CPU, where they are fast enough.
     isolate: llama.cpp runs in a supervised child process (backends.worker; False = in this process).
     A GGUF model whose llama.cpp engine fails its start-up self-test is served by the transformers
-    engine instead, with one warning line, unless llama.cpp was asked for by name."""
+    engine instead, with one warning line, unless llama.cpp was asked for by name.
+    shared: what a server lends app backends (see Shared); without it they open their own models."""
     for prefix, factory in _PREFIXES.items():
         if name_or_path.startswith(prefix):
-            return factory(name_or_path[len(prefix):])
+            return factory(name_or_path[len(prefix):], shared)
     entry = catalog.resolve(name_or_path, allow_paths)
     if entry.task == "classify":
         from loom.backends.classifier import Classifier

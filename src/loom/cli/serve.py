@@ -48,6 +48,19 @@ def serve(
                                           "kb_import_dirs": kb_import_dir or None,
                                           "isolate_engines": False if in_process_engines else None})
     host, port = settings.host, settings.port
+    from loom import catalog
+
+    default_chat = catalog.default_chat_model()
+    if settings.preload_default_chat:
+        from loom.errors import InputError
+        from loom.model.pull import RECOMMENDED_CHAT
+
+        if not default_chat:
+            raise InputError("this config preloads the default chat model (preload_default_chat) and none is set",
+                             f"run `loom models pull {RECOMMENDED_CHAT} --default` once (`make run` does it), or "
+                             "`loom models default NAME`")
+        if default_chat not in settings.preload:
+            settings = settings.model_copy(update={"preload": [default_chat, *settings.preload]})
     from loom.serve.imports import import_roots
 
     roots = import_roots(settings.kb_import_dirs)  # a missing folder stops here, before anything is announced
@@ -59,9 +72,7 @@ def serve(
                       "every model. Create a key first: loom keys create NAME[/bold red]")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     auth = ' -H "Authorization: Bearer $LOOM_KEY"' if keyed else ""
-    from loom import catalog
-
-    chat_model = catalog.default_chat_model() or next((m for m in settings.preload if m not in ("minilm", "e5")), "smollm2")
+    chat_model = default_chat or next((m for m in settings.preload if m not in ("minilm", "e5")), "smollm2")
     ask = "Say hello" if chat_model == "smollm2" else "用一句话介绍北京。"  # smollm2 knows English only
     stdout_console().print(
         f"Loom is serving at {url}/v1  (OpenAI-compatible; models: loom models list)\n"
@@ -69,12 +80,28 @@ def serve(
         f"    -d '{{\"model\": \"{chat_model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"{ask}\"}}]}}'\n"
         f"  curl {url}/v1/embeddings{auth} -H 'Content-Type: application/json' -d '{{\"model\": \"minilm\", \"input\": \"hello\"}}'\n"
         f"stop with Ctrl+C", soft_wrap=True)
+    console.print(_default_chat_line(default_chat), soft_wrap=True)
     if roots:
         console.print(f"[dim]admin keys may import knowledge-base files from: {', '.join(map(str, roots))}[/dim]")
     if settings.preload or preload_paths:
         console.print(f"[dim]loading {', '.join(settings.preload + preload_paths)} (the first start converts GGUF files: ~30 s)[/dim]")
     app = create_app(settings, preload_paths=preload_paths, announce=lambda text: console.print(f"[dim]{text}[/dim]"))
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _default_chat_line(name: str | None) -> str:
+    """Which chat model apps and pages use, why, and how to switch (issue 35: a user should not have to guess)."""
+    from loom import catalog
+    from loom.model.pull import RECOMMENDED_CHAT, RECOMMENDED_WHY
+
+    if name is None:
+        return ("default chat model: none (apps that write ask for a model). Recommended: "
+                f"loom models pull {RECOMMENDED_CHAT} --default  ({RECOMMENDED_WHY})")
+    why = RECOMMENDED_WHY if name == RECOMMENDED_CHAT else (
+        "chosen with `loom models default`" if catalog.default_chat_model_chosen() else "set when it was pulled")
+    other = "qwen2.5-0.5b" if name == RECOMMENDED_CHAT else RECOMMENDED_CHAT
+    return (f"default chat model: {name}: {why}. Switch with `loom models default {other}` (any chat model in "
+            "`loom models list`), then restart; docs/models.md compares them")
 
 
 def chat(

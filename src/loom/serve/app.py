@@ -71,13 +71,19 @@ class Server:
             async with lock:
                 if name not in self.backends:
                     s = self.settings
+                    shared = registry.Shared(self._lend, s.apps.model_dump())
                     self.backends[name] = await anyio.to_thread.run_sync(lambda: registry.open_backend(
                         name, engine=s.engine, max_batch=s.max_batch, max_queue=s.max_queue, allow_paths=trusted,
-                        device=s.device, isolate=s.isolate_engines))
+                        device=s.device, isolate=s.isolate_engines, shared=shared))
         finally:
             if name not in self.backends:
                 self._loading.pop(name, None)  # unknown names (404s) must not pile up locks
         return self.backends[name]
+
+    def _lend(self, name: str) -> Backend:
+        """For an app backend being opened in a worker thread (support:KB, agent:NAME): the chat model it
+        names, as this server's one loaded copy, shared with plain chat requests."""
+        return anyio.from_thread.run(self.backend, name)
 
     def keys_required(self) -> bool:
         now = time.monotonic()
@@ -216,7 +222,12 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
                            "backend": "whisper", "task": "transcribe", "means": catalog.default_transcription_model()})
         except NotFoundError:
             pass
-        return {"object": "list", "data": models}
+        from loom.model.pull import PULLABLE, pulled
+
+        # not OpenAI's: models `loom models pull` can install here, for the pages' pickers to offer with the command
+        pullable = [{"id": name, "task": spec.task, "size_mb": round(spec.size / 1e6), "description": spec.description,
+                     "command": f"loom models pull {name}"} for name, spec in PULLABLE.items() if pulled(name) is None]
+        return {"object": "list", "data": models, "pullable": pullable}
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request, key: Key | None = Depends(authorize)):

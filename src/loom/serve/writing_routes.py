@@ -117,8 +117,9 @@ def router(authorize, server) -> APIRouter:
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 
-    async def chat_backend(model: str | None, purpose: str):
-        return await server.backend(catalog.chat_model_for(model, purpose))
+    async def chat_backend(model: str | None, app: str, purpose: str):
+        """The request's model, else the serve config's for this app (apps.APP), else the default chat model."""
+        return await server.backend(catalog.chat_model_for(model or getattr(server.settings.apps, app), purpose))
 
     async def read_image(body) -> dict:
         """Fills body.input from body.image (OCR); returns what was read, for the response."""
@@ -137,7 +138,7 @@ def router(authorize, server) -> APIRouter:
         if body.mode == "extractive":
             summary = await anyio.to_thread.run_sync(lambda: s.extractive(body.input, body.sentences, body.ratio, body.method))
             return {"summary": summary, "mode": "extractive", "method": body.method} | read
-        backend = await chat_backend(body.model, "abstractive summarisation")
+        backend = await chat_backend(body.model, "summarize", "abstractive summarisation")
         s.split(body.input)  # empty or binary input: a 400 before any streaming starts
         return await _respond(_joined(s.abstractive(body.input, backend, body.sentences, body.ratio)), body.stream,
                               lambda done: {"summary": done["text"], "mode": "abstractive", "model": backend.name} | read)
@@ -148,7 +149,7 @@ def router(authorize, server) -> APIRouter:
 
         read = await read_image(body)
         t.check_pair(body.input, body.to)
-        backend = await chat_backend(body.model, "translation")
+        backend = await chat_backend(body.model, "translate", "translation")
         return await _respond(t.translate_stream(body.input, body.to, backend, body.glossary), body.stream, lambda o: {
             "translation": o.text, "glossary_checked": o.glossary_checked,
             "glossary_missing": [{"source": src, "target": dst} for src, dst in o.glossary_missing]} | read)
@@ -158,7 +159,7 @@ def router(authorize, server) -> APIRouter:
         from loom.apps import write as w
 
         w.prompt(body.kind, body.topic, body.tone, w.target_length(body.length), [], "en")  # 400 on bad kind/length
-        backend = await chat_backend(body.model, "content generation")
+        backend = await chat_backend(body.model, "write", "content generation")
         drafts = w.write(body.kind, body.topic, backend, body.tone, body.length, body.keywords, body.retries, body.seed)
         return await _respond(drafts, body.stream, lambda d: {
             "text": d.text, "drafts": d.drafts, "best_draft": d.attempt, "problems": d.problems, "ok": not d.problems})

@@ -232,12 +232,15 @@ class AgentBackend(Backend):
     """`agent:NAME` as a chat model: the answer streams as content; the steps travel in the final
     chunk's `extra` (the choice's `loom` field: tool, arguments, result, seconds)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shared: registry.Shared | None = None) -> None:
+        """shared: a server's loaded models and its `apps.agent` model (see registry.Shared)."""
         from loom import catalog
 
         self.cfg = load(name)
         self.name = PREFIX + name
-        self.model = registry.open_backend(catalog.chat_model_for(self.cfg.model, "an agent"))
+        model = catalog.chat_model_for(self.cfg.model or (shared.app_models.get("agent") if shared else None), "an agent")
+        self.model = shared.open(model) if shared else registry.open_backend(model)
+        self._owns_model = shared is None
 
     def info(self) -> Info:
         return Info(self.name, "agent", ["chat"], None, f"agent over {', '.join(self.cfg.tools) or 'no tools'}")
@@ -256,7 +259,8 @@ class AgentBackend(Backend):
         yield Chunk("", "stop", answer.prompt_tokens, answer.completion_tokens, {"steps": steps, "stopped": answer.stopped})
 
     def close(self) -> None:
-        self.model.close()
+        if self._owns_model:  # a server's shared model stays loaded
+            self.model.close()
 
 
 registry.register_prefix(PREFIX, AgentBackend)  # `agent:NAME` opens this app's backend

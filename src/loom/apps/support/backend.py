@@ -16,17 +16,19 @@ PREFIX = "support:"
 
 
 class SupportBackend(Backend):
-    def __init__(self, kb_name: str, cfg: SupportConfig | None = None) -> None:
+    def __init__(self, kb_name: str, shared: registry.Shared | None = None, cfg: SupportConfig | None = None) -> None:
+        """shared: a server's loaded models and its `apps.support` model (see registry.Shared)."""
         from loom.apps.support.store import KnowledgeBase
 
         self.kb = KnowledgeBase(kb_name)
         self.name = PREFIX + kb_name
         self.cfg = cfg or SupportConfig()
-        self.generator = None
-        model = self.cfg.model or self.kb.meta("model")  # `loom kb create NAME --model M` sets the KB's default
+        self.generator, self._owns_generator = None, shared is None
+        # the writer: this config's, else the KB's own (`loom kb create NAME --model M`), else the server's for support
+        model = self.cfg.model or self.kb.meta("model") or (shared.app_models.get("support") if shared else None)
         if model:
             self.cfg = self.cfg.model_copy(update={"model": model})
-            self.generator = registry.open_backend(model)
+            self.generator = shared.open(model) if shared else registry.open_backend(model)
 
     def info(self) -> Info:
         how = f"answers written by {self.cfg.model}" if self.cfg.model else "extractive answers"
@@ -57,7 +59,7 @@ class SupportBackend(Backend):
         yield Chunk("", "stop", self.count_tokens(turn.question), produced, extra)
 
     def close(self) -> None:
-        if self.generator is not None:
+        if self.generator is not None and self._owns_generator:  # a server's shared model stays loaded
             self.generator.close()
 
 

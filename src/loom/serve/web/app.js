@@ -100,8 +100,9 @@ $("api-key").addEventListener("change", () => { localStorage.setItem("loom-key",
 let MODELS = [];
 // A model picker (re)filled: the choice made on the page stays; a first fill takes the model a saved
 // conversation asks for (data-want), else the default chat model (`loom models default NAME`, marked
-// "default": true by /v1/models), else the first in the list.
-function fill(select, items, keepFirst) {
+// "default": true by /v1/models), else the first in the list. `offers`: models not pulled yet, shown
+// greyed out with the command that installs them.
+function fill(select, items, keepFirst, offers = []) {
   const first = keepFirst ? select.options[0] : null;
   const chosen = select.dataset.want || (select.dataset.filled ? select.value : null);
   delete select.dataset.want;
@@ -109,17 +110,25 @@ function fill(select, items, keepFirst) {
   select.innerHTML = "";
   if (first) select.appendChild(first);
   items.forEach((m) => { const o = document.createElement("option"); o.value = o.textContent = m.id; select.appendChild(o); });
+  offers.forEach((m) => {
+    const o = document.createElement("option");
+    o.value = m.id; o.disabled = true;
+    o.textContent = `${m.id} (${t("not_pulled")}: ${m.command}, ~${m.size_mb} MB)`;
+    select.appendChild(o);
+  });
   const preset = items.find((m) => m.default);
   if (chosen !== null && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
   else if (preset) select.value = preset.id;
 }
 async function loadModels() {
   await run(async () => {
-    MODELS = (await api("/v1/models")).data;
+    const listed = await api("/v1/models");
+    MODELS = listed.data;
     const generate = MODELS.filter((m) => m.task === "generate");
-    fill($("chat-model"), generate);
+    const offers = (listed.pullable || []).filter((m) => m.task === "generate");
+    fill($("chat-model"), generate, false, offers);
     fill($("cls-model"), MODELS.filter((m) => m.task === "classify"));
-    fill($("w-model"), generate.filter((m) => !m.id.startsWith("support:")), true);
+    fill($("w-model"), generate.filter((m) => !m.id.startsWith("support:")), true, offers);
     fill($("kb-name"), MODELS.filter((m) => m.id.startsWith("support:")).map((m) => ({ id: m.id.slice(8) })));
     const table = $("models-table");
     table.innerHTML = "<tr><th>id</th><th>task</th><th>backend</th></tr>";

@@ -2,7 +2,7 @@
 // data-i18n-placeholder="key"; the switch re-renders them and remembers the choice.
 const STRINGS = {
   en: {
-    tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
+    not_pulled: "not installed", tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
     tab_train: "Train", train_kind: "What", train_sft: "Chat model (instruction tuning)", train_classify: "Text classifier",
     train_base: "Base", train_data: "Data", epochs: "Epochs", learning_rate: "Learning rate", train_start: "Start training",
     train_hint: "Chat data: one JSON conversation per line ({\"messages\": [...]}, Alpaca or ShareGPT). Classifier data: .csv with text,label.",
@@ -60,7 +60,7 @@ const STRINGS = {
     no_page_image: "There is no picture of this page: only images and scanned pages are kept as pictures.",
   },
   zh: {
-    tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
+    not_pulled: "未安装", tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
     tab_train: "训练", train_kind: "类型", train_sft: "对话模型（指令微调）", train_classify: "文本分类器",
     train_base: "基座", train_data: "数据", epochs: "轮数", learning_rate: "学习率", train_start: "开始训练",
     train_hint: "对话数据：每行一个 JSON 对话（{\"messages\": [...]}、Alpaca 或 ShareGPT）。分类数据：含 text,label 两列的 .csv。",
