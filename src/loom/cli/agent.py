@@ -1,4 +1,4 @@
-"""`loom agent create|list|show|rm|run`: agents over Loom's built-in tools (docs/agents.md)."""
+"""`loom agent create|list|rm|run|tools|connect|disconnect`: agents over Loom's tools and declared HTTP and MCP tools (docs/agents.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ app = typer.Typer(help="Agents: a chat model calling Loom's tools (KB search, gr
 @app.command()
 def create(
     name: str = typer.Argument(..., help="the agent's name (served as agent:NAME)"),
-    tools: str = typer.Option(..., "--tools", "-t", help="comma-separated built-in tools, e.g. kb_search,calculator"),
+    tools: str = typer.Option(..., "--tools", "-t", help="comma-separated tools: built-in (kb_search,calculator...), declared HTTP tools, MCP tools as SERVER__TOOL or SERVER__* (`loom agent tools`)"),
     model: str = typer.Option(None, "--model", "-m", help="chat model (default: `loom models default`)"),
     instructions: str = typer.Option("", "--instructions", "-i", help="the system message: role, which KB to search, tone"),
     first_step: str = typer.Option("auto", help="auto | required (the first step must call a tool)"),
@@ -90,3 +90,149 @@ def run(
     stdout_console().print(answer.text, highlight=False)
     if answer.stopped:
         console.print(f"[yellow]stopped: {answer.stopped}[/yellow]")
+
+
+connect_app = typer.Typer(help="Declare tools from outside Loom for agents: HTTP endpoints and MCP servers "
+                          "(LOOM_HOME/agent-tools.yaml; requests can only name what is declared here).", no_args_is_help=True)
+app.add_typer(connect_app, name="connect")
+
+
+def _headers(pairs: list[str] | None) -> dict[str, str]:
+    from loom.errors import InputError
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition(":")
+        if not sep or not key.strip():
+            raise InputError(f"header {pair!r} is not 'Name: value'", "e.g. --header 'Authorization: Bearer ${SHOP_TOKEN}'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _declare(kind: str, name: str, spec, replace: bool) -> None:
+    from loom import home
+    from loom.apps.agent import connect
+    from loom.apps.agent.tools import BUILTINS
+    from loom.errors import ExistsError
+
+    home.check_name(name, "tool name")
+    tools = connect.load()
+    table = getattr(tools, kind)
+    if (name in table or name in BUILTINS or connect.MCP_SEPARATOR in name) and not replace:
+        raise ExistsError(f"a tool or server named {name!r} exists (or the name is reserved)", "pass --replace, or pick another name")
+    table[name] = spec
+    connect.save(tools)
+
+
+@connect_app.command("http")
+def connect_http(
+    name: str = typer.Argument(..., help="the tool's name, as agents list it"),
+    url: str = typer.Option(..., help="http(s) URL; {param} marks a path parameter, e.g. http://shop/api/orders/{order_id}"),
+    description: str = typer.Option(..., help="what it does (the model reads this)"),
+    method: str = typer.Option("GET", help="GET | POST | PUT | PATCH | DELETE"),
+    params: str = typer.Option('{"type": "object", "properties": {}}', help="JSON Schema of the arguments, or @FILE"),
+    header: list[str] = typer.Option(None, "--header", help="'Name: value', repeatable; ${VAR} is read from the server's environment"),
+    timeout: float = typer.Option(10.0, help="seconds per call"),
+    replace: bool = typer.Option(False, "--replace"),
+) -> None:
+    """Declare one HTTP endpoint agents may call."""
+    import json
+    from pathlib import Path
+
+    from loom.config import HttpTool, load
+    from loom.errors import InputError
+
+    try:
+        schema = json.loads(Path(params[1:]).read_text(encoding="utf-8") if params.startswith("@") else params)
+    except ValueError as e:
+        raise InputError(f"--params is not JSON ({e})", "pass a JSON Schema object, or @FILE holding one") from e
+    _declare("http", name, load(HttpTool, overrides={"description": description, "method": method.upper(), "url": url,
+                                                     "parameters": schema, "headers": _headers(header), "timeout": timeout}),
+             replace)
+    console.print(f"HTTP tool {name}: {method.upper()} {url}; add it to an agent with --tools {name}")
+
+
+@connect_app.command("openapi")
+def connect_openapi(
+    document: str = typer.Argument(..., help="an OpenAPI 3 document (.json or .yaml) on this machine"),
+    base_url: str = typer.Option(..., help="where the API is served, e.g. http://127.0.0.1:9000"),
+    only: str = typer.Option(None, help="comma-separated operationIds to declare (default: all)"),
+    header: list[str] = typer.Option(None, "--header", help="'Name: value' sent with every call; ${VAR} from the environment"),
+    replace: bool = typer.Option(False, "--replace"),
+) -> None:
+    """Declare an API's operations as HTTP tools, one per operationId."""
+    from pathlib import Path
+
+    import yaml
+
+    from loom.apps.agent import connect
+    from loom.errors import InputError
+
+    tools = connect.openapi_tools(yaml.safe_load(Path(document).read_text(encoding="utf-8")) or {}, base_url)
+    wanted = [n.strip() for n in only.split(",")] if only else list(tools)
+    if missing := [n for n in wanted if n not in tools]:
+        raise InputError(f"no operation {missing[0]!r} in {document}", f"operations: {', '.join(tools)}")
+    for name in wanted:
+        _declare("http", name, tools[name].model_copy(update={"headers": _headers(header)}), replace)
+    console.print(f"declared {len(wanted)} HTTP tools: {', '.join(wanted)}")
+
+
+@connect_app.command("mcp")
+def connect_mcp(
+    name: str = typer.Argument(..., help="the server's name; agents list its tools as NAME__TOOL or NAME__*"),
+    command: str = typer.Option(None, help="stdio: the command line that starts the server"),
+    url: str = typer.Option(None, help="streamable HTTP: the server's MCP endpoint"),
+    header: list[str] = typer.Option(None, "--header", help="'Name: value' (HTTP); ${VAR} from the environment"),
+    tools: str = typer.Option(None, help="comma-separated tools agents may use (default: all it lists)"),
+    timeout: float = typer.Option(30.0, help="seconds per call"),
+    replace: bool = typer.Option(False, "--replace"),
+) -> None:
+    """Declare an MCP server whose tools agents may use."""
+    import shlex
+
+    from loom.config import McpConnection, load
+
+    spec = load(McpConnection, overrides={"command": shlex.split(command) if command else None, "url": url,
+                                          "headers": _headers(header), "timeout": timeout,
+                                          "tools": [t.strip() for t in tools.split(",")] if tools else None})
+    _declare("mcp", name, spec, replace)
+    console.print(f"MCP server {name}; add its tools to an agent with --tools {name}__TOOL or {name}__*  "
+                  "(`loom agent tools` lists them)")
+
+
+@app.command()
+def disconnect(name: str = typer.Argument(..., help="an HTTP tool or MCP server declared with `loom agent connect`")) -> None:
+    """Remove a declared HTTP tool or MCP server."""
+    from loom.apps.agent import connect
+    from loom.errors import NotFoundError
+
+    declared = connect.load()
+    if name not in declared.http and name not in declared.mcp:
+        raise NotFoundError(f"nothing named {name!r} is declared", "see `loom agent tools`")
+    declared.http.pop(name, None)
+    declared.mcp.pop(name, None)
+    connect.save(declared)
+    console.print(f"removed {name}")
+
+
+@app.command("tools")
+def list_tools(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every tool an agent may list: built-in, declared HTTP tools, and each MCP server's tools (listed live)."""
+    from loom.apps.agent import connect
+    from loom.apps.agent.tools import BUILTINS
+    from loom.errors import LoomError
+
+    declared = connect.load()
+    rows = [{"name": n, "kind": "built-in", "description": (f.__doc__ or "").strip().split("\n")[0]} for n, f in BUILTINS.items()]
+    rows += [{"name": n, "kind": "http", "description": f"{t.method} {t.url}: {t.description}"} for n, t in declared.http.items()]
+    for server, conn in declared.mcp.items():
+        try:
+            rows += [{"name": f"{server}{connect.MCP_SEPARATOR}{t.name}", "kind": "mcp", "description": (t.description or "").strip()[:200]}
+                     for t in connect.mcp_tools(server, conn)]
+        except LoomError as e:
+            rows.append({"name": f"{server}{connect.MCP_SEPARATOR}*", "kind": "mcp", "description": f"unavailable: {e.message}"})
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        stdout_console().print(f"{r['name']:28} {r['kind']:9} {r['description'][:100]}", highlight=False)

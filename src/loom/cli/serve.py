@@ -215,11 +215,14 @@ def keys_create(
     rpm: int = typer.Option(None, help="requests per minute (default: unlimited)"),
     tpm: int = typer.Option(None, help="prompt + completion tokens per minute (default: unlimited)"),
     admin: bool = typer.Option(False, "--admin", help="may manage keys over HTTP and on the web Keys page"),
+    agents: str = typer.Option(None, "--agents", help="the agents (agent:NAME) it may use, comma-separated, or `none` "
+                               "(default: all)"),
 ) -> None:
     """Create a key. It is printed once: only its hash is stored."""
     from loom.serve.auth import KeyStore
 
-    record, secret = KeyStore().create(name, rpm, tpm, admin)
+    allowed = None if agents is None else [a.strip() for a in agents.split(",") if a.strip() and a.strip() != "none"]
+    record, secret = KeyStore().create(name, rpm, tpm, admin, allowed)
     stdout_console().print(secret)
     console.print(f"[dim]key {record.id} ({name}) created; store it now, it cannot be shown again[/dim]")
 

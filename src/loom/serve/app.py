@@ -207,8 +207,9 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
     async def metrics():
         return Response(server.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/models", dependencies=[Depends(authorize)])
-    async def models():
+    @app.get("/v1/models")
+    async def models(key: Key | None = Depends(authorize)):
+        from loom.apps.agent.agent import names as agent_names
         from loom.apps.support.store import list_kbs
 
         entries = [e for e in catalog.list_models() if not e.path.startswith("(")]
@@ -217,6 +218,8 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
                   | ({"default": True} if e.name == default else {}) for e in entries]
         models += [{"id": f"support:{kb}", "object": "model", "created": 0, "owned_by": "loom", "backend": "support",
                     "task": "generate"} for kb in list_kbs()]
+        models += [{"id": f"agent:{name}", "object": "model", "created": 0, "owned_by": "loom", "backend": "agent",
+                    "task": "generate"} for name in agent_names() if key is None or key.may_use(f"agent:{name}")]
         try:  # the name OpenAI clients send for speech to text, when a transcription model is installed
             models.append({"id": catalog.TRANSCRIPTION_ALIAS, "object": "model", "created": 0, "owned_by": "loom",
                            "backend": "whisper", "task": "transcribe", "means": catalog.default_transcription_model()})
@@ -272,6 +275,8 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
 
 
 async def _generate(server: Server, request: Request, key: Key | None, body, kind: str, endpoint: str):
+    if key is not None and not key.may_use(body.model):  # before anything loads: an agent runs tools on this server's data
+        raise errors.APIError(403, f"this key may not use {body.model!r}", "permission_error", "model_not_permitted", "model")
     backend = await server.backend(body.model)
     started = time.perf_counter()
     messages, top_extra = None, None

@@ -23,7 +23,7 @@ from loom.errors import InputError, NotFoundError
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL, created REAL NOT NULL,
-    revoked REAL, rpm INTEGER, tpm INTEGER, admin INTEGER NOT NULL DEFAULT 0);
+    revoked REAL, rpm INTEGER, tpm INTEGER, admin INTEGER NOT NULL DEFAULT 0, agents TEXT);
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, ts REAL NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL);
@@ -40,6 +40,18 @@ class Key:
     rpm: int | None  # requests per minute; None = unlimited
     tpm: int | None  # tokens (prompt + completion) per minute
     admin: bool = False  # may manage keys (/v1/keys, the web Keys page)
+    agents: tuple[str, ...] | None = None  # the agents (`agent:NAME`) it may use; None = all, () = none
+
+    def may_use(self, model: str) -> bool:
+        """Per-key permission for agents: an agent runs tools on the server's data, so an operator may
+        give a key some agents, none, or (the default) all. Other models are not restricted here."""
+        return not model.startswith("agent:") or self.agents is None or model[len("agent:"):] in self.agents
+
+
+def _key(row: tuple) -> Key:
+    """A Key from (id, name, created, revoked, rpm, tpm, admin, agents, ...)."""
+    agents = None if row[7] is None else tuple(a for a in row[7].split(",") if a)
+    return Key(*row[:6], bool(row[6]), agents)
 
 
 def _digest(key: str) -> str:
@@ -54,14 +66,17 @@ class KeyStore:
             db.executescript(_SCHEMA)
             if "audio_seconds" not in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:  # keys.db of an older Loom
                 db.execute("ALTER TABLE usage ADD COLUMN audio_seconds REAL NOT NULL DEFAULT 0")
+            if "agents" not in {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}:
+                db.execute("ALTER TABLE api_keys ADD COLUMN agents TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")  # the CLI can create keys while a server reads them
         return db
 
-    def create(self, name: str, rpm: int | None = None, tpm: int | None = None, admin: bool = False) -> tuple[Key, str]:
-        """(record, the key in clear: shown once, never stored)."""
+    def create(self, name: str, rpm: int | None = None, tpm: int | None = None, admin: bool = False,
+               agents: list[str] | None = None) -> tuple[Key, str]:
+        """(record, the key in clear: shown once, never stored). agents: the agents it may use (None = all)."""
         for value, what in ((rpm, "rpm"), (tpm, "tpm")):
             if value is not None and value < 1:
                 raise InputError(f"--{what} must be at least 1 (got {value})", f"omit --{what} for no limit")
@@ -69,16 +84,19 @@ class KeyStore:
         secret = f"loom-{key_id}-{secrets.token_urlsafe(16)}"
         if not name.strip():
             raise InputError("the key needs a name", "say who or what it is for, e.g. `loom keys create alice`")
-        record = Key(key_id, name, time.time(), None, rpm, tpm, admin)
+        for agent in agents or []:
+            home.check_name(agent, "agent name")
+        record = Key(key_id, name, time.time(), None, rpm, tpm, admin, None if agents is None else tuple(agents))
         with self._lock, atomic.guarded(self.path), self._connect() as db:
-            db.execute("INSERT INTO api_keys (id, name, digest, created, revoked, rpm, tpm, admin) VALUES (?,?,?,?,?,?,?,?)",
-                       (key_id, name, _digest(secret), record.created, None, rpm, tpm, int(admin)))
+            db.execute("INSERT INTO api_keys (id, name, digest, created, revoked, rpm, tpm, admin, agents) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (key_id, name, _digest(secret), record.created, None, rpm, tpm, int(admin),
+                        None if agents is None else ",".join(agents)))
         return record, secret
 
     def list(self) -> list[Key]:
         with self._connect() as db:
-            rows = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin FROM api_keys ORDER BY created").fetchall()
-        return [Key(*row[:6], bool(row[6])) for row in rows]
+            rows = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin, agents FROM api_keys ORDER BY created").fetchall()
+        return [_key(row) for row in rows]
 
     def any_active(self) -> bool:
         with self._connect() as db:
@@ -101,10 +119,11 @@ class KeyStore:
         if len(parts) < 3 or parts[0] != "loom":
             return None
         with self._connect() as db:
-            row = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin, digest FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
+            row = db.execute("SELECT id, name, created, revoked, rpm, tpm, admin, agents, digest FROM api_keys WHERE id = ?",
+                             (parts[1],)).fetchone()
         if row is None or row[3] is not None:
             return None
-        return Key(*row[:6], bool(row[6])) if hmac.compare_digest(row[7], _digest(presented)) else None
+        return _key(row) if hmac.compare_digest(row[8], _digest(presented)) else None
 
     def record(self, key_id: str, endpoint: str, model: str, prompt_tokens: int, completion_tokens: int,
                audio_seconds: float = 0.0) -> None:

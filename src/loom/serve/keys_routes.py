@@ -18,6 +18,8 @@ class CreateKey(BaseModel):
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     admin: bool = False
+    agents: list[str] | None = Field(None, max_length=200, description="the agents (agent:NAME) the key may use; "
+                                     "omitted = all, [] = none")
 
 
 def router(authorize, server) -> APIRouter:
@@ -33,7 +35,8 @@ def router(authorize, server) -> APIRouter:
     @api.post("")
     async def create(body: CreateKey):
         first = not server.keys_required()
-        record, secret = await anyio.to_thread.run_sync(lambda: server.keys.create(body.name, body.rpm, body.tpm, body.admin or first))
+        record, secret = await anyio.to_thread.run_sync(lambda: server.keys.create(body.name, body.rpm, body.tpm, body.admin or first,
+                                                                                           body.agents))
         server.forget_key_state()
         return record.__dict__ | {"key": secret, "note": "shown once: only its hash is stored"}
 

@@ -108,8 +108,9 @@ async def sse_events(streams: list[AsyncIterator[Chunk]], firsts: list[Chunk], k
                     log.error("stream failed mid-answer", exc_info=item)
                     yield _dump(body(f"{type(item).__name__}: {item}", "server_error"))
                 return
-            if item.text or item.tool_calls:
-                yield event([choice(i, item.text, None, logprobs=item.logprobs, calls=item.tool_calls)])
+            if item.text or item.tool_calls or (item.extra and item.finish_reason is None):  # an agent's step arrives as an extra
+                extra = item.extra if item.finish_reason is None else None
+                yield event([choice(i, item.text, None, extra, logprobs=item.logprobs, calls=item.tool_calls)])
             if item.finish_reason is not None:
                 yield event([choice(i, "", item.finish_reason, item.extra)])
                 remaining -= 1

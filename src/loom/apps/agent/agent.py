@@ -16,6 +16,7 @@ for a tool's fault."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,12 +25,14 @@ from dataclasses import dataclass, field
 import yaml
 
 from loom import atomic, home, registry
+from loom.apps.agent import connect
 from loom.apps.agent.tools import BUILTINS
 from loom.backends.base import Backend, Chunk, Info, Request, Sampling, check_messages, collect
 from loom.config import AgentConfig
 from loom.errors import InputError, LoomError, NotFoundError
 from loom.model.tools import Tool, ToolSet
 
+log = logging.getLogger(__name__)
 PREFIX = "agent:"
 _RESULT_CHARS = 4000  # a tool result longer than this is cut for the model (a 50-hit search is ~20k characters)
 _STOPPED = {"en": "I could not put an answer together; here is what the tools found.",
@@ -75,9 +78,24 @@ def names() -> list[str]:
 
 
 def check_tools(tools: list[str]) -> None:
-    unknown = [t for t in tools if t not in BUILTINS]
-    if unknown:
-        raise InputError(f"unknown tool {unknown[0]!r}", f"built-in tools: {', '.join(BUILTINS)}")
+    """Every name is a built-in, an HTTP tool or an MCP server's tool (SERVER__TOOL, SERVER__*) declared
+    in agent-tools.yaml: an agent can reach nothing the operator did not declare."""
+    outside = connect.load()
+    for name in tools:
+        mcp = connect.split_mcp(name)
+        if name in BUILTINS or name in outside.http:
+            continue
+        if mcp and mcp[0] in outside.mcp and (mcp[1] == "*" or outside.mcp[mcp[0]].tools is None or mcp[1] in outside.mcp[mcp[0]].tools):
+            continue
+        declared_names = [*outside.http, *(f"{s}{connect.MCP_SEPARATOR}*" for s in outside.mcp)]
+        raise InputError(f"unknown tool {name!r}", f"built-in tools: {', '.join(BUILTINS)}"
+                         + (f"; declared: {', '.join(declared_names)}" if declared_names else
+                            "; HTTP tools and MCP servers are declared with `loom agent connect`"))
+
+
+def allowed(name: str, cfg: AgentConfig) -> bool:
+    mcp = connect.split_mcp(name)
+    return name in cfg.tools or bool(mcp and f"{mcp[0]}{connect.MCP_SEPARATOR}*" in cfg.tools)
 
 
 def declared(cfg: AgentConfig) -> list[Tool]:
@@ -88,8 +106,12 @@ def declared(cfg: AgentConfig) -> list[Tool]:
     from mcp.server.mcpserver.tools.base import Tool as MCPTool
 
     existing = _existing_names()
+    outside = connect.load()
     out = []
     for name in cfg.tools:
+        if name not in BUILTINS:
+            out += _outside_tools(name, outside)
+            continue
         schema = MCPTool.from_function(BUILTINS[name]).parameters
         properties = {key: {k: v for k, v in spec.items() if k != "title"} for key, spec in schema.get("properties", {}).items()}
         for key, spec in properties.items():
@@ -104,6 +126,32 @@ def declared(cfg: AgentConfig) -> list[Tool]:
                         {"type": "object", "properties": properties, "required": schema.get("required", []),
                          "additionalProperties": False}))
     return out
+
+
+def _outside_tools(name: str, outside) -> list[Tool]:
+    """An HTTP tool, or an MCP server's tools (listed from the server; one that cannot be reached offers none)."""
+    if name in outside.http:
+        spec = outside.http[name]
+        return [Tool(name, spec.description, _bounded(spec.parameters))]
+    server, tool = connect.split_mcp(name)
+    conn = outside.mcp[server]
+    try:
+        listed = connect.mcp_tools(server, conn)
+    except LoomError as e:
+        log.warning("agent tools of MCP server %s are unavailable: %s", server, e.message)
+        return []
+    return [Tool(f"{server}{connect.MCP_SEPARATOR}{t.name}", (t.description or t.name).strip().split("\n")[0][:500],
+                 _bounded(t.input_schema)) for t in listed if tool in ("*", t.name)]
+
+
+def _bounded(schema: dict) -> dict:
+    """An outside tool's argument schema for the grammar: an object, titles dropped, strings bounded."""
+    properties = {key: {k: v for k, v in spec.items() if k != "title"} for key, spec in (schema.get("properties") or {}).items()}
+    for key, spec in properties.items():
+        if spec.get("type") == "string" and "enum" not in spec:
+            spec.setdefault("maxLength", _STRING_LIMITS.get(key, 120))
+    return {"type": "object", "properties": properties, "required": list(schema.get("required") or []),
+            "additionalProperties": False}
 
 
 _STRING_LIMITS = {"text": 4000, "expression": 200}  # characters; other strings (queries, entities, ids): 120
@@ -205,13 +253,13 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
     except ValueError as e:  # cut off at the token limit, or not JSON
         return _failed(name, arguments, f"bad arguments: {e}", begun)
     try:
-        if name not in cfg.tools:  # cannot be produced under the grammar; refused here too
+        if not allowed(name, cfg):  # cannot be produced under the grammar; refused here too
             raise InputError(f"tool {name!r} is not one of this agent's tools", f"use one of: {', '.join(cfg.tools)}")
         if not isinstance(args, dict):
             raise InputError("arguments must be a JSON object", "send the arguments as an object")
         if time.monotonic() - started > cfg.max_seconds:
             raise InputError("the time limit for this question is spent", "answer from what you have")
-        result = json.dumps(BUILTINS[name](**args), ensure_ascii=False, default=str)
+        result = json.dumps(_dispatch(name, args), ensure_ascii=False, default=str)
     except LoomError as e:
         return _failed(name, args, e.message, begun, e.hint)
     except TypeError as e:  # unknown or missing argument names
@@ -221,6 +269,20 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
     if len(result) > _RESULT_CHARS:
         result = result[:_RESULT_CHARS] + " …(cut)"
     return Step(name, args, result, round(time.monotonic() - begun, 3))
+
+
+def _dispatch(name: str, args: dict):
+    if name in BUILTINS:
+        return BUILTINS[name](**args)
+    outside = connect.load()
+    if name in outside.http:
+        return connect.call_http(name, outside.http[name], args)
+    server, tool = connect.split_mcp(name)
+    return connect.call_mcp(server, connect.require_mcp(outside, server), tool, args)
+
+
+def step_dict(step: Step) -> dict:
+    return {"tool": step.tool, "arguments": step.arguments, "result": step.result, "seconds": step.seconds, "error": step.error}
 
 
 def _failed(name: str, arguments, error: str, begun: float, fix: str = "") -> Step:
@@ -249,14 +311,20 @@ class AgentBackend(Backend):
         if request.messages is None:
             raise InputError(f"{self.name} answers chat messages", "use /v1/chat/completions")
         check_messages(request.messages)
+        return self._events(request.messages)
+
+    def _events(self, messages: list[dict]) -> Iterator[Chunk]:
+        """Each step as it finishes (an empty chunk whose extra is {"step": ...}: a streamed reply's `loom`
+        field), then the answer, then the final chunk with every step."""
         answer = None
-        for event in run(self.cfg, request.messages, self.model):
+        for event in run(self.cfg, messages, self.model):
             if isinstance(event, Answer):
                 answer = event
+            else:
+                yield Chunk("", extra={"step": step_dict(event)})
         yield Chunk(answer.text)
-        steps = [{"tool": s.tool, "arguments": s.arguments, "result": s.result, "seconds": s.seconds, "error": s.error}
-                 for s in answer.steps]
-        yield Chunk("", "stop", answer.prompt_tokens, answer.completion_tokens, {"steps": steps, "stopped": answer.stopped})
+        yield Chunk("", "stop", answer.prompt_tokens, answer.completion_tokens,
+                    {"steps": [step_dict(s) for s in answer.steps], "stopped": answer.stopped})
 
     def close(self) -> None:
         if self._owns_model:  # a server's shared model stays loaded

@@ -128,7 +128,7 @@ async function loadModels() {
     const offers = (listed.pullable || []).filter((m) => m.task === "generate");
     fill($("chat-model"), generate, false, offers);
     fill($("cls-model"), MODELS.filter((m) => m.task === "classify"));
-    fill($("w-model"), generate.filter((m) => !m.id.startsWith("support:")), true, offers);
+    fill($("w-model"), generate.filter((m) => !m.id.startsWith("support:") && !m.id.startsWith("agent:")), true, offers);
     fill($("kb-name"), MODELS.filter((m) => m.id.startsWith("support:")).map((m) => ({ id: m.id.slice(8) })));
     const table = $("models-table");
     table.innerHTML = "<tr><th>id</th><th>task</th><th>backend</th></tr>";
