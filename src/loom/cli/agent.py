@@ -218,19 +218,9 @@ def disconnect(name: str = typer.Argument(..., help="an HTTP tool or MCP server 
 @app.command("tools")
 def list_tools(json_out: bool = typer.Option(False, "--json")) -> None:
     """Every tool an agent may list: built-in, declared HTTP tools, and each MCP server's tools (listed live)."""
-    from loom.apps.agent import connect
-    from loom.apps.agent.tools import BUILTINS
-    from loom.errors import LoomError
+    from loom.apps.agent import agent
 
-    declared = connect.load()
-    rows = [{"name": n, "kind": "built-in", "description": (f.__doc__ or "").strip().split("\n")[0]} for n, f in BUILTINS.items()]
-    rows += [{"name": n, "kind": "http", "description": f"{t.method} {t.url}: {t.description}"} for n, t in declared.http.items()]
-    for server, conn in declared.mcp.items():
-        try:
-            rows += [{"name": f"{server}{connect.MCP_SEPARATOR}{t.name}", "kind": "mcp", "description": (t.description or "").strip()[:200]}
-                     for t in connect.mcp_tools(server, conn)]
-        except LoomError as e:
-            rows.append({"name": f"{server}{connect.MCP_SEPARATOR}*", "kind": "mcp", "description": f"unavailable: {e.message}"})
+    rows = agent.available_tools()
     if json_out:
         print_json(rows)
         return

@@ -59,6 +59,7 @@ class ToolSet:
     choice: str = "auto"
     parallel: bool = True
     ground: bool = True  # auto: drop calls none of whose arguments the conversation holds (backends/callgate.py)
+    note: str = ANSWER_NOTE  # added after tool results when the model may call again (an agent's asks it to go on if need be)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]
@@ -118,14 +119,14 @@ def render_chat(tokenizer, messages: list[dict], tools: ToolSet | None) -> str:
         extra = {"tools": [t.openai() for t in declared]} if declared else {}
         if answer_now:
             try:
-                return tokenizer.apply_chat_template(shaped + [{"role": "system", "content": ANSWER_NOTE}], tokenize=False,
+                return tokenizer.apply_chat_template(shaped + [{"role": "system", "content": tools.note}], tokenize=False,
                                                      add_generation_prompt=True, **extra)
             except Exception:  # noqa: BLE001  a template that refuses a late system turn goes without the note
                 pass
         return tokenizer.apply_chat_template(shaped, tokenize=False, add_generation_prompt=True, **extra)
     shaped = _generic(messages, declared)
     if answer_now:
-        shaped[-1] = shaped[-1] | {"content": f"{shaped[-1]['content']}\n\n{ANSWER_NOTE}"}
+        shaped[-1] = shaped[-1] | {"content": f"{shaped[-1]['content']}\n\n{tools.note}"}
     return tokenizer.apply_chat_template(shaped, tokenize=False, add_generation_prompt=True)
 
 

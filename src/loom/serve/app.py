@@ -26,7 +26,7 @@ from loom import catalog, registry
 from loom.backends.base import Backend, Chunk
 from loom.config import ServeConfig
 from loom.errors import LoomError, NotFoundError, StorageError
-from loom.serve import (audio_routes, errors, images, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes,
+from loom.serve import (agent_routes, audio_routes, errors, images, kb_routes, keys_routes, kg_routes, recommend_routes, runs_routes,
                         train_routes, writing_routes)
 from loom.serve.auth import Key, KeyStore, RateLimiter
 from loom.serve.imports import import_roots
@@ -187,6 +187,7 @@ def create_app(settings: ServeConfig | None = None, announce=None, preload_paths
     app.include_router(recommend_routes.router(authorize))
     app.include_router(kg_routes.router(authorize, server))
     app.include_router(audio_routes.router(authorize, server))
+    app.include_router(agent_routes.router(authorize, server))
 
     web = Path(__file__).parent / "web"
     app.mount("/ui", StaticFiles(directory=web), name="ui")  # the pages only call the /v1 API below

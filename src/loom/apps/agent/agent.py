@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,10 @@ from loom.model.tools import Tool, ToolSet
 log = logging.getLogger(__name__)
 PREFIX = "agent:"
 _RESULT_CHARS = 4000  # a tool result longer than this is cut for the model (a 50-hit search is ~20k characters)
+# After tool results, what the model reads (loom.model.tools adds it): a chat request's note says "answer
+# now" (a small model otherwise calls the same tool again); an agent may need a second tool first.
+_GO_ON = ("If the tool results above answer every part of the request, reply to the user in plain text, in the "
+          "language of the user's question. If a part is still unknown, call the tool that finds it.")
 _STOPPED = {"en": "I could not put an answer together; here is what the tools found.",
             "zh": "我没能整理出答案，以下是工具找到的信息。"}
 
@@ -93,6 +98,24 @@ def check_tools(tools: list[str]) -> None:
                             "; HTTP tools and MCP servers are declared with `loom agent connect`"))
 
 
+def available_tools(show_urls: bool = True) -> list[dict]:
+    """Every tool an agent may list, as {name, kind, description}: built-in, declared HTTP tools, and
+    each MCP server's tools (listed live, so this may connect to the servers: call it off the event
+    loop). One listing for `loom agent tools` and GET /v1/agents/tools. show_urls=False leaves the
+    declared method and URL out of HTTP tools' descriptions (for callers who are not the operator)."""
+    outside = connect.load()
+    rows = [{"name": n, "kind": "built-in", "description": (f.__doc__ or "").strip().split("\n")[0]} for n, f in BUILTINS.items()]
+    rows += [{"name": n, "kind": "http", "description": f"{t.method} {t.url}: {t.description}" if show_urls else t.description}
+             for n, t in outside.http.items()]
+    for server, conn in outside.mcp.items():
+        try:
+            rows += [{"name": f"{server}{connect.MCP_SEPARATOR}{t.name}", "kind": "mcp", "description": (t.description or "").strip()[:200]}
+                     for t in connect.mcp_tools(server, conn)]
+        except LoomError as e:  # one server down must not hide the other tools
+            rows.append({"name": f"{server}{connect.MCP_SEPARATOR}*", "kind": "mcp", "description": f"unavailable: {e.message}"})
+    return rows
+
+
 def allowed(name: str, cfg: AgentConfig) -> bool:
     mcp = connect.split_mcp(name)
     return name in cfg.tools or bool(mcp and f"{mcp[0]}{connect.MCP_SEPARATOR}*" in cfg.tools)
@@ -122,10 +145,33 @@ def declared(cfg: AgentConfig) -> list[Tool]:
                 spec["maxLength"] = _STRING_LIMITS.get(key, 120)
             elif spec.get("type") == "integer" and key in _INT_BOUNDS:
                 spec["minimum"], spec["maximum"] = _INT_BOUNDS[key]
-        out.append(Tool(name, (BUILTINS[name].__doc__ or "").strip().split("\n")[0],
+        summary = (BUILTINS[name].__doc__ or "").strip().split("\n")[0]
+        if name == "kb_search" and existing.get("kb"):  # what each KB covers, so the model knows when to search
+            summary += " Knowledge bases: " + "; ".join(_kb_topics(kb) for kb in existing["kb"][:5])
+        out.append(Tool(name, summary,
                         {"type": "object", "properties": properties, "required": schema.get("required", []),
                          "additionalProperties": False}))
     return out
+
+
+def _kb_topics(name: str, limit: int = 300) -> str:
+    """`shop: FAQ (退货政策是什么？; 退款多久到账？ ...); Lumio Robot Vacuum R3 User Guide; ...`: each
+    document's first heading (or file name) and a FAQ's first questions, cut at `limit` characters."""
+    from pathlib import Path
+
+    from loom.apps.support.store import KnowledgeBase
+
+    kb = KnowledgeBase(name)
+    with kb.connect() as db:
+        firsts = db.execute("SELECT d.source, c.title FROM documents d JOIN chunks c ON c.doc_id = d.id AND c.ordinal = 0 "
+                            "ORDER BY d.source").fetchall()
+        questions = [r[0] for r in db.execute("SELECT question FROM faqs ORDER BY id LIMIT 4").fetchall()]
+    topics = []
+    for source, title in firsts:
+        label = title.split(" > ")[0] if title and title != "FAQ" else Path(source).stem
+        topics.append(f"FAQ ({'; '.join(questions)} ...)" if title == "FAQ" and questions else label)
+    text = f"{name}: " + "; ".join(dict.fromkeys(topics))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _outside_tools(name: str, outside) -> list[Tool]:
@@ -176,13 +222,14 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
     backend = backend or registry.open_backend(catalog.chat_model_for(cfg.model, "an agent"))
     started, steps, used = time.monotonic(), [], [0, 0]
     talk = ([{"role": "system", "content": cfg.instructions}] if cfg.instructions else []) + list(messages)
-    tools = declared(cfg)
+    every = declared(cfg)
     lang = "zh" if language(messages[-1].get("content") or "") == "zh" else "en"
     for turn in range(cfg.max_steps):
         late = time.monotonic() - started > cfg.max_seconds
+        tools = offered(every, talk)
         choice = "none" if late or not tools else ("required" if turn == 0 and cfg.first_step == "required" else "auto")
         reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=talk,
-                                               tools=ToolSet(tools, choice, parallel=False) if tools else None)))
+                                               tools=ToolSet(tools, choice, parallel=False, note=_GO_ON) if tools else None)))
         used[0] += reply.prompt_tokens
         used[1] += reply.completion_tokens
         if not reply.tool_calls or choice == "none":
@@ -205,6 +252,52 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
             yield step
             talk.append({"role": "tool", "tool_call_id": call["id"], "content": step.result})
     yield Answer(_from_results(steps, lang), steps, "max_steps", *used)
+
+
+_ID = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{0,6}\d[\w-]{0,30}")  # an id a lookup needs: A1001, u3, SKU-42
+
+
+def offered(tools: list[Tool], talk: list[dict]) -> list[Tool]:
+    """The tools the conversation so far gives something to work on (a small model chooses among 5 tools
+    badly: qwen2.5-1.5b looked orders up for a returns question). A graph tool when an entity of a graph
+    is mentioned, a recommender when a known user or item is, a calculator or an endpoint whose URL
+    needs an id when an id-like token (digits) was said; search, text tools and MCP tools always. Tool
+    results count as said, so a second step can use what the first found. None left: all of them."""
+    said = "\n".join(m.get("content") if isinstance(m.get("content"), str) else "" for m in talk if m["role"] != "system")
+    has_id = bool(_ID.search(said))
+    outside = connect.load()
+    keep = []
+    for tool in tools:
+        enum = lambda key: tool.parameters["properties"].get(key, {}).get("enum") or []  # noqa: E731 - the names that exist
+        if tool.name in ("kg_neighbors", "kg_path"):  # a path joins two entities: offered once two are named
+            ok = _graph_mentions(enum("graph"), said) >= (2 if tool.name == "kg_path" else 1)
+        elif tool.name in ("recommend_for_user", "similar_items"):
+            ok = _recommender_knows(enum("model"), said, "user" if tool.name == "recommend_for_user" else "item")
+        elif tool.name == "calculator" or (tool.name in outside.http and "{" in outside.http[tool.name].url):
+            ok = has_id
+        else:
+            ok = True
+        keep += [tool] if ok else []
+    return keep or tools
+
+
+def _graph_mentions(graphs: list[str], said: str) -> int:
+    """How many entities of one graph the text names (the most over the graphs)."""
+    from loom.apps.kg.context import entities_in
+    from loom.apps.kg.store import Graph
+
+    return max((len(set(entities_in(Graph.open(name), said))) for name in graphs), default=0)
+
+
+def _recommender_knows(models: list[str], said: str, kind: str) -> bool:
+    from loom.apps.recommend import service
+
+    tokens = set(re.findall(r"[\w.-]+", said))
+    for name in models:
+        known = service.get(name).user_index if kind == "user" else service.get(name).item_index
+        if tokens & known.keys():
+            return True
+    return False
 
 
 def _canonical(arguments: str) -> str:

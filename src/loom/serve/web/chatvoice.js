@@ -2,7 +2,7 @@
 // picks a recording; either is sent to /v1/audio/transcriptions (whisper-1, the server's default
 // transcription model) and the text lands in the message box to be read and sent. Replies get a 🔊
 // button when the server speaks (/v1/audio/speech answers; it is an opt-in extra).
-// Uses app.js's helpers ($, run, t, headers).
+// Uses app.js's helpers ($, run, t, headers) and kb.js's upload.
 "use strict";
 
 let recorder = null; // the MediaRecorder while recording
@@ -28,20 +28,22 @@ async function transcribeInto(blob, name) {
   }
 }
 
-async function toggleRecording() {
-  const button = $("chat-mic");
+// Press to start, press again to stop: `done(blob, fileName)` gets the recording. One recording at a time
+// (the chat's 🎤 and the knowledge-base page's 🎤 share the microphone).
+async function toggleRecording(button, done) {
   if (recorder) { recorder.stop(); return; }
   if (!navigator.mediaDevices || !window.MediaRecorder) throw new Error(t("no_microphone"));
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   const pieces = [];
+  const label = button.textContent;
   recorder = new MediaRecorder(stream);
   recorder.addEventListener("dataavailable", (e) => { if (e.data.size) pieces.push(e.data); });
   recorder.addEventListener("stop", () => run(async () => {
     stream.getTracks().forEach((track) => track.stop());
     const type = recorder.mimeType || "audio/webm";
     recorder = null;
-    button.classList.remove("recording"); button.textContent = "🎤"; button.title = t("record");
-    await transcribeInto(new Blob(pieces, { type }), type.includes("ogg") ? "recording.ogg" : "recording.webm");
+    button.classList.remove("recording"); button.textContent = label; button.title = t("record");
+    await done(new Blob(pieces, { type }), type.includes("ogg") ? "recording.ogg" : "recording.webm");
   }));
   recorder.start();
   button.classList.add("recording"); button.textContent = "⏹"; button.title = t("stop_recording");
@@ -67,7 +69,13 @@ async function speakButton(textOf) { // a 🔊 button that plays textOf(), or nu
   return b;
 }
 
-$("chat-mic").addEventListener("click", () => run(toggleRecording));
+$("chat-mic").addEventListener("click", () => run(() => toggleRecording($("chat-mic"), transcribeInto)));
+// The knowledge-base page: a spoken note goes in as a recording (transcribed on the server, its chunks
+// keep their time ranges), named by the time it was made.
+$("kb-mic").addEventListener("click", () => run(() => toggleRecording($("kb-mic"), (blob, name) => {
+  const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
+  return upload([new File([blob], `recording-${stamp}.${name.split(".").pop()}`, { type: blob.type })]);
+})));
 $("chat-audio").addEventListener("click", () => $("chat-audio-file").click());
 $("chat-audio-file").addEventListener("change", () => run(async () => {
   const file = $("chat-audio-file").files[0];

@@ -2,7 +2,7 @@
 // data-i18n-placeholder="key"; the switch re-renders them and remembers the choice.
 const STRINGS = {
   en: {
-    not_pulled: "not installed", tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
+    not_pulled: "not installed", kb_mic_hint: "Record a spoken note or meeting into this knowledge base (transcribed; answers cite its time range).", tab_chat: "Chat", tab_classify: "Classify", tab_kb: "Knowledge bases", tab_writing: "Writing", tab_models: "Models",
     tab_train: "Train", train_kind: "What", train_sft: "Chat model (instruction tuning)", train_classify: "Text classifier",
     train_base: "Base", train_data: "Data", epochs: "Epochs", learning_rate: "Learning rate", train_start: "Start training",
     train_hint: "Chat data: one JSON conversation per line ({\"messages\": [...]}, Alpaca or ShareGPT). Classifier data: .csv with text,label.",
@@ -58,9 +58,20 @@ const STRINGS = {
     kb_ocr_hint: "Images (.png .jpg .webp .tiff .bmp .gif) and scanned PDFs are read by OCR, which takes a few seconds per page.",
     kb_reading: "Reading", page_n: "page {n}", show_on_page: "Show on page", close: "Close",
     no_page_image: "There is no picture of this page: only images and scanned pages are kept as pictures.",
+    tab_agents: "Agents", agents_list: "Agents", agent_new: "New agent", agents_none: "No agents yet: define one with the form.",
+    agents_hint: "An agent is a chat model with instructions and a set of tools that it calls, step by step, until it answers. It is served as the model agent:NAME (in Chat and over the API).",
+    agent_name: "Name", agent_model: "Chat model", agent_instructions: "Instructions (the system message: role, tone, which knowledge base to search)",
+    agent_tools: "Tools", agent_first_step: "First step", agent_first_auto: "auto: the model decides", agent_first_required: "required: call a tool first",
+    agent_max_steps: "Max steps", agent_max_tokens: "Tokens per step", agent_max_seconds: "Time limit (s)", agent_save: "Save", agent_delete: "Delete",
+    agent_saved: "Saved: ask it here or as the model {name}.", agent_deleted: "Deleted {name}.", agent_need_name: "Give the agent a name first.",
+    kind_builtin: "built-in", kind_http: "HTTP", kind_mcp: "MCP", agent_try: "Try it", agent_question: "Question for the agent",
+    agent_working: "Working… each tool call appears here as it finishes.", agent_step_error: "error", agent_result: "Result",
+    agent_steps_n: "{n} step(s)", agent_stopped_max_steps: "stopped at the step limit: the answer gives what the tools found",
+    agent_stopped_max_seconds: "stopped at the time limit", agent_stopped_no_answer: "the model gave no usable answer: here is what the tools found",
+    agent_stopped_repeated_call: "the model repeated a call: here is what the tools found",
   },
   zh: {
-    not_pulled: "未安装", tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
+    not_pulled: "未安装", kb_mic_hint: "录一段语音笔记或会议存入此知识库（自动转写；回答会引用其时间段）。", tab_chat: "对话", tab_classify: "分类", tab_kb: "知识库", tab_writing: "写作", tab_models: "模型",
     tab_train: "训练", train_kind: "类型", train_sft: "对话模型（指令微调）", train_classify: "文本分类器",
     train_base: "基座", train_data: "数据", epochs: "轮数", learning_rate: "学习率", train_start: "开始训练",
     train_hint: "对话数据：每行一个 JSON 对话（{\"messages\": [...]}、Alpaca 或 ShareGPT）。分类数据：含 text,label 两列的 .csv。",
@@ -116,6 +127,17 @@ const STRINGS = {
     kb_ocr_hint: "图片（.png .jpg .webp .tiff .bmp .gif）和扫描版 PDF 会用 OCR 识别文字，每页需要几秒钟。",
     kb_reading: "正在读取", page_n: "第 {n} 页", show_on_page: "在原页上查看", close: "关闭",
     no_page_image: "这一页没有保存页面图片：只有图片和扫描页才会保存。",
+    tab_agents: "智能体", agents_list: "智能体", agent_new: "新建智能体", agents_none: "还没有智能体：用表单定义一个。",
+    agents_hint: "智能体是一个带指令和一组工具的对话模型，它一步步调用工具，直到给出回答。它以模型 agent:名称 的形式提供（可在对话页和 API 中使用）。",
+    agent_name: "名称", agent_model: "对话模型", agent_instructions: "指令（系统提示词：角色、语气、查哪个知识库）",
+    agent_tools: "工具", agent_first_step: "第一步", agent_first_auto: "自动：由模型决定", agent_first_required: "必须：先调用工具",
+    agent_max_steps: "最多步数", agent_max_tokens: "每步最多词元", agent_max_seconds: "时间上限（秒）", agent_save: "保存", agent_delete: "删除",
+    agent_saved: "已保存：可在这里提问，也可用模型 {name}。", agent_deleted: "已删除 {name}。", agent_need_name: "请先给智能体起个名字。",
+    kind_builtin: "内置", kind_http: "HTTP", kind_mcp: "MCP", agent_try: "试一试", agent_question: "向智能体提问",
+    agent_working: "处理中……每次工具调用完成后会显示在这里。", agent_step_error: "出错", agent_result: "结果",
+    agent_steps_n: "共 {n} 步", agent_stopped_max_steps: "已达到步数上限：回答列出了工具找到的信息",
+    agent_stopped_max_seconds: "已达到时间上限", agent_stopped_no_answer: "模型没有给出可用的回答：以下是工具找到的信息",
+    agent_stopped_repeated_call: "模型重复了同一次调用：以下是工具找到的信息",
   },
 };
 let LANG = localStorage.getItem("loom-lang") || (navigator.language.startsWith("zh") ? "zh" : "en");

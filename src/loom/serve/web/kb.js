@@ -12,7 +12,8 @@ $("kb-create").addEventListener("click", () => run(async () => {
   $("kb-name").value = name;
 }));
 const IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]; // read by OCR on the server
-const KB_TYPES = [...TEXT_TYPES, ".pdf", ".docx", ...IMAGE_TYPES];
+const AUDIO_TYPES = [".mp3", ".m4a", ".wav", ".flac", ".ogg", ".opus", ".webm", ".mp4"]; // transcribed on the server
+const KB_TYPES = [...TEXT_TYPES, ".pdf", ".docx", ...IMAGE_TYPES, ...AUDIO_TYPES];
 const MAX_KB_UPLOAD = 64 * 1024 * 1024 - 16 * 1024; // bytes: the server's upload limit (max_upload_bytes) less framing
 async function uploadFile(kb, file) { // multipart: the server reads the bytes (PDF, .docx and images included)
   const dot = file.name.lastIndexOf(".");
