@@ -8,7 +8,7 @@ as the agent's HTTP tool `order_status` with a bearer token from the environment
 graph (bench/data/agent/graph.csv imported with `loom kg import`), 6 by a recommender (trained on
 bench/data/agent/clicks.csv; the expected items are its own top 3 for that user) and 12 that need two
 or three of these. A task succeeds when the final answer contains one of the accepted phrases of every
-group in `expect` (case-folded, spaces ignored), and for recommendation tasks one of the user's top 3.
+group in `expect` (case-folded; spaces, hyphens and underscores ignored), and for recommendation tasks one of the user's top 3.
 
 Systems, same chat model, same tasks, same run, greedy:
   agent     `agent:` loop over kb_search, order_status, kg_neighbors, kg_path, recommend_for_user;
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -96,10 +97,15 @@ def build_home(url: str) -> None:
     os.environ["BENCH_ORDER_TOKEN"] = TOKEN
 
 
+def _plain(text: str) -> str:
+    """Case-folded, without spaces, hyphens and underscores: "speaker stand" names the item speaker-stand."""
+    return re.sub(r"[\s_-]+", "", text.casefold())
+
+
 def passed(task: dict, answer: str, top: list[str]) -> bool:
-    said = answer.casefold().replace(" ", "")
+    said = _plain(answer)
     groups = task["expect"] + ([top] if top else [])
-    return all(any(p.casefold().replace(" ", "") in said for p in group) for group in groups)
+    return all(any(_plain(p) in said for p in group) for group in groups)
 
 
 def baseline(task: dict, backend) -> str:

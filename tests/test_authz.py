@@ -1,7 +1,7 @@
 """The authorisation matrix: every route, on an open server and on a keyed one with no key, a revoked
 key, a normal key and an admin key; one row per route, the expected status of every cell written out.
 
-Admin-only: /v1/keys (list, create, revoke), /v1/train/jobs (training spends the server's compute),
+Admin-only: /v1/keys (list, create, revoke), defining and deleting agents (PUT/DELETE /v1/agents/NAME), /v1/train/jobs (training spends the server's compute),
 DELETE /v1/kb/NAME (a whole knowledge base) and server-side imports (`paths`, which also need --kb-import-dir and are refused on a server without keys)."""
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ ROUTES = [
     ("GET", "/v1/train/jobs/job-{cell}", {}, ADMIN),
     ("POST", "/v1/train/jobs/ghost/stop", {}, MISSING),
     ("POST", "/v1/train/jobs/ghost/eval", {}, MISSING),
+    ("GET", "/v1/agents", {}, USER),
+    ("GET", "/v1/agents/tools", {}, USER),
+    ("PUT", "/v1/agents/agent-{cell}", {"json": {"tools": ["calculator"]}}, ADMIN),  # an agent runs tools on the server's data
+    ("DELETE", "/v1/agents/ghost", {}, MISSING),
     ("GET", "/v1/keys", {}, ADMIN),
     ("DELETE", "/v1/keys/{victim}", {}, ADMIN),
     ("POST", "/v1/keys", {"json": {"name": "made-{cell}"}}, ADMIN),  # last: on an open server it creates the first key
@@ -164,7 +168,7 @@ def test_the_matrix_covers_every_route(servers):
     server, _, keys = servers["keyed"]  # the open server may hold a key by now (the matrix creates one)
     schema = httpx.get(server.url + "/openapi.json", headers={"Authorization": f"Bearer {keys['admin']}"}).json()
     served = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
-    listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("job-{name}", "{name}").replace("/ghost", "/{name}").replace("{victim}", "{key_id}")
+    listed = {(m, p.replace("{cell}", "{name}").replace("doomed-{name}", "{name}").replace("job-{name}", "{name}").replace("agent-{name}", "{name}").replace("/ghost", "/{name}").replace("{victim}", "{key_id}")
                .replace("/shop", "/{name}").replace("/nano/", "/{name}/").replace("/demo", "/{name}").replace("/Paris", "/{entity}"))
               for m, p, _, _ in ROUTES}
     assert served - listed == set(), "routes missing from the authorisation matrix"

@@ -317,6 +317,8 @@ class AgentConfig(_Strict):
                              "that server), all declared in agent-tools.yaml; nothing else can be called")
     first_step: Literal["auto", "required"] = Field(
         "auto", description="required: the first step must call a tool (an agent that always looks things up first)")
+    plan: bool = Field(True, description="first ask the model which separate things the question asks, and look each up "
+                       "(a small model otherwise makes one call and answers the rest from nowhere; apps/agent/plan.py)")
     max_steps: int = Field(4, ge=1, le=20, description="model turns; at the limit it answers from what it has")
     max_seconds: float = Field(120.0, gt=0, le=3600, description="wall time for one question, tools included")
     max_tokens: int = Field(512, ge=16, le=8192, description="tokens per model turn")

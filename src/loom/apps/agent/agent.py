@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from loom import atomic, home, registry
-from loom.apps.agent import connect
+from loom.apps.agent import connect, plan
 from loom.apps.agent.tools import BUILTINS
 from loom.backends.base import Backend, Chunk, Info, Request, Sampling, check_messages, collect
 from loom.config import AgentConfig
@@ -35,11 +35,7 @@ from loom.model.tools import Tool, ToolSet
 
 log = logging.getLogger(__name__)
 PREFIX = "agent:"
-_RESULT_CHARS = 4000  # a tool result longer than this is cut for the model (a 50-hit search is ~20k characters)
-# After tool results, what the model reads (loom.model.tools adds it): a chat request's note says "answer
-# now" (a small model otherwise calls the same tool again); an agent may need a second tool first.
-_GO_ON = ("If the tool results above answer every part of the request, reply to the user in plain text, in the "
-          "language of the user's question. If a part is still unknown, call the tool that finds it.")
+_RESULT_CHARS = 2000  # a tool result longer than this is cut for the model: after three 4,000-character results qwen2.5-1.5b lost the question
 _STOPPED = {"en": "I could not put an answer together; here is what the tools found.",
             "zh": "我没能整理出答案，以下是工具找到的信息。"}
 
@@ -201,7 +197,7 @@ def _bounded(schema: dict) -> dict:
 
 
 _STRING_LIMITS = {"text": 4000, "expression": 200}  # characters; other strings (queries, entities, ids): 120
-_INT_BOUNDS = {"k": (1, 20), "hops": (1, 2), "sentences": (1, 20)}
+_INT_BOUNDS = {"k": (1, 5), "hops": (1, 2), "sentences": (1, 20)}  # k: five passages fit the result limit
 _NAMED = {("kb_search", "kb"): "kb", ("kg_neighbors", "graph"): "kg", ("kg_path", "graph"): "kg",
           ("recommend_for_user", "model"): "recommender", ("similar_items", "model"): "recommender"}
 
@@ -223,13 +219,18 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
     started, steps, used = time.monotonic(), [], [0, 0]
     talk = ([{"role": "system", "content": cfg.instructions}] if cfg.instructions else []) + list(messages)
     every = declared(cfg)
-    lang = "zh" if language(messages[-1].get("content") or "") == "zh" else "en"
+    question = messages[-1].get("content") if isinstance(messages[-1].get("content"), str) else ""
+    lang = "zh" if language(question) == "zh" else "en"
+    asks = plan.parts(backend, question, lang, used) if cfg.plan and every and question else []
+    asks = asks if len(asks) > 1 else []  # one thing asked: the plain loop
     for turn in range(cfg.max_steps):
         late = time.monotonic() - started > cfg.max_seconds
-        tools = offered(every, talk)
-        choice = "none" if late or not tools else ("required" if turn == 0 and cfg.first_step == "required" else "auto")
-        reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=talk,
-                                               tools=ToolSet(tools, choice, parallel=False, note=_GO_ON) if tools else None)))
+        view = talk + [plan.focus(asks[turn], lang)] if turn < len(asks) else talk  # this turn's part, not kept
+        tools = offered(every, view)
+        required = turn < len(asks) or (turn == 0 and cfg.first_step == "required")
+        choice = "none" if late or not tools else ("required" if required else "auto")
+        reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=view,
+                                               tools=ToolSet(tools, choice, parallel=False, note=plan.go_on(lang, question)) if tools else None)))
         used[0] += reply.prompt_tokens
         used[1] += reply.completion_tokens
         if not reply.tool_calls or choice == "none":
