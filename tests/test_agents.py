@@ -129,14 +129,14 @@ def test_tools_are_offered_when_the_conversation_gives_them_something_to_work_on
     """A small model picks among many tools badly, so each turn offers those the conversation gives
     something to work on: a graph once one of its entities is named (a path once two are), a
     recommender once a user it knows is, the calculator once there are numbers; search always."""
-    from loom.apps.agent import agent
+    from loom.apps.agent import agent, offer
     from loom.config import AgentConfig
 
     with home_at(home):
         every = agent.declared(AgentConfig(tools=["kb_search", "kg_neighbors", "kg_path", "recommend_for_user", "calculator"]))
 
         def names(*texts: str) -> list[str]:
-            return [t.name for t in agent.offered(every, [{"role": "user", "content": text} for text in texts])]
+            return [t.name for t in offer.offered(every, [{"role": "user", "content": text} for text in texts])]
 
         assert names("How do returns work?") == ["kb_search"]
         assert names("What is Paris the capital of?") == ["kb_search", "kg_neighbors"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from loom import atomic, home, registry
-from loom.apps.agent import connect, plan
+from loom.apps.agent import connect, offer, plan
 from loom.apps.agent.tools import BUILTINS
 from loom.backends.base import Backend, Chunk, Info, Request, Sampling, check_messages, collect
 from loom.config import AgentConfig
@@ -226,7 +225,7 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
     for turn in range(cfg.max_steps):
         late = time.monotonic() - started > cfg.max_seconds
         view = talk + [plan.focus(asks[turn], lang)] if turn < len(asks) else talk  # this turn's part, not kept
-        tools = offered(every, view)
+        tools = offer.offered(every, view)
         required = turn < len(asks) or (turn == 0 and cfg.first_step == "required")
         choice = "none" if late or not tools else ("required" if required else "auto")
         reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=view,
@@ -253,52 +252,6 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
             yield step
             talk.append({"role": "tool", "tool_call_id": call["id"], "content": step.result})
     yield Answer(_from_results(steps, lang), steps, "max_steps", *used)
-
-
-_ID = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{0,6}\d[\w-]{0,30}")  # an id a lookup needs: A1001, u3, SKU-42
-
-
-def offered(tools: list[Tool], talk: list[dict]) -> list[Tool]:
-    """The tools the conversation so far gives something to work on (a small model chooses among 5 tools
-    badly: qwen2.5-1.5b looked orders up for a returns question). A graph tool when an entity of a graph
-    is mentioned, a recommender when a known user or item is, a calculator or an endpoint whose URL
-    needs an id when an id-like token (digits) was said; search, text tools and MCP tools always. Tool
-    results count as said, so a second step can use what the first found. None left: all of them."""
-    said = "\n".join(m.get("content") if isinstance(m.get("content"), str) else "" for m in talk if m["role"] != "system")
-    has_id = bool(_ID.search(said))
-    outside = connect.load()
-    keep = []
-    for tool in tools:
-        enum = lambda key: tool.parameters["properties"].get(key, {}).get("enum") or []  # noqa: E731 - the names that exist
-        if tool.name in ("kg_neighbors", "kg_path"):  # a path joins two entities: offered once two are named
-            ok = _graph_mentions(enum("graph"), said) >= (2 if tool.name == "kg_path" else 1)
-        elif tool.name in ("recommend_for_user", "similar_items"):
-            ok = _recommender_knows(enum("model"), said, "user" if tool.name == "recommend_for_user" else "item")
-        elif tool.name == "calculator" or (tool.name in outside.http and "{" in outside.http[tool.name].url):
-            ok = has_id
-        else:
-            ok = True
-        keep += [tool] if ok else []
-    return keep or tools
-
-
-def _graph_mentions(graphs: list[str], said: str) -> int:
-    """How many entities of one graph the text names (the most over the graphs)."""
-    from loom.apps.kg.context import entities_in
-    from loom.apps.kg.store import Graph
-
-    return max((len(set(entities_in(Graph.open(name), said))) for name in graphs), default=0)
-
-
-def _recommender_knows(models: list[str], said: str, kind: str) -> bool:
-    from loom.apps.recommend import service
-
-    tokens = set(re.findall(r"[\w.-]+", said))
-    for name in models:
-        known = service.get(name).user_index if kind == "user" else service.get(name).item_index
-        if tokens & known.keys():
-            return True
-    return False
 
 
 def _canonical(arguments: str) -> str:
