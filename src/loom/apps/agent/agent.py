@@ -217,7 +217,7 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
     backend = backend or registry.open_backend(catalog.chat_model_for(cfg.model, "an agent"))
     started, steps, used = time.monotonic(), [], [0, 0]
     talk = ([{"role": "system", "content": cfg.instructions}] if cfg.instructions else []) + list(messages)
-    every = declared(cfg)
+    every, outside = declared(cfg), connect.load()  # agent-tools.yaml read once per question, not per turn or call
     question = messages[-1].get("content") if isinstance(messages[-1].get("content"), str) else ""
     lang = "zh" if language(question) == "zh" else "en"
     asks = plan.parts(backend, question, lang, used) if cfg.plan and every and question else []
@@ -225,7 +225,7 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
     for turn in range(cfg.max_steps):
         late = time.monotonic() - started > cfg.max_seconds
         view = talk + [plan.focus(asks[turn], lang)] if turn < len(asks) else talk  # this turn's part, not kept
-        tools = offer.offered(every, view)
+        tools = offer.offered(every, view, outside)
         required = turn < len(asks) or (turn == 0 and cfg.first_step == "required")
         choice = "none" if late or not tools else ("required" if required else "auto")
         reply = collect(backend.stream(Request(Sampling(max_tokens=cfg.max_tokens, temperature=0.0), messages=view,
@@ -247,7 +247,7 @@ def run(cfg: AgentConfig, messages: list[dict], backend: Backend | None = None) 
                   "function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls]
         talk.append({"role": "assistant", "content": reply.text or "", "tool_calls": calls})
         for call in calls:
-            step = call_tool(call["function"]["name"], call["function"]["arguments"], cfg, started)
+            step = call_tool(call["function"]["name"], call["function"]["arguments"], cfg, started, outside)
             steps.append(step)
             yield step
             talk.append({"role": "tool", "tool_call_id": call["id"], "content": step.result})
@@ -292,7 +292,7 @@ def _from_results(steps: list[Step], lang: str) -> str:
     return _STOPPED[lang] + ("\n\n" + "\n".join(f"- {line}" for line in lines) if lines else "")
 
 
-def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> Step:
+def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float, outside=None) -> Step:
     """One call, never raising: a bad name, bad arguments, a failing or slow tool all become an error result."""
     begun = time.monotonic()
     try:
@@ -306,7 +306,7 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
             raise InputError("arguments must be a JSON object", "send the arguments as an object")
         if time.monotonic() - started > cfg.max_seconds:
             raise InputError("the time limit for this question is spent", "answer from what you have")
-        result = json.dumps(_dispatch(name, args), ensure_ascii=False, default=str)
+        result = json.dumps(_dispatch(name, args, outside), ensure_ascii=False, default=str)
     except LoomError as e:
         return _failed(name, args, e.message, begun, e.hint)
     except TypeError as e:  # unknown or missing argument names
@@ -318,10 +318,10 @@ def call_tool(name: str, arguments: str, cfg: AgentConfig, started: float) -> St
     return Step(name, args, result, round(time.monotonic() - begun, 3))
 
 
-def _dispatch(name: str, args: dict):
+def _dispatch(name: str, args: dict, outside=None):
     if name in BUILTINS:
         return BUILTINS[name](**args)
-    outside = connect.load()
+    outside = outside or connect.load()
     if name in outside.http:
         return connect.call_http(name, outside.http[name], args)
     server, tool = connect.split_mcp(name)

@@ -13,7 +13,7 @@ from loom.model.tools import Tool
 _ID = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{0,6}\d[\w-]{0,30}")  # an id a lookup needs: A1001, u3, SKU-42
 
 
-def offered(tools: list[Tool], talk: list[dict]) -> list[Tool]:
+def offered(tools: list[Tool], talk: list[dict], outside=None) -> list[Tool]:
     """The tools the conversation so far gives something to work on (a small model chooses among 5 tools
     badly: qwen2.5-1.5b looked orders up for a returns question). A graph tool when an entity of a graph
     is mentioned, a recommender when a known user or item is, a calculator or an endpoint whose URL
@@ -21,7 +21,7 @@ def offered(tools: list[Tool], talk: list[dict]) -> list[Tool]:
     results count as said, so a second step can use what the first found. None left: all of them."""
     said = "\n".join(m.get("content") if isinstance(m.get("content"), str) else "" for m in talk if m["role"] != "system")
     has_id = bool(_ID.search(said))
-    outside = connect.load()
+    outside = outside or connect.load()  # the loop passes the declarations it read once per question
     keep = []
     for tool in tools:
         enum = lambda key: tool.parameters["properties"].get(key, {}).get("enum") or []  # noqa: E731 - the names that exist
