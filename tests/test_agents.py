@@ -83,12 +83,13 @@ def test_agent_models_answer_through_the_openai_client_with_their_steps(home):
 
 def test_the_serve_config_names_each_apps_model_and_the_apps_share_the_loaded_copy(home, tmp_path):
     """apps.agent and apps.support (config.AppModels) pick the chat model where the agent and the KB name
-    none; both borrow the server's one loaded copy of it instead of loading their own."""
+    none; both borrow the server's one loaded copy of it instead of loading their own, and so does the
+    support reader (apps.support_reader) that checks the passage first."""
     import httpx
     import openai
 
     config = tmp_path / "serve.yaml"
-    config.write_text("apps:\n  agent: slow\n  support: slow\n", encoding="utf-8")
+    config.write_text("apps:\n  agent: slow\n  support: slow\n  support_reader: slow\n", encoding="utf-8")
     with home_at(home):
         loom_cli("agent", "create", "plain", "--tools", "calculator", "--max-steps", "2", "--max-tokens", "256")
     with LiveServer(home, "--config", str(config)) as server:
@@ -99,6 +100,10 @@ def test_the_serve_config_names_each_apps_model_and_the_apps_share_the_loaded_co
         extra = answer.choices[0].model_extra["loom"]
         assert extra["mode"] != "handoff", extra
         assert extra["mode"] == "generated" or extra["fallback"], extra  # a model wrote (or tried to): not extractive-only
+        # questions near the shop's subject are read first, by the same loaded copy (a clear match is not)
+        near = [client.chat.completions.create(model="support:shop", messages=[{"role": "user", "content": q}])
+                .choices[0].model_extra["loom"]["reader"] for q in ("Do you sell gift cards?", "Can I pay with bitcoin?")]
+        assert any(r and r["model"] == "slow" and 0 < r["p_answers"] < 1 for r in near), near
         assert httpx.get(server.url + "/health").json()["loaded_models"] == ["agent:plain", "slow", "support:shop"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("apps:\n  support: /etc/passwd\n", encoding="utf-8")

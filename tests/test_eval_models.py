@@ -32,8 +32,12 @@ def test_models_add_show_rm(pipeline, tmp_path):
     run_loom("models", "add", "mine", str(model_dir), "--description", "a copy", env_home=home)
     shown = json.loads(run_loom("models", "show", "mine", "--json", env_home=home).stdout)
     assert shown["backend"] == "hf" and shown["num_hidden_layers"] == 2 and shown["architecture"] == "LlamaForCausalLM"
-    names = [m["name"] for m in json.loads(run_loom("models", "list", "--json", env_home=home).stdout)]
-    assert {"smollm2", "nano", "mine"} <= set(names)
+    listed = {m["name"]: m for m in json.loads(run_loom("models", "list", "--json", env_home=home).stdout)}
+    assert {"smollm2", "nano", "mine"} <= set(listed)
+    # a built-in whose optional package is missing keeps its own kind, with the install hint (not "hf/generate")
+    piper = listed["piper"]
+    assert (piper["backend"], piper["task"]) == ("piper", "speak") and ("loom[speech]" in piper["description"]
+                                                                     or piper["path"] != "(package not installed)")
     proc = run_loom("models", "add", "mine", str(model_dir), env_home=home, check=False)
     assert proc.returncode == 2 and "already registered" in proc.stderr
     run_loom("models", "rm", "mine", env_home=home)

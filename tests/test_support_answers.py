@@ -215,3 +215,86 @@ def test_hard_wrapped_prose_in_a_txt_stays_one_passage(tmp_path):
                      "has been serviced once a year by an authorised shop.\n", encoding="utf-8")
     chunks = chunk_blocks(read_document(prose))
     assert len(chunks) == 1 and "authorised shop." in chunks[0].text
+
+
+class Judge:
+    """A chat backend that answers the reader's yes/no with fixed odds, as llama.cpp reports them (logprobs)."""
+
+    name = "judge"
+
+    def __init__(self, p_yes: float | None) -> None:
+        self.p_yes, self.prompts = p_yes, []
+
+    def stream(self, request):
+        import math
+
+        from loom.backends.base import Chunk
+        from loom.model.decode import TokenLogprob
+
+        self.prompts.append(request.messages)
+        assert request.sampling.max_tokens == 1 and request.sampling.logprobs
+        word = "Yes" if (self.p_yes or 0) >= 0.5 else "No"
+        if self.p_yes is None:  # an engine that returns no logprobs: its word alone counts
+            yield Chunk(word)
+        else:
+            top = [("Yes", math.log(self.p_yes), [89]), ("No", math.log(1 - self.p_yes), [78]), (" yes", math.log(1e-4), [32])]
+            yield Chunk(word, logprobs=[TokenLogprob(word, top[0 if word == "Yes" else 1][1], [ord(word[0])], top)])
+        yield Chunk("", "stop", 40, 1)
+
+
+@pytest.mark.parametrize("p_yes, answered", [(0.02, False), (0.98, True), (None, False)])
+def test_a_reader_decides_questions_on_the_kbs_subject_that_similarity_cannot(lumio, p_yes, answered):
+    """"Can the speaker be a PC microphone?" is on the shop's subject, close to the speaker manual: the
+    reader's verdict on the chosen passage decides it. Far off-topic questions are decided without
+    asking it; FAQ matches are answered only if it finds the answer there."""
+    from loom.apps.support.answer import SupportTurn
+    from loom.apps.support.reader import Reader
+    from loom.apps.support.store import KnowledgeBase
+
+    kb, judge = KnowledgeBase("lumio"), Judge(p_yes)
+    reader = Reader(judge)
+    turn = SupportTurn(kb, "音箱能当电脑的麦克风用吗？", reader=reader)
+    text = "".join(turn)
+    assert len(judge.prompts) == 2 and turn.handoff is not answered, (turn.verdict, text)  # two wordings, averaged
+    for prompt in (m[-1]["content"] for m in judge.prompts):
+        assert "音箱能当电脑的麦克风用吗？" in prompt and turn.best.text in prompt  # the passage answered from, as it was read
+    assert bool(turn.citations) is answered
+    seen = turn.reader_verdict()
+    assert seen["model"] == "judge" and abs(seen["p_answers"] - (p_yes if p_yes is not None else 0.1)) < 1e-3
+    if not answered:
+        assert "the reader found no answer" in turn.verdict.reason
+    SupportTurn(kb, "音箱能当电脑的麦克风用吗？", reader=reader)  # the same passage and question: not read again
+    assert len(judge.prompts) == 2
+    far = SupportTurn(kb, "Can you recommend a good movie?", reader=reader)
+    assert "".join(far) and far.handoff and far.reader_verdict() is None and len(judge.prompts) == 2
+    # a FAQ match is read too: "怎么申请信用卡？" comes close to the payment-methods FAQ, which does not say
+    faq = SupportTurn(kb, "退款多久到账？", reader=reader)
+    text = "".join(faq)
+    assert len(judge.prompts) == 4 and faq.reader_verdict() is not None
+    # vetoed, the FAQ pair is no longer taken as the customer's own question; the evidence rule still weighs it
+    assert ("3-5个工作日" in text and faq.mode == "faq") if answered else faq.mode != "faq"
+
+
+def test_support_ask_reads_with_a_named_model_and_refuses_a_path_as_reader(lumio):
+    """`--reader smollm2`: a real model through llama.cpp gives its odds; `auto` with no Chinese-capable
+    default chat model installed asks none; a path is not a model name."""
+    read = ask("音箱能当电脑的麦克风用吗？", "--reader", "smollm2")
+    assert read["reader"]["model"] == "smollm2" and 0.0 < read["reader"]["p_answers"] < 1.0, read
+    assert ask("音箱能当电脑的麦克风用吗？")["reader"] is None
+    assert ask("音箱能当电脑的麦克风用吗？", "--reader", "off")["reader"] is None
+    bad = loom_cli("support", "ask", "lumio", "hi", "--reader", "../../etc/passwd", check=False)
+    assert bad.returncode != 0 and "not a model name" in bad.stderr
+
+
+def test_auto_reader_is_the_measured_model_only_when_installed(loom_home):
+    from loom import home
+    from loom.apps.support.reader import auto_name
+    from loom.config import SupportConfig
+
+    assert auto_name("auto", None) is None and auto_name("off", "qwen2.5-1.5b") is None
+    assert auto_name("smollm2", None) == "smollm2"
+    home.settings_path().parent.mkdir(parents=True, exist_ok=True)
+    home.settings_path().write_text(json.dumps({"chat_model": "qwen2.5-1.5b"}), encoding="utf-8")
+    assert auto_name("auto", "smollm2") is None  # the default names it, but it is not pulled here
+    with pytest.raises(ValueError, match="not a model name"):
+        SupportConfig(reader="/etc/passwd")

@@ -104,6 +104,10 @@ def _piper() -> ModelEntry:
 SPEECH_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # what OpenAI clients send to /v1/audio/speech: Piper here
 BUILTINS: dict[str, Callable[[], ModelEntry]] = {"smollm2": _smollm2, "minilm": _minilm, "e5": _e5, "whisper-tiny.en": _whisper_tiny_en,
                                                  "piper": _piper}
+# (backend, task) of each built-in: what `loom models list` shows for one whose package is missing
+BUILTIN_KINDS: dict[str, tuple[str, str]] = {"smollm2": ("gguf", "generate"), "minilm": ("embedding", "embed"),
+                                            "e5": ("embedding", "embed"), "whisper-tiny.en": ("whisper", "transcribe"),
+                                            "piper": ("piper", "speak")}
 
 
 def _read_catalog() -> dict[str, dict]:
@@ -121,8 +125,10 @@ def list_models() -> list[ModelEntry]:
     for name, make in BUILTINS.items():
         try:
             entries.append(make())
-        except NotFoundError:
-            entries.append(ModelEntry(name=name, backend="hf", path="(package not installed)", builtin=True))
+        except NotFoundError as e:
+            backend, task = BUILTIN_KINDS[name]
+            entries.append(ModelEntry(name=name, backend=backend, task=task, path="(package not installed)", builtin=True,
+                                      description=f"not installed: {e.hint}"))
     entries += [ModelEntry.model_validate(v) for v in _read_catalog().values()]
     return entries
 

@@ -252,6 +252,9 @@ class AppModels(_Strict):
     support: str | None = Field(None, description="writes answers for `support:KB` when the KB names no model of its own "
                                 "(loom kb create --model); unset = extractive answers, the passage itself")
     agent: str | None = Field(None, description="runs `agent:NAME` when the agent's YAML names no model")
+    support_reader: str = Field("auto", description="checks that a passage answers before `support:KB` answers from it "
+                                "(apps/support/reader.py): auto = the support writer or the default chat model when it is "
+                                "qwen2.5-1.5b, off = none, else a model name")
 
     @model_validator(mode="after")
     def _names_only(self) -> "AppModels":
@@ -391,6 +394,18 @@ class SupportConfig(_Strict):
         "similarity is at least this (None = calibrated: answerable.FAQ_MIN_SCORE of the way from off-topic questions to "
         "the FAQ question itself)")
     max_tokens: int = Field(256, ge=1, description="answer length limit for the chat model")
+    reader: str | None = Field(
+        "auto", description="chat model that reads the chosen passage before Loom answers from it and says whether it "
+        "answers the question (apps/support/reader.py): 'auto' = the writer or the default chat model when it is one the "
+        "reader weights were measured with (qwen2.5-1.5b), 'off' = none, else a model name")
+
+    @field_validator("reader")
+    @classmethod
+    def _reader_is_a_name(cls, name: str | None) -> str | None:
+        if name not in (None, "auto", "off") and not home.is_model_name(name):
+            raise ValueError(f"reader {name!r} is not a model name: name one from `loom models list`, 'auto' or 'off'")
+        return name
+
     graph: bool | None = Field(None, description="add the knowledge-graph facts around the question's entities (the "
                                "graph `loom kg build KB` made), cited; None = when the KB has a graph")
     graph_hops: int = Field(2, ge=1, le=3, description="how far from the question's entities graph facts may be")

@@ -99,6 +99,8 @@ def support(
     qa: str = typer.Option(..., "--qa", help=".jsonl/.csv with question and answer (the phrase a right answer contains)"),
     oos: str = typer.Option(None, "--oos", help=".jsonl/.csv of questions the KB cannot answer (should be handed off)"),
     model: str = typer.Option(None, "--model", help="chat model that writes the answers (default: extractive answers)"),
+    reader: str = typer.Option("auto", "--reader", help="chat model that checks each passage answers before Loom answers "
+                               "from it: auto (the writer or the default chat model, when it is qwen2.5-1.5b), off, or a name"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Answer accuracy, citation correctness and hand-off precision/recall, Chinese and English apart."""
@@ -108,24 +110,34 @@ def support(
 
     from loom import registry
     from loom.apps.support.eval_answers import evaluate, read_questions
-    from loom.apps.support.store import KnowledgeBase
+    import sys
 
+    from loom import home
+    from loom.apps.support.reader import open_reader
+    from loom.apps.support.store import KnowledgeBase
+    from loom.errors import InputError
+
+    if reader not in ("auto", "off") and not home.is_model_name(reader):
+        raise InputError(f"--reader {reader!r} is not a model name", "pass auto, off, or a name from `loom models list`")
     base = KnowledgeBase(kb)
     questions = read_questions(Path(qa), need_answer=True)
     unanswerable = read_questions(Path(oos), need_answer=False) if oos else []
     generator = registry.open_backend(model) if model else None
+    checker, reader_backend = open_reader(reader, model, generator, warn=lambda m: print(m, file=sys.stderr))
     try:
-        report = evaluate(base, questions, unanswerable, generator, progress=not json_out)
+        report = evaluate(base, questions, unanswerable, generator, progress=not json_out, reader=checker)
     finally:
-        if generator is not None:
-            generator.close()
+        for backend in (generator, reader_backend):
+            if backend is not None:
+                backend.close()
     if json_out:
         print_json(report)
         return
     console = stdout_console()
     columns = ("accuracy", "citation_correct", "handoff_rate", "oos_handoff_recall", "handoff_precision")
     table = Table("questions", "in-scope", "out-of-scope", *(c.replace("_", " ") for c in columns), "s/answer",
-                  title=f"{kb}: {report['model'] or 'extractive'} answers, encoder {report['encoder']}")
+                  title=f"{kb}: {report['model'] or 'extractive'} answers, encoder {report['encoder']}"
+                  + (f", passages checked by {report['reader']}" if report["reader"] else ""))
     for label, s in [("all", report["overall"]), *report["by_language"].items()]:
         table.add_row(label, str(s["in_scope"]), str(s["out_of_scope"]), *("-" if s[c] is None else f"{s[c]:.3f}" for c in columns),
                       f"{s['seconds_per_answer']['mean']:.2f}")

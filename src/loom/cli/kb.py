@@ -124,34 +124,60 @@ def search(
 
 _MIN_SCORE_HELP = ("hand off unless the evidence reaches this: the best passage placed between the KB's off-topic "
                    "level (0) and its own questions' level (1), plus credit for the question's rare words in it "
-                   "[the cross-validated default, 0.7]")
+                   "[the cross-validated default: 0.55, or 0.0 when a reader checks the passage]")
 
 
-def _answer(name: str, question: str, history: list, model: str | None, conversation: str, min_score: float | None = None,
-            graph: bool | None = None):
-    from loom.apps.support.answer import SupportTurn
-    from loom.apps.support.backend import sources_footer
-    from loom.apps.support.store import KnowledgeBase
-    from loom.config import SupportConfig
+_READER_HELP = ("chat model that reads the chosen passage first and says whether it answers the question: auto (the "
+                "writer or the default chat model, when it is qwen2.5-1.5b), off, or a model name")
 
-    kb = KnowledgeBase(name)
-    model = model or kb.meta("model") or None
-    generator = None
-    if model:
-        from loom import registry
 
-        with console.status(f"loading {model}"):
-            generator = registry.open_backend(model)
-    turn = SupportTurn(kb, question, history, SupportConfig(model=model, min_score=min_score, graph=graph), generator)
-    for piece in turn:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write((sources_footer(turn.citations, turn.lang) if turn.citations else "") + "\n")
-    turn.record(conversation)
-    why = f": {turn.verdict.reason}" if turn.handoff and turn.verdict.reason else ""
-    note = f"{turn.mode}, confidence {turn.confidence:.2f}" + (f", handed off to a person{why}" if turn.handoff else "")
-    console.print(f"[dim]{note}[/dim]")
-    return turn
+class _Desk:
+    """One KB with its writer and reader loaded once, answering turns on the terminal."""
+
+    def __init__(self, name: str, model: str | None, reader: str | None, min_score: float | None, graph: bool | None) -> None:
+        from loom.apps.support.reader import open_reader
+        from loom.apps.support.store import KnowledgeBase
+        from loom.config import SupportConfig
+
+        from loom import home
+        from loom.errors import InputError
+
+        if reader not in ("auto", "off") and not home.is_model_name(reader):
+            raise InputError(f"--reader {reader!r} is not a model name", "pass auto, off, or a name from `loom models list`")
+        self.kb = KnowledgeBase(name)
+        model = model or self.kb.meta("model") or None
+        self.cfg = SupportConfig(model=model, min_score=min_score, graph=graph, reader=reader)
+        self.generator = None
+        if model:
+            from loom import registry
+
+            with console.status(f"loading {model}"):
+                self.generator = registry.open_backend(model)
+        with console.status("loading the reader"):
+            self.reader, self._reader_backend = open_reader(self.cfg.reader, model, self.generator,
+                                                            warn=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+
+    def answer(self, question: str, history: list, conversation: str):
+        from loom.apps.support.answer import SupportTurn
+        from loom.apps.support.backend import sources_footer
+
+        turn = SupportTurn(self.kb, question, history, self.cfg, self.generator, reader=self.reader)
+        for piece in turn:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write((sources_footer(turn.citations, turn.lang) if turn.citations else "") + "\n")
+        turn.record(conversation)
+        why = f": {turn.verdict.reason}" if turn.handoff and turn.verdict.reason else ""
+        read = turn.reader_verdict()
+        note = (f"{turn.mode}, confidence {turn.confidence:.2f}" + (f", handed off to a person{why}" if turn.handoff else "")
+                + (f", {read['model']} reads an answer in it with p={read['p_answers']:.2f}" if read else ""))
+        console.print(f"[dim]{note}[/dim]")
+        return turn
+
+    def close(self) -> None:
+        for backend in (self.generator, self._reader_backend):
+            if backend is not None:
+                backend.close()
 
 
 @support_app.command()
@@ -159,6 +185,7 @@ def ask(
     kb: str = typer.Argument(..., help="knowledge base"),
     question: str = typer.Argument(...),
     model: str = typer.Option(None, help="chat model that writes the answer (default: the KB's, else extractive)"),
+    reader: str = typer.Option("auto", "--reader", help=_READER_HELP),
     min_score: float = typer.Option(None, "--min-score", help=_MIN_SCORE_HELP),
     graph: bool = typer.Option(None, "--graph/--no-graph", help="add knowledge-graph facts around the question's entities "
                                                                "(default: when `loom kg build KB` made a graph)"),
@@ -169,40 +196,49 @@ def ask(
     import io
     import uuid
 
-    if json_out:
+    desk = _Desk(kb, model, reader, min_score, graph)
+    try:
+        if not json_out:
+            desk.answer(question, [], uuid.uuid4().hex[:16])
+            return
         with contextlib.redirect_stdout(io.StringIO()):
-            turn = _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
+            turn = desk.answer(question, [], uuid.uuid4().hex[:16])
         print_json({"answer": turn.text, "citations": turn.citations, "confidence": turn.confidence,
                     "handoff": turn.handoff, "mode": turn.mode, "score": round(turn.verdict.score, 3), "fallback": turn.fallback,
-                    "why": turn.verdict.reason, "graph_facts": turn.graph_facts})
-        return
-    _answer(kb, question, [], model, uuid.uuid4().hex[:16], min_score, graph)
+                    "why": turn.verdict.reason, "reader": turn.reader_verdict(), "graph_facts": turn.graph_facts})
+    finally:
+        desk.close()
 
 
 @support_app.command()
 def chat(
     kb: str = typer.Argument(..., help="knowledge base"),
     model: str = typer.Option(None, help="chat model that writes answers (default: the KB's, else extractive)"),
+    reader: str = typer.Option("auto", "--reader", help=_READER_HELP),
     min_score: float = typer.Option(None, "--min-score", help=_MIN_SCORE_HELP),
 ) -> None:
     """Multi-turn support chat: follow-ups are understood with the history; /reset starts over."""
     import uuid
 
+    desk = _Desk(kb, model, reader, min_score, None)
     conversation, history = uuid.uuid4().hex[:16], []
     console.print(f"[dim]support chat on {kb}; /reset starts a new conversation, /exit quits[/dim]")
-    while True:
-        try:
-            line = console.input("[bold green]customer>[/bold green] ").strip()
-        except EOFError:
-            break
-        if line in ("/exit", "/quit"):
-            break
-        if line == "/reset":
-            conversation, history = uuid.uuid4().hex[:16], []
-            continue
-        if line:
-            turn = _answer(kb, line, history, model, conversation, min_score)
-            history += [{"role": "user", "content": line}, {"role": "assistant", "content": turn.text}]
+    try:
+        while True:
+            try:
+                line = console.input("[bold green]customer>[/bold green] ").strip()
+            except EOFError:
+                break
+            if line in ("/exit", "/quit"):
+                break
+            if line == "/reset":
+                conversation, history = uuid.uuid4().hex[:16], []
+                continue
+            if line:
+                turn = desk.answer(line, history, conversation)
+                history += [{"role": "user", "content": line}, {"role": "assistant", "content": turn.text}]
+    finally:
+        desk.close()
 
 
 @support_app.command()

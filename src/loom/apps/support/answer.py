@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from loom.apps.support import answerable
 from loom.apps.support.retrieve import Hit, hit, search_detailed
@@ -68,7 +69,11 @@ def rewrite(question: str, history: list[dict]) -> str:
 
 class SupportTurn:
     def __init__(self, kb: KnowledgeBase, question: str, history: list[dict] | None = None,
-                 cfg: SupportConfig | None = None, generator=None, rule: answerable.Rule | None = None) -> None:
+                 cfg: SupportConfig | None = None, generator=None, rule: answerable.Rule | None = None,
+                 reader=None) -> None:
+        """generator: a chat Backend that writes the answer (None: extractive). reader: a reader.Reader
+        that checks the passage answers the question before Loom answers from it (None: not checked).
+        rule: answerable.Rule other than the shipped one (the benchmark's cross-validation)."""
         from loom.errors import InputError
 
         if not question.strip():
@@ -83,9 +88,14 @@ class SupportTurn:
         self.best, lexical = self._evidence(candidates, top)
         passage = f"{self.best.title} {self.best.text}" if self.best else ""
         if rule is None:
-            rule = answerable.Rule() if self.cfg.min_score is None else answerable.Rule(min_score=self.cfg.min_score)
-        self.rule = rule
-        self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, answerable.unfamiliar(kb, self.query), rule)
+            rule = answerable.READER_RULE if reader is not None else answerable.Rule()
+            rule = rule if self.cfg.min_score is None else replace(rule, min_score=self.cfg.min_score)
+        self.rule, self.reader = rule, reader
+        unfamiliar = answerable.unfamiliar(kb, self.query)
+        self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule)
+        if self._worth_reading():
+            read = reader.log_odds(reader_passage(self.best), self.question)
+            self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule, read)
         if self.cfg.handoff_below is not None:  # an operator's explicit cosine threshold wins over calibration
             self.verdict.answerable = top["dense"] >= self.cfg.handoff_below
         self.confidence = self.verdict.confidence
@@ -96,6 +106,25 @@ class SupportTurn:
         self.fallback = ""  # why a generated answer was replaced by the extractive one
         self.draft = ""  # the chat model's own answer, shown or not
         self.graph_facts: list[dict] = []  # knowledge-graph facts added to the answer
+
+    def _worth_reading(self) -> bool:
+        """Ask the reader only where its verdict can turn the decision: a FAQ match only when the rule
+        has it check those; never for an empty KB, or a question far off-topic (or clearly answered)
+        whatever the reader says."""
+        v = self.verdict
+        if self.reader is None or self.best is None or v.final or self.cfg.handoff_below is not None:
+            return False
+        if self._faq_candidate() is not None:
+            return self.rule.faq_reader
+        return self.rule.reader_can_decide(v.score, v.coverage, v.unfamiliar)
+
+    def reader_verdict(self) -> dict | None:
+        """{"model", "p_answers"} when the reader was asked for this turn, else None."""
+        if self.verdict.reader is None:
+            return None
+        from loom.apps.support.reader import probability
+
+        return {"model": self.reader.name, "p_answers": round(probability(self.verdict.reader), 4)}
 
     def __iter__(self) -> Iterator[str]:
         faq = self._faq_match()
@@ -179,7 +208,16 @@ class SupportTurn:
         return answerable.faq_score(self.kb, self.lang, top.scores["faq"])
 
     def _faq_match(self) -> Hit | None:
-        """The best passage when it is a FAQ pair whose question is clearly the customer's."""
+        """The best passage when it is a FAQ pair whose question is clearly the customer's, and the
+        reader (when the rule has it check FAQ matches) did not find the answer missing from it: "怎么申请
+        信用卡？" is close to the payment-methods FAQ, which does not say."""
+        found = self._faq_candidate()
+        if found is None or self.rule.faq_reader and self.verdict.reader is not None and self.verdict.reader < 0:
+            return None
+        return found
+
+    def _faq_candidate(self) -> Hit | None:
+        """The best passage when it is a FAQ pair whose question is clearly the customer's by similarity."""
         score = self.faq_score
         if score is None:
             return None
@@ -230,6 +268,13 @@ class SupportTurn:
     def record(self, conversation: str) -> None:
         self.kb.log_turn(conversation, "user", self.question)
         self.kb.log_turn(conversation, "assistant", self.text, self.citations, self.confidence, self.handoff)
+
+
+def reader_passage(hit: Hit) -> str:
+    """The passage as the reader sees it: a FAQ pair as question and answer, a section under its heading."""
+    if hit.faq:
+        return f"Q: {hit.faq['question']}\nA: {hit.faq['answer']}"
+    return f"{hit.title}\n{hit.text}" if hit.title else hit.text
 
 
 def _prompt(lang: str, passage: str, question: str) -> str:

@@ -22,6 +22,10 @@ has never seen weighs most; English and Chinese function words out):
 It is answerable when  score + COVERAGE_WEIGHT * coverage - UNFAMILIAR_WEIGHT * unfamiliar >= MIN_SCORE.
 A passage in a language the encoder cannot read (Chinese under MiniLM) is no evidence at all.
 
+With a reader (reader.py: a chat model asked whether the chosen passage answers), its log-odds join as
+a fourth signal under READER_RULE, whose numbers were chosen the same way. Similarity alone cannot
+tell "do you sell child seats?" from the luggage-rack questions the manual answers; the reader can.
+
 Why two anchors: a z-score against the off-topic questions alone separated well under e5 but not under
 MiniLM, whose off-topic similarities are tight (std 0.05) while in-domain ones spread to 0.8. Why these
 numbers: bench/support_answers.py chooses them by leave-one-domain-out cross-validation over three KBs
@@ -55,6 +59,15 @@ COVERAGE_WEIGHT = 1.5  # the passage holding the question's rare words is eviden
 UNFAMILIAR_WEIGHT = 0.5  # words the KB never uses ("financing", "以旧换新") are evidence against
 UNFAMILIAR_FULL_AT = 40  # chunks: a KB this large has the vocabulary to say a word is foreign to it (a guard, not tuned)
 FAQ_MIN_SCORE = 0.3  # a FAQ question this far from off-topic towards "asked verbatim" is the customer's question
+# With a reader (READER_RULE below), chosen the same way with the reader's log-odds as a fourth signal
+# (bench/support_answers.py --reader qwen2.5-1.5b): the bar drops below 0 because a passage the reader
+# vouches for may answer a question that looks off-topic to the encoder, coverage gives way to the
+# reader, and the reader also checks FAQ matches ("怎么申请信用卡？" is close to the payment-methods FAQ).
+READER_MIN_SCORE = -0.1
+READER_COVERAGE_WEIGHT = 0.0
+READER_UNFAMILIAR_WEIGHT = 1.0
+READER_FAQ_MIN_SCORE = 0.2
+READER_WEIGHT = 0.15  # per unit of log-odds: a confident "no" (-6.9) is worth -1.0 of evidence
 READS = {"minilm": {"en"}, "e5": {"zh", "en"}}  # which passages an encoder's similarities mean anything for
 _MAX_OWN = 200  # own-question samples per KB: bounds the cost on large KBs
 _MIN_SPAN = 0.02  # own - off can be ~0 on a tiny or odd KB; keep the scale finite
@@ -74,9 +87,23 @@ class Rule:
     coverage_weight: float = COVERAGE_WEIGHT
     unfamiliar_weight: float = UNFAMILIAR_WEIGHT
     faq_min_score: float = FAQ_MIN_SCORE
+    reader_weight: float = 0.0  # per unit of the reader's log-odds that the passage answers (reader.py)
+    faq_reader: bool = False  # a FAQ match is answered only if the reader, asked, does not say its answer is missing
 
-    def evidence(self, score: float, coverage: float, unfamiliar: float) -> float:
-        return score + self.coverage_weight * coverage - self.unfamiliar_weight * unfamiliar
+    def evidence(self, score: float, coverage: float, unfamiliar: float, reader: float | None = None) -> float:
+        read = self.reader_weight * reader if reader is not None else 0.0
+        return score + self.coverage_weight * coverage - self.unfamiliar_weight * unfamiliar + read
+
+    def reader_can_decide(self, score: float, coverage: float, unfamiliar: float) -> bool:
+        """Could the reader's verdict turn this one? Far off-topic questions (and clear matches) skip it."""
+        from loom.apps.support.reader import MAX_LOG_ODDS
+
+        return abs(self.evidence(score, coverage, unfamiliar) - self.min_score) < self.reader_weight * MAX_LOG_ODDS
+
+
+# The rule when a chat model reads the passage first (reader.py).
+READER_RULE = Rule(min_score=READER_MIN_SCORE, coverage_weight=READER_COVERAGE_WEIGHT, unfamiliar_weight=READER_UNFAMILIAR_WEIGHT,
+                   faq_min_score=READER_FAQ_MIN_SCORE, reader_weight=READER_WEIGHT, faq_reader=True)
 
 
 @dataclass
@@ -87,6 +114,8 @@ class Verdict:
     reason: str = ""
     coverage: float = 0.0  # share of the question's IDF mass in the passage answered from
     unfamiliar: float = 0.0  # share of the question's IDF mass in words the KB never uses
+    reader: float | None = None  # the reader's log-odds that the passage answers (None: not asked)
+    final: bool = False  # no evidence can turn it (an empty KB, a passage the encoder cannot read)
 
     @property
     def confidence(self) -> float:
@@ -117,25 +146,31 @@ def anchors(kb: KnowledgeBase) -> dict:
 
 
 def judge(kb: KnowledgeBase, lang: str, similarity: float, passage: str = "", coverage: float = 0.0,
-          unfamiliar: float = 0.0, rule: Rule | None = None) -> Verdict:
+          unfamiliar: float = 0.0, rule: Rule | None = None, reader: float | None = None) -> Verdict:
     """The verdict for a question in `lang` whose best passage over the KB has cosine `similarity`,
-    whose passage to answer from (`passage`) holds `coverage` of its IDF-weighted words, and whose
-    words the KB never uses make up `unfamiliar` of that weight."""
+    whose passage to answer from (`passage`) holds `coverage` of its IDF-weighted words, whose
+    words the KB never uses make up `unfamiliar` of that weight, and (when a reader was asked) whose
+    passage answers it with log-odds `reader`."""
     rule = rule or Rule()
     scale = anchors(kb)["dense"].get(lang)
     if scale is None or similarity <= -1.0:
-        return Verdict(0.0, similarity, False, "the knowledge base is empty")
+        return Verdict(0.0, similarity, False, "the knowledge base is empty", final=True)
     if passage and language(passage) not in READS.get(kb.encoder_name, {"zh", "en"}):
-        return Verdict(0.0, similarity, False, f"{kb.encoder_name} cannot read the best passage's language")
+        return Verdict(0.0, similarity, False, f"{kb.encoder_name} cannot read the best passage's language", final=True)
     off, own = scale
     score = (similarity - off) / min(max(own - off, _MIN_SPAN), _MAX_SPAN.get(kb.encoder_name, 1.0))
-    evidence = rule.evidence(score, coverage, unfamiliar)
-    if evidence >= rule.min_score:
+    if rule.evidence(score, coverage, unfamiliar, reader) >= rule.min_score:
         why = "the question's words are in the passage" if score < rule.min_score else ""
-        return Verdict(score, similarity, True, why, coverage, unfamiliar)
-    why = ("the question names things the knowledge base never mentions" if rule.evidence(score, coverage, 0.0) >= rule.min_score
-           else "the best passage is not much closer than off-topic questions get")
-    return Verdict(score, similarity, False, why, coverage, unfamiliar)
+        return Verdict(score, similarity, True, why, coverage, unfamiliar, reader)
+    if reader is not None and rule.evidence(score, coverage, unfamiliar) >= rule.min_score:
+        why = "the reader found no answer to the question in the passage"
+    elif rule.evidence(score, coverage, 0.0) >= rule.min_score:
+        why = "the question names things the knowledge base never mentions"
+    else:
+        why = "the best passage is not much closer than off-topic questions get"
+    if reader is not None and reader < 0 and not why.startswith("the reader"):
+        why += ", and the reader found no answer in it"
+    return Verdict(score, similarity, False, why, coverage, unfamiliar, reader)
 
 
 def faq_score(kb: KnowledgeBase, lang: str, similarity: float) -> float:

@@ -4,15 +4,18 @@ history; citations travel on the final chunk (`extra`), hand-offs are flagged in
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
 from loom import registry
+from loom.apps.support.reader import open_reader
 from loom.backends.base import Backend, Chunk, Info, Request, check_messages
 from loom.config import SupportConfig
 from loom.errors import InputError
 
 PREFIX = "support:"
+log = logging.getLogger(__name__)
 
 
 class SupportBackend(Backend):
@@ -29,9 +32,13 @@ class SupportBackend(Backend):
         if model:
             self.cfg = self.cfg.model_copy(update={"model": model})
             self.generator = shared.open(model) if shared else registry.open_backend(model)
+        # the reader that checks a passage answers before Loom answers from it (reader.py; the server's copy when shared)
+        choice = shared.app_models.get("support_reader") or self.cfg.reader if shared else self.cfg.reader
+        self.reader, self._reader_backend = open_reader(choice, model, self.generator, shared, log.warning)
 
     def info(self) -> Info:
         how = f"answers written by {self.cfg.model}" if self.cfg.model else "extractive answers"
+        how += f", passages checked by {self.reader.name}" if self.reader else ""
         return Info(self.name, "support", ["chat"], None, f"customer support over knowledge base {self.kb.name!r} ({how})")
 
     def stream(self, request: Request) -> Iterator[Chunk]:
@@ -43,7 +50,7 @@ class SupportBackend(Backend):
         if request.messages[-1]["role"] != "user":
             raise InputError("the last message must be the customer's (role 'user')", "end messages with the question")
         history = [m for m in request.messages[:-1] if m["role"] in ("user", "assistant")]
-        turn = SupportTurn(self.kb, request.messages[-1]["content"], history, self.cfg, self.generator)
+        turn = SupportTurn(self.kb, request.messages[-1]["content"], history, self.cfg, self.generator, reader=self.reader)
         return self._run(turn)
 
     def _run(self, turn) -> Iterator[Chunk]:
@@ -55,12 +62,15 @@ class SupportBackend(Backend):
             yield Chunk(sources_footer(turn.citations, turn.lang))
         turn.record(conversation=uuid.uuid4().hex[:16])
         extra = {"citations": turn.citations, "confidence": round(turn.confidence, 4), "handoff": turn.handoff, "mode": turn.mode,
+                 "reader": turn.reader_verdict(),
                  "fallback": turn.fallback}  # why a chat model's sentence was replaced by the extractive answer ('' if not)
         yield Chunk("", "stop", self.count_tokens(turn.question), produced, extra)
 
     def close(self) -> None:
         if self.generator is not None and self._owns_generator:  # a server's shared model stays loaded
             self.generator.close()
+        if self._reader_backend is not None:
+            self._reader_backend.close()
 
 
 def sources_footer(citations: list[dict], lang: str) -> str:

@@ -54,18 +54,20 @@ def _phrases(value) -> list[str]:
 
 
 def evaluate(kb: KnowledgeBase, qa: list[dict], oos: list[dict] | None = None, generator=None,
-             cfg: SupportConfig | None = None, progress: bool = True, rule=None) -> dict:
-    """rule: an answerable.Rule other than the shipped one (the benchmark's cross-validation)."""
+             cfg: SupportConfig | None = None, progress: bool = True, rule=None, reader=None) -> dict:
+    """rule: an answerable.Rule other than the shipped one (the benchmark's cross-validation).
+    reader: a reader.Reader that checks each passage answers before Loom answers from it."""
     from tqdm import tqdm
 
     cfg = cfg or SupportConfig()
     results = []
     for row in tqdm([*qa, *(oos or [])], desc=f"eval support {kb.name}", unit=" questions", disable=not progress):
         start = time.perf_counter()
-        turn = SupportTurn(kb, str(row["question"]), [], cfg, generator, rule=rule)
+        turn = SupportTurn(kb, str(row["question"]), [], cfg, generator, rule=rule, reader=reader)
         text = "".join(turn)
         results.append(_score(row, turn, text, time.perf_counter() - start))
     report = {"kb": kb.name, "encoder": kb.encoder_name, "model": generator.name if generator else None,
+              "reader": reader.name if reader else None,
               "questions": len(qa), "oos_questions": len(oos or []), "overall": _summary(results)}
     report["by_language"] = {lang: _summary([r for r in results if r["lang"] == lang]) for lang in ("zh", "en")
                              if any(r["lang"] == lang for r in results)}
@@ -78,7 +80,7 @@ def _score(row: dict, turn: SupportTurn, text: str, seconds: float) -> dict:
     in_scope = "answer" in row and bool(_phrases(row.get("answer")))
     out = {"question": row["question"], "lang": row["lang"], "in_scope": in_scope, "kind": row.get("kind"), "answer": text, "mode": turn.mode,
            "handoff": turn.handoff, "confidence": round(turn.confidence, 4), "seconds": round(seconds, 3),
-           "fallback": turn.fallback, "draft": turn.draft}
+           "fallback": turn.fallback, "draft": turn.draft, "reader": turn.reader_verdict()}
     if in_scope:
         phrases = _phrases(row["answer"])
         evidence = _phrases(row.get("evidence")) or phrases

@@ -113,8 +113,10 @@ $("kb-ask-form").addEventListener("submit", (e) => {
     kbHistory.push({ role: "assistant", content: message.content });
     // How the answer was made: a hand-off is said plainly, so nobody mistakes it for an answer.
     const how = reply.choices[0].loom || {};
-    $("kb-answer-meta").textContent = how.handoff ? t("answer_handoff")
-      : how.mode ? `${t("answer_" + how.mode)} · ${t("confidence")} ${Number(how.confidence).toFixed(2)}` : "";
+    // When a chat model read the passage first (the support reader), say which and how sure it was.
+    const read = how.reader ? ` · ${t("checked_by")} ${how.reader.model} (${Number(how.reader.p_answers).toFixed(2)})` : "";
+    $("kb-answer-meta").textContent = how.handoff ? t("answer_handoff") + read
+      : how.mode ? `${t("answer_" + how.mode)} · ${t("confidence")} ${Number(how.confidence).toFixed(2)}${read}` : "";
     const box = $("kb-answer");
     box.textContent = "";
     // Citation markers [n] become buttons that open the cited passage.
