@@ -233,6 +233,8 @@ def test_default_server_answers_chinese(loom_home):
     assert "default chat model: qwen2.5-1.5b" in pulled.stdout + pulled.stderr
     again = run_loom("models", "pull", "qwen2.5-1.5b", "--if-missing", env_home=loom_home, timeout=120)
     assert "is ready at" in again.stdout + again.stderr  # the second `make run` does not assemble it again
+    run_loom("kb", "create", "bike", env_home=loom_home)
+    run_loom("kb", "add", "bike", str(REPO / "bench/data/support/ebike/kb"), env_home=loom_home, timeout=600)
     server = LiveServer(loom_home, "--config", str(REPO / "configs/serve/default.yaml"), start_timeout=900)
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=600)
@@ -256,6 +258,13 @@ def test_default_server_answers_chinese(loom_home):
         assert len(vectors.data[0].embedding) == 384
         assert "Loom is serving at" in server.output() and '"model": "qwen2.5-1.5b"' in server.output()
         assert "default chat model: qwen2.5-1.5b: " in server.output() and "loom models default qwen2.5-0.5b" in server.output()
+        # support:KB on this server: the default model reads each passage first (issue 34.2), so questions on
+        # the manual's subject that it does not answer are handed off, and answerable ones are still answered
+        for question, answerable in [("电瓶多久充满", True), ("I bought it last month and now the screen shows E03, what's wrong", True),
+                                     ("你们卖儿童座椅吗？能装在F2上吗", False), ("Do you sell child seats for the F2?", False)]:
+            reply = client.chat.completions.create(model="support:bike", messages=[{"role": "user", "content": question}])
+            extra = reply.choices[0].model_extra["loom"]
+            assert extra["handoff"] is not answerable and extra["reader"]["model"] == "qwen2.5-1.5b", (question, extra)
     finally:
         server.stop()
 
