@@ -385,7 +385,7 @@ class SupportConfig(_Strict):
         None, description="hand over to a person unless the evidence (the best passage's similarity placed between the "
         "KB's off-topic level (0) and the level of its own FAQ questions and headings (1), plus credit for the question's "
         "rare words in the passage, less its words the KB never uses) reaches this; None = the cross-validated default "
-        "(loom.apps.support.answerable.MIN_SCORE, docs/support.md)")
+        "(loom.apps.support.answerable.MIN_SCORE, or READER_MIN_SCORE when a reader checks the passage; docs/support.md)")
     handoff_below: float | None = Field(
         None, ge=-1.0, le=1.0, description="override: hand over when the best passage's raw cosine similarity is below "
         "this (None = use the calibrated min_score)")
