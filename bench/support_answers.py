@@ -77,23 +77,31 @@ def questions(domain: str) -> tuple[list[dict], list[dict]]:
     return read_questions(DATA / domain / "qa.jsonl", need_answer=True), read_questions(DATA / domain / "oos.jsonl", need_answer=False)
 
 
-def inputs(kb, qa: list[dict], oos: list[dict], reader=None) -> list[dict]:
-    """Per question: what any rule decides on, and whether the answer it would give is right. With a
-    reader, its log-odds that the chosen passage answers (asked for every question here, so any rule
-    can be scored; the reader keeps them, so answering for real later asks nothing twice)."""
-    from loom.apps.support.answer import SupportTurn, reader_passage
+def inputs(kb, qa: list[dict], oos: list[dict], reader=None) -> tuple[list[dict], list[dict] | None]:
+    """Per question: what any rule decides on, and whether the answer it would give is right; then the
+    same with the reader, which reads every question here (so any rule can be scored) and may choose
+    another of the top candidates to answer from (SupportTurn._read). The reader keeps its verdicts, so
+    answering for real later asks nothing twice."""
+    from loom.apps.support.answer import SupportTurn
     from loom.apps.support.eval_answers import _phrases, normalise
 
-    rows = []
+    rows, read_rows = [], []
     for q in [*qa, *oos]:
         turn = SupportTurn(kb, q["question"])
-        said = normalise(turn.extractive_answer())
         v = turn.verdict
-        read = reader.log_odds(reader_passage(turn.best), q["question"]) if reader and turn.best else None
-        rows.append({"in_scope": "answer" in q, "lang": q["lang"], "faq": turn.faq_score, "score": v.score,
-                     "coverage": v.coverage, "unfamiliar": v.unfamiliar, "similarity": v.similarity, "reader": read,
-                     "right": "answer" in q and any(p in said for p in _phrases(q["answer"]))})
-    return rows
+        phrases = _phrases(q["answer"]) if "answer" in q else []
+        row = {"in_scope": "answer" in q, "lang": q["lang"], "faq": turn.faq_score, "score": v.score,
+               "coverage": v.coverage, "unfamiliar": v.unfamiliar, "similarity": v.similarity, "reader": None,
+               "right": any(p in normalise(turn.extractive_answer()) for p in phrases)}
+        rows.append(row)
+        if reader and turn.best:
+            turn.reader = reader
+            turn.best, cover, odds = turn._read()
+            read_rows.append(dict(row, faq=turn.faq_score, coverage=cover, reader=odds,
+                                  right=any(p in normalise(turn.extractive_answer()) for p in phrases)))
+        elif reader:
+            read_rows.append(row)
+    return rows, (read_rows if reader else None)
 
 
 def rates(rows: list[dict], answers) -> tuple[float, float]:
@@ -175,6 +183,7 @@ def main() -> None:
     from loom import registry
     from loom.apps.support import answerable
     from loom.apps.support.eval_answers import evaluate
+    from loom.apps.support import reader as reader_module
     from loom.apps.support.reader import Reader
     from loom.config import SupportConfig
 
@@ -190,6 +199,7 @@ def main() -> None:
             generator = opened
         elif opened is not None:
             reader = Reader(opened, name)
+            reader_module._CACHE = 1_000_000  # every verdict kept: each rule is scored by answering again
     reports: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LOOM_HOME"] = tmp  # the benchmark's KBs never touch the user's
@@ -200,13 +210,16 @@ def main() -> None:
             print(f"{d}: {kbs[d].stats()['chunks']} chunks, encoder {kbs[d].encoder_name}; {len(qa)} in-scope, "
                   f"{len(oos)} out-of-scope ({sum(r.get('kind') == 'near' for r in oos)} near)")
         started = time.perf_counter()
-        rows = {d: inputs(kbs[d], *sets[d], reader) for d in DOMAINS}
+        both = {d: inputs(kbs[d], *sets[d], reader) for d in DOMAINS}
+        rows, read_rows = ({d: pair[0] for d, pair in both.items()}, {d: pair[1] for d, pair in both.items()})
         if reader:
-            asked = sum(len(r) for r in rows.values())
-            print(f"reader {reader.name}: {asked} passages read, {(time.perf_counter() - started) / asked:.2f} s each")
+            asked = len(reader._seen)
+            print(f"reader {reader.name}: {asked} passages read for {sum(len(r) for r in rows.values())} questions, "
+                  f"{(time.perf_counter() - started) / asked:.2f} s each")
         if args.dump:
-            Path(args.dump).write_text(json.dumps({d: [dict(r, q=q["question"], kind=q.get("kind"))
-                for r, q in zip(rows[d], [*sets[d][0], *sets[d][1]])] for d in DOMAINS}, ensure_ascii=False))
+            Path(args.dump).write_text(json.dumps({d: [dict(r, q=q["question"], kind=q.get("kind"), read=read)
+                for r, read, q in zip(rows[d], read_rows[d] or rows[d], [*sets[d][0], *sets[d][1]])] for d in DOMAINS},
+                ensure_ascii=False))
         rules = [answerable.Rule(*combo) for combo in itertools.product(*GRID.values())]
 
         print("\nheld out (rule chosen on the other domains):")
@@ -217,12 +230,12 @@ def main() -> None:
             print(line(f"{d} peer cosine {threshold}", held["peer"][d]))
         if reader:
             reader_rules = [answerable.Rule(*combo) for combo in itertools.product(*READER_GRID.values())]
-            held["loom_reader"] = cross_validate(kbs, sets, rows, reader_rules, reader)
+            held["loom_reader"] = cross_validate(kbs, sets, read_rows, reader_rules, reader)
             held["peer_reader"] = {}
             for d in DOMAINS:  # scored from each question's recorded answer (the reader's veto is not a SupportTurn option)
-                choice = choose([rows[o] for o in DOMAINS if o != d], list(itertools.product(PEER_GRID, PEER_READER_BARS)),
+                choice = choose([read_rows[o] for o in DOMAINS if o != d], list(itertools.product(PEER_GRID, PEER_READER_BARS)),
                                 peer_reader_decides)
-                accuracy, oos = rates(rows[d], lambda r: peer_reader_decides(choice, r))
+                accuracy, oos = rates(read_rows[d], lambda r: peer_reader_decides(choice, r))
                 held["peer_reader"][d] = {"overall": {"accuracy": accuracy, "oos_handoff_recall": oos}}
                 print(f"  {d} peer + reader (cosine {choice[0]}, log-odds >= {choice[1]}): accuracy {accuracy:.3f}  "
                       f"OOS hand-off {oos:.3f}")
@@ -236,7 +249,7 @@ def main() -> None:
         for d in DOMAINS:
             print(line(d, reports["shipped"][d]))
         if reader:
-            every = choose(list(rows.values()), reader_rules, loom_decides)
+            every = choose(list(read_rows.values()), reader_rules, loom_decides)
             print(f"with the reader, chosen on all domains: {every}; shipped: {answerable.READER_RULE}"
                   + ("" if every == answerable.READER_RULE else "  (differs: update answerable.py)"))
             reports["shipped_reader"] = {d: evaluate(kbs[d], *sets[d], progress=False, reader=reader) for d in DOMAINS}

@@ -33,6 +33,8 @@ _BARE = re.compile(r"^[\W\d_]*$")  # "1", "[1]", "2." : what a small model write
 _IDK = ("i don't know", "i do not know", "no answer", "cannot answer", "不知道", "无法回答", "没有提到", "未提及")
 _CODE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}-?\d{1,4}(?![A-Za-z0-9])")  # E03, F2, P-12: named exactly or not at all
 CANDIDATES = 8  # passages weighed when choosing the one to answer from (the top k shown are the first cfg.k)
+READ_CANDIDATES = 3  # with a reader: passages it may read to choose the one to answer from
+READ_MORE_BELOW = 1.0  # log-odds (p 0.73): a first passage the reader rates lower makes it read the next ones
 CHOOSE_COVERAGE = 0.05  # cosine points a passage holding all of the question's rare words gains when choosing
 CHOOSE_CODE = 0.05  # and one that holds every code the question names (an error code, a model number)
 SHORT_PASSAGE = {"zh": 220, "en": 500}  # characters: a passage up to this long is the answer as it stands
@@ -94,7 +96,8 @@ class SupportTurn:
         unfamiliar = answerable.unfamiliar(kb, self.query)
         self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule)
         if self._worth_reading():
-            read = reader.log_odds(reader_passage(self.best), self.question)
+            self.best, lexical, read = self._read()
+            passage = f"{self.best.title} {self.best.text}"
             self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule, read)
         if self.cfg.handoff_below is not None:  # an operator's explicit cosine threshold wins over calibration
             self.verdict.answerable = top["dense"] >= self.cfg.handoff_below
@@ -117,6 +120,21 @@ class SupportTurn:
         if self._faq_candidate() is not None:
             return self.rule.faq_reader
         return self.rule.reader_can_decide(v.score, v.coverage, v.unfamiliar)
+
+    def _read(self) -> tuple[Hit, float, float]:
+        """(passage, its coverage, the reader's log-odds). The reader reads the chosen passage; unless it
+        clearly answers (log-odds >= READ_MORE_BELOW) it reads the next candidates too, up to
+        READ_CANDIDATES, and the answer comes from the one it rates highest (ties: the earlier). On
+        one-line passages the encoder's first is often a neighbouring line: over the benchmark's
+        plain-text notices it was right for 31 of 40 questions, the reader's pick of the top 3 for 39."""
+        best, cover = self._ranked[0]
+        odds = self.reader.log_odds(reader_passage(best), self.question)
+        if odds < READ_MORE_BELOW:
+            for other, other_cover in self._ranked[1:READ_CANDIDATES]:
+                other_odds = self.reader.log_odds(reader_passage(other), self.question)
+                if other_odds > odds:
+                    best, cover, odds = other, other_cover, other_odds
+        return best, cover, odds
 
     def reader_verdict(self) -> dict | None:
         """{"model", "p_answers"} when the reader was asked for this turn, else None."""
@@ -186,6 +204,7 @@ class SupportTurn:
             found = hit(self.kb, top["dense_id"], {"dense": round(top["dense"], 6)})
             pool += [found] if found else []
         if not pool:
+            self._ranked = [(candidates[0], 0.0)] if candidates else []
             return (candidates[0], 0.0) if candidates else (None, 0.0)
         pool = [h for h in pool if language(h.text) == self.lang] or pool
         codes = {c.lower().replace("-", "") for c in _CODE.findall(self.query)}
@@ -195,8 +214,9 @@ class SupportTurn:
             cover = answerable.coverage(self.kb, self.query, text)
             named = bool(codes) and codes <= {c.lower().replace("-", "") for c in _CODE.findall(text)}
             scored.append((h.scores["dense"] + CHOOSE_COVERAGE * cover + CHOOSE_CODE * named, cover, h))
-        _, cover, best = max(scored, key=lambda t: t[0])
-        return best, cover
+        scored.sort(key=lambda t: -t[0])  # stable: equal scores keep the search's order
+        self._ranked = [(h, cover) for _, cover, h in scored]
+        return self._ranked[0]
 
     @property
     def faq_score(self) -> float | None:
