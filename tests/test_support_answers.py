@@ -325,3 +325,24 @@ def test_the_reader_answers_from_the_candidate_it_vouches_for(lumio):
     "".join(turn)
     assert len(judge.prompts) == 6 and turn.best.chunk_id == runner_up.chunk_id != plain.best.chunk_id
     assert not turn.handoff and turn.citations[0]["chunk_id"] == runner_up.chunk_id
+
+
+def test_a_failing_reader_leaves_the_answer_to_the_other_signals(lumio):
+    """A reader whose engine is busy or died (Overloaded, a crashed worker) must not fail the customer's turn."""
+    from loom.apps.support.answer import SupportTurn
+    from loom.apps.support.reader import Reader
+    from loom.apps.support.store import KnowledgeBase
+    from loom.backends.base import Overloaded
+
+    class Busy:
+        name, calls = "busy", 0
+
+        def stream(self, request):
+            Busy.calls += 1
+            raise Overloaded("the queue is full", "retry later")
+
+    kb = KnowledgeBase("lumio")
+    turn = SupportTurn(kb, "音箱能当电脑的麦克风用吗？", reader=Reader(Busy()))  # a question the reader is asked about
+    assert "".join(turn) and Busy.calls == 1 and turn.reader_verdict() is None and turn.best is not None
+    answered = SupportTurn(kb, "音箱连不上网怎么办？", reader=Reader(Busy()))
+    assert "2.4GHz" in "".join(answered) and not answered.handoff

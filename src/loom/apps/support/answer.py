@@ -16,6 +16,7 @@ can answer at all (answerable.py: scores calibrated per KB), then
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,6 +26,7 @@ from loom.apps.support.retrieve import Hit, hit, search_detailed
 from loom.apps.support.store import KnowledgeBase
 from loom.config import SupportConfig
 from loom.data.clean import EN_STOPWORDS
+from loom.errors import LoomError
 from loom.data.words import search_terms
 from loom.text import CJK_CHAR, CJK_RUN, fold, has_cjk, language, sentences
 
@@ -32,6 +34,7 @@ _PRONOUNS = re.compile(r"\b(it|its|that|this|those|these|they|them|there)\b|它|
 _BARE = re.compile(r"^[\W\d_]*$")  # "1", "[1]", "2." : what a small model writes when the prompt confuses it
 _IDK = ("i don't know", "i do not know", "no answer", "cannot answer", "不知道", "无法回答", "没有提到", "未提及")
 _CODE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}-?\d{1,4}(?![A-Za-z0-9])")  # E03, F2, P-12: named exactly or not at all
+log = logging.getLogger(__name__)
 CANDIDATES = 8  # passages weighed when choosing the one to answer from (the top k shown are the first cfg.k)
 READ_CANDIDATES = 3  # with a reader: passages it may read to choose the one to answer from
 READ_MORE_BELOW = 1.0  # log-odds (p 0.73): a first passage the reader rates lower makes it read the next ones
@@ -96,9 +99,13 @@ class SupportTurn:
         unfamiliar = answerable.unfamiliar(kb, self.query)
         self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule)
         if self._worth_reading():
-            self.best, lexical, read = self._read()
-            passage = f"{self.best.title} {self.best.text}"
-            self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule, read)
+            try:
+                self.best, lexical, read = self._read()
+            except LoomError as e:  # a busy or failed reader: answer on the other signals, never fail the turn
+                log.warning("support reader %s failed, answering without it: %s", reader.name, e)
+            else:
+                passage = f"{self.best.title} {self.best.text}"
+                self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule, read)
         if self.cfg.handoff_below is not None:  # an operator's explicit cosine threshold wins over calibration
             self.verdict.answerable = top["dense"] >= self.cfg.handoff_below
         self.confidence = self.verdict.confidence
