@@ -112,13 +112,10 @@ def support(
     from loom.apps.support.eval_answers import evaluate, read_questions
     import sys
 
-    from loom import home
-    from loom.apps.support.reader import open_reader
+    from loom.apps.support.reader import check_choice, open_reader
     from loom.apps.support.store import KnowledgeBase
-    from loom.errors import InputError
 
-    if reader not in ("auto", "off") and not home.is_model_name(reader):
-        raise InputError(f"--reader {reader!r} is not a model name", "pass auto, off, or a name from `loom models list`")
+    check_choice(reader)
     base = KnowledgeBase(kb)
     questions = read_questions(Path(qa), need_answer=True)
     unanswerable = read_questions(Path(oos), need_answer=False) if oos else []

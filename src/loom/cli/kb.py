@@ -135,18 +135,13 @@ class _Desk:
     """One KB with its writer and reader loaded once, answering turns on the terminal."""
 
     def __init__(self, name: str, model: str | None, reader: str | None, min_score: float | None, graph: bool | None) -> None:
-        from loom.apps.support.reader import open_reader
+        from loom.apps.support.reader import check_choice, open_reader
         from loom.apps.support.store import KnowledgeBase
         from loom.config import SupportConfig
 
-        from loom import home
-        from loom.errors import InputError
-
-        if reader not in ("auto", "off") and not home.is_model_name(reader):
-            raise InputError(f"--reader {reader!r} is not a model name", "pass auto, off, or a name from `loom models list`")
         self.kb = KnowledgeBase(name)
         model = model or self.kb.meta("model") or None
-        self.cfg = SupportConfig(model=model, min_score=min_score, graph=graph, reader=reader)
+        self.cfg = SupportConfig(model=model, min_score=min_score, graph=graph, reader=check_choice(reader))
         self.generator = None
         if model:
             from loom import registry

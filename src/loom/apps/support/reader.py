@@ -99,6 +99,16 @@ def _clipped_log_odds(p: float) -> float:
     return max(-MAX_LOG_ODDS, min(MAX_LOG_ODDS, math.log(p / (1 - p))))
 
 
+def check_choice(choice: str) -> str:
+    """A `--reader` value from the command line: auto, off or a model name, never a path."""
+    from loom import home
+    from loom.errors import InputError
+
+    if choice not in ("auto", "off") and not home.is_model_name(choice):
+        raise InputError(f"--reader {choice!r} is not a model name", "pass auto, off, or a name from `loom models list`")
+    return choice
+
+
 def auto_name(choice: str | None, writer: str | None) -> str | None:
     """The reader a support config asks for: None/"off" none, a model name that model, "auto" the KB's
     writer or the default chat model when it is one of AUTO_READERS and installed."""
