@@ -245,8 +245,9 @@ class Judge:
 @pytest.mark.parametrize("p_yes, answered", [(0.02, False), (0.98, True), (None, False)])
 def test_a_reader_decides_questions_on_the_kbs_subject_that_similarity_cannot(lumio, p_yes, answered):
     """"Can the speaker be a PC microphone?" is on the shop's subject, close to the speaker manual: the
-    reader's verdict on the chosen passage decides it. Far off-topic questions are decided without
-    asking it; FAQ matches are answered only if it finds the answer there."""
+    reader's verdict on the chosen passage decides it, and outweighs the word signals (a far off-topic
+    question it finds no answer to is handed off); FAQ matches are answered only if it finds the answer
+    there."""
     from loom.apps.support.answer import SupportTurn
     from loom.apps.support.reader import Reader
     from loom.apps.support.store import KnowledgeBase
@@ -269,11 +270,12 @@ def test_a_reader_decides_questions_on_the_kbs_subject_that_similarity_cannot(lu
     SupportTurn(kb, "音箱能当电脑的麦克风用吗？", reader=reader)  # the same passages and question: not read again
     assert len(judge.prompts) == per_question
     far = SupportTurn(kb, "Can you recommend a good movie?", reader=reader)
-    assert "".join(far) and far.handoff and far.reader_verdict() is None and len(judge.prompts) == per_question
+    assert "".join(far) and far.reader_verdict() is not None and far.handoff is not answered
+    asked = len(judge.prompts)
     # a FAQ match is read too: "怎么申请信用卡？" comes close to the payment-methods FAQ, which does not say
     faq = SupportTurn(kb, "退款多久到账？", reader=reader)
     text = "".join(faq)
-    assert len(judge.prompts) == 2 * per_question and faq.reader_verdict() is not None
+    assert len(judge.prompts) == asked + per_question and faq.reader_verdict() is not None
     # vetoed, the FAQ pair is no longer taken as the customer's own question; the evidence rule still weighs it
     assert ("3-5个工作日" in text and faq.mode == "faq") if answered else faq.mode != "faq"
 

@@ -92,17 +92,19 @@ class SupportTurn:
         self.hits = candidates[: self.cfg.k]
         self.best, lexical = self._evidence(candidates, top)
         passage = f"{self.best.title} {self.best.text}" if self.best else ""
-        if rule is None:
-            rule = answerable.READER_RULE if reader is not None else answerable.Rule()
-            rule = rule if self.cfg.min_score is None else replace(rule, min_score=self.cfg.min_score)
+        shipped = rule is None
+        rule = self._shipped_rule(reader is not None) if shipped else rule
         self.rule, self.reader = rule, reader
         unfamiliar = answerable.unfamiliar(kb, self.query)
         self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule)
         if self._worth_reading():
             try:
                 self.best, lexical, read = self._read()
-            except LoomError as e:  # a busy or failed reader: answer on the other signals, never fail the turn
+            except LoomError as e:  # a busy or failed reader: judged as if there were none, never fail the turn
                 log.warning("support reader %s failed, answering without it: %s", reader.name, e)
+                if shipped:  # READER_RULE is weighted for a verdict that never came: the plain rule instead
+                    self.rule = rule = self._shipped_rule(False)
+                    self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule)
             else:
                 passage = f"{self.best.title} {self.best.text}"
                 self.verdict = answerable.judge(kb, self.lang, top["dense"], passage, lexical, unfamiliar, rule, read)
@@ -116,6 +118,10 @@ class SupportTurn:
         self.fallback = ""  # why a generated answer was replaced by the extractive one
         self.draft = ""  # the chat model's own answer, shown or not
         self.graph_facts: list[dict] = []  # knowledge-graph facts added to the answer
+
+    def _shipped_rule(self, with_reader: bool) -> answerable.Rule:
+        rule = answerable.READER_RULE if with_reader else answerable.Rule()
+        return rule if self.cfg.min_score is None else replace(rule, min_score=self.cfg.min_score)
 
     def _worth_reading(self) -> bool:
         """Ask the reader only where its verdict can turn the decision: a FAQ match only when the rule
