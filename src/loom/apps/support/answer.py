@@ -145,7 +145,7 @@ class SupportTurn:
         READ_SWITCH_MARGIN (its verdicts on near-equal passages are noise: over the benchmark's five
         domains switching on any gain lost 8 right firsts and won 13; with the margin lost 0, won 10). On
         one-line passages the encoder's first is often a neighbouring line: over the benchmark's
-        plain-text notices it was right for 31 of 40 questions, the reader's pick of the top 3 for 39."""
+        plain-text notices it was right for 31 of 40 questions, the reader's pick of the top 3 for 37."""
         best, cover = self._ranked[0]
         odds = first_odds = self.reader.log_odds(reader_passage(best), self.question)
         if odds < READ_MORE_BELOW:

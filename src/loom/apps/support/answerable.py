@@ -64,11 +64,11 @@ UNFAMILIAR_WEIGHT = 0.5  # words the KB never uses ("financing", "以旧换新")
 UNFAMILIAR_FULL_AT = 40  # chunks: a KB this large has the vocabulary to say a word is foreign to it (a guard, not tuned)
 FAQ_MIN_SCORE = 0.3  # a FAQ question this far from off-topic towards "asked verbatim" is the customer's question
 # With a reader (READER_RULE below), chosen the same way on all five domains with the reader's log-odds
-# as a fourth signal (bench/support_answers.py --reader qwen2.5-1.5b): the reader's verdict weighs most (a confident "yes",
-# +6.9, is worth +5.2 of evidence, so it is asked for almost every question), the unfamiliar signal
-# drops out (colloquial questions to a KB of short lines use many words it never does; the reader
-# tells those apart better), and the reader also checks FAQ matches ("怎么申请信用卡？" is close to the
-# payment-methods FAQ, which does not say).
+# as a fourth signal (bench/support_answers.py --reader qwen2.5-1.5b): the reader's verdict weighs most
+# (a confident "yes", +6.9, is worth +5.2 of evidence, so it is asked for almost every question), the
+# unfamiliar signal drops out (colloquial questions to a KB of short lines use many words it never
+# does; the reader tells those apart better), and the reader also checks FAQ matches ("怎么申请信用卡？"
+# is close to the payment-methods FAQ, which does not say).
 READER_MIN_SCORE = 0.2
 READER_COVERAGE_WEIGHT = 0.5
 READER_UNFAMILIAR_WEIGHT = 0.0
