@@ -328,6 +328,16 @@ def test_the_reader_answers_from_the_candidate_it_vouches_for(lumio):
     assert len(judge.prompts) == 6 and turn.best.chunk_id == runner_up.chunk_id != plain.best.chunk_id
     assert not turn.handoff and turn.citations[0]["chunk_id"] == runner_up.chunk_id
 
+    class Unsure(Judge):  # rates the runner-up a little higher (log-odds +0.2 against -0.2): noise, not a reason
+        def stream(self, request):
+            self.p_yes = 0.55 if runner_up.text in request.messages[-1]["content"] else 0.45
+            yield from super().stream(request)
+
+    unsure = Unsure(0.45)
+    kept = SupportTurn(kb, "音箱能当电脑的麦克风用吗？", reader=Reader(unsure))
+    assert len(unsure.prompts) == 6 and kept.best.chunk_id == plain.best.chunk_id
+    assert abs(kept.reader_verdict()["p_answers"] - 0.45) < 1e-3  # the verdict is on the passage answered from
+
 
 def test_a_failing_reader_leaves_the_answer_to_the_other_signals(lumio):
     """A reader whose engine is busy or died (Overloaded, a crashed worker) must not fail the customer's turn."""
