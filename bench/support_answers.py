@@ -219,7 +219,6 @@ def main() -> None:
     from loom import registry
     from loom.apps.support import answerable
     from loom.apps.support.eval_answers import evaluate
-    from loom.apps.support import reader as reader_module
     from loom.apps.support.reader import Reader
     from loom.config import SupportConfig
 
@@ -234,8 +233,7 @@ def main() -> None:
         if option == "model":
             generator = opened
         elif opened is not None:
-            reader = Reader(opened, name)
-            reader_module._CACHE = 1_000_000  # every verdict kept: each rule is scored by answering again
+            reader = Reader(opened, name, cache=1_000_000)  # every verdict kept: each rule is scored by answering again
     reports: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LOOM_HOME"] = tmp  # the benchmark's KBs never touch the user's

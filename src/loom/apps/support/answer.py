@@ -129,8 +129,9 @@ class SupportTurn:
 
     def _worth_reading(self) -> bool:
         """Ask the reader only where its verdict can turn the decision: a FAQ match only when the rule
-        has it check those; never for an empty KB, or a question far off-topic (or clearly answered)
-        whatever the reader says."""
+        has it check those; never for an empty KB or a passage the encoder cannot read; otherwise when
+        the evidence is nearer the bar than the reader's strongest verdict can move it (under
+        READER_RULE, +-5.2: almost every question)."""
         v = self.verdict
         if self.reader is None or self.best is None or v.final or self.cfg.handoff_below is not None:
             return False

@@ -49,11 +49,13 @@ _YES, _NO = ("yes", "是"), ("no", "否")
 
 
 class Reader:
-    """`backend`: a loaded chat Backend (the server's shared copy or one of its own); not closed here."""
+    """`backend`: a loaded chat Backend (the server's shared copy or one of its own); not closed here.
+    `cache`: verdicts kept (a benchmark that scores many rules by answering again keeps them all)."""
 
-    def __init__(self, backend, name: str | None = None) -> None:
+    def __init__(self, backend, name: str | None = None, cache: int = _CACHE) -> None:
         self.backend = backend
         self.name = name or getattr(backend, "name", "reader")
+        self.cache = cache
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._lock = threading.Lock()  # a server answers several customers at once; the model call runs unlocked
 
@@ -67,7 +69,7 @@ class Reader:
         value = self._ask(passage[:PASSAGE_CHARS], question)
         with self._lock:
             self._seen[key] = value
-            if len(self._seen) > _CACHE:
+            if len(self._seen) > self.cache:
                 self._seen.popitem(last=False)
         return value
 
